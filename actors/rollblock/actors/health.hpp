@@ -1,0 +1,33 @@
+#pragma once
+
+#include "rollblock/actors/store_reader.hpp"
+#include "rollblock/messages/actor_interfaces.hpp"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace rollblock {
+
+/// The health actor's state.
+struct health_state_data {
+  static inline const char* name = "rollblock.health";
+
+  std::shared_ptr<store_shared> shared;
+  /// How long without activity makes a serving store idle.
+  std::chrono::nanoseconds idle_after = std::chrono::seconds{60};
+  /// The worst fault reported so far and why.
+  health_state worst = health_state::healthy;
+  std::string reason;
+
+  /// Returns the current health and why.
+  std::pair<health_state, std::string> assess() const;
+};
+
+/// Reports figures and health. Client errors (bad input) are counted but
+/// never change health; only store faults do.
+health_actor::behavior_type
+health(health_actor::stateful_pointer<health_state_data> self,
+       std::shared_ptr<store_shared> shared);
+
+} // namespace rollblock

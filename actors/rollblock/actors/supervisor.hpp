@@ -1,0 +1,74 @@
+#pragma once
+
+#include "rollblock/actors/store_reader.hpp"
+#include "rollblock/messages/actor_interfaces.hpp"
+#include "rollblock/storage/recovery.hpp"
+
+#include <caf/response_promise.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace rollblock {
+
+/// The supervisor's state: its children, the order of mutating calls and
+/// the write pipeline between mutation, journal and persistence.
+struct supervisor_state {
+  static inline const char* name = "rollblock.supervisor";
+
+  std::shared_ptr<store_shared> shared;
+  store_options options;
+  durability_mode mode;
+  std::uint64_t rollback_window = 100;
+  /// Reverts below this height are refused (the journal was pruned).
+  std::optional<block_id> pruned_through;
+  /// Holds the data directory until the supervisor is gone.
+  std::unique_ptr<storage::data_dir_lock> lock;
+
+  mutation_actor mutation;
+  journal_actor journal;
+  persistence_actor persistence;
+  health_actor health;
+  std::size_t children_alive = 0;
+
+  /// Mutating calls run one at a time, in arrival order; `busy` while one
+  /// runs. Each queued call ends by calling finish().
+  std::deque<std::function<void()>> queue;
+  bool busy = false;
+  bool draining_queue = false;
+
+  /// Blocks sent to the journal and not yet durable, oldest first.
+  std::deque<block_record_ptr> appended;
+  /// Appends sent to the journal and not yet answered.
+  std::size_t in_flight = 0;
+  /// Run once in_flight is back to zero.
+  std::vector<std::function<void()>> on_drained;
+  /// Resumes an async apply held back by a full queue (backpressure).
+  std::function<void()> on_capacity;
+
+  /// Durable blocks handed to persistence since the last checkpoint.
+  std::size_t since_checkpoint = 0;
+  std::chrono::steady_clock::time_point last_checkpoint;
+  bool checkpointing = false;
+  /// A revert runs: no pruning may start.
+  bool barrier = false;
+  /// A block is staged (start_block .. end_block).
+  bool staged = false;
+  /// The shutdown call waiting for the children to go down.
+  std::optional<caf::typed_response_promise<atom::ok>> shutdown_promise;
+};
+
+/// The store's front actor. Serializes every write, revert, flush and policy
+/// switch; orders the rollback barrier against queued journal and
+/// persistence work; owns the fatal state. Reads are answered inline from
+/// the in-memory state.
+store_actor::behavior_type
+supervisor(store_actor::stateful_pointer<supervisor_state> self,
+           std::shared_ptr<storage::recovered_store> recovered,
+           std::shared_ptr<store_shared> shared, store_options options);
+
+} // namespace rollblock

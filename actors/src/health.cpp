@@ -1,0 +1,67 @@
+#include "rollblock/actors/health.hpp"
+
+#include "rollblock/messages/error.hpp"
+
+namespace rollblock {
+
+std::pair<health_state, std::string> health_state_data::assess() const {
+  if (auto err = shared->refusal(); err && code_of(err) != ec::store_closed)
+    return {health_state::fatal, describe(err)};
+  if (worst == health_state::degraded)
+    return {health_state::degraded, reason};
+  auto checksum_errors = shared->counters().checksum_errors.load();
+  if (checksum_errors > 0)
+    return {health_state::degraded,
+            std::to_string(checksum_errors) + " checksum errors"};
+  auto now = std::chrono::steady_clock::now().time_since_epoch();
+  auto last = std::chrono::nanoseconds{
+    shared->counters().last_activity_ns.load(std::memory_order_relaxed)};
+  if (now - last > idle_after)
+    return {health_state::idle, ""};
+  return {health_state::healthy, ""};
+}
+
+health_actor::behavior_type
+health(health_actor::stateful_pointer<health_state_data> self,
+       std::shared_ptr<store_shared> shared) {
+  self->state.shared = std::move(shared);
+  return {
+    [self](atom::fault, health_state state, std::string& reason) {
+      auto& st = self->state;
+      if (state > st.worst) {
+        st.worst = state;
+        st.reason = std::move(reason);
+      }
+    },
+    [self](atom::metrics) -> caf::result<metrics_snapshot> {
+      auto& st = self->state;
+      auto& c = st.shared->counters();
+      metrics_snapshot m;
+      m.heights = st.shared->heights();
+      m.durability = st.shared->durability();
+      m.blocks_applied = c.blocks_applied.load();
+      m.operations_applied = c.operations_applied.load();
+      m.sets = c.sets.load();
+      m.deletes = c.deletes.load();
+      m.reverts = c.reverts.load();
+      m.blocks_reverted = c.blocks_reverted.load();
+      m.lookups = c.lookups.load();
+      m.client_errors = c.client_errors.load();
+      m.checksum_errors = c.checksum_errors.load();
+      m.checkpoints = c.checkpoints.load();
+      m.live_keys = st.shared->memory().size();
+      m.journal_bytes = c.journal_bytes.load();
+      m.apply_latency = c.apply_latency.summary();
+      m.revert_latency = c.revert_latency.summary();
+      m.lookup_latency = c.lookup_latency.summary();
+      std::tie(m.health, m.health_reason) = st.assess();
+      return m;
+    },
+    [self](atom::health) -> caf::result<health_state, std::string> {
+      auto [state, reason] = self->state.assess();
+      return {state, std::move(reason)};
+    },
+  };
+}
+
+} // namespace rollblock

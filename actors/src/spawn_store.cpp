@@ -1,0 +1,39 @@
+#include "rollblock/actors/spawn_store.hpp"
+
+#include "rollblock/actors/supervisor.hpp"
+#include "rollblock/messages/error.hpp"
+#include "rollblock/storage/recovery.hpp"
+
+#include <caf/message.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace rollblock {
+
+void add_rollblock_types(caf::actor_system_config& cfg) {
+  cfg.add_error_category(error_category, [](std::uint8_t code, caf::atom_value,
+                                           const caf::message& context) {
+    auto err = caf::error{code, error_category, context};
+    return describe(err);
+  });
+}
+
+caf::expected<store_handle> spawn_store(caf::actor_system& sys,
+                                        const store_options& opts) {
+  auto recovered = storage::recover(opts);
+  if (!recovered)
+    return recovered.error();
+  auto state = std::make_shared<storage::recovered_store>(
+    std::move(*recovered));
+  auto shared = std::make_shared<store_shared>(state->memory,
+                                               state->meta.durability,
+                                               state->heights);
+  spdlog::info("opened {} at block {} ({} keys, {}-byte keys, {})",
+               opts.data_dir, state->heights.applied, state->memory->size(),
+               state->meta.key_width, to_string(state->meta.durability));
+  auto actor = sys.spawn(supervisor, state, shared, opts);
+  return store_handle{std::move(actor), store_reader{shared}};
+}
+
+} // namespace rollblock

@@ -1,0 +1,794 @@
+#include "rollblock/actors/supervisor.hpp"
+
+#include "rollblock/actors/health.hpp"
+#include "rollblock/actors/journal.hpp"
+#include "rollblock/actors/mutation.hpp"
+#include "rollblock/actors/persistence.hpp"
+#include "rollblock/messages/error.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace rollblock {
+
+namespace {
+
+using self_ptr = store_actor::stateful_pointer<supervisor_state>;
+using clock_type = std::chrono::steady_clock;
+
+std::uint64_t elapsed_ns(clock_type::time_point start) {
+  return static_cast<std::uint64_t>(
+    std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now()
+                                                         - start)
+      .count());
+}
+
+// -- call ordering -----------------------------------------------------------
+
+/// Runs queued calls until one is in progress.
+void run_queue(self_ptr self) {
+  auto& st = self->state;
+  if (st.draining_queue)
+    return;
+  st.draining_queue = true;
+  while (!st.busy && !st.queue.empty()) {
+    auto call = std::move(st.queue.front());
+    st.queue.pop_front();
+    st.busy = true;
+    call();
+  }
+  st.draining_queue = false;
+}
+
+/// Queues a mutating call; it runs after every call queued before it.
+void enqueue(self_ptr self, std::function<void()> call) {
+  self->state.queue.push_back(std::move(call));
+  run_queue(self);
+}
+
+/// Ends the running call and starts the next.
+void finish(self_ptr self) {
+  self->state.busy = false;
+  run_queue(self);
+}
+
+/// Runs `f` once no journal append is in flight.
+void when_drained(self_ptr self, std::function<void()> f) {
+  if (self->state.in_flight == 0)
+    f();
+  else
+    self->state.on_drained.push_back(std::move(f));
+}
+
+// -- faults ------------------------------------------------------------------
+
+/// Counts a refused call (bad input or wrong state): health is unaffected.
+caf::error client_error(self_ptr self, caf::error err) {
+  self->state.shared->counters().client_errors.fetch_add(1);
+  return err;
+}
+
+/// Enters the fatal state: every later call fails fast with `err`. Blocks
+/// applied in memory but not durable are reverted in memory, so that reads
+/// never show what a reopen would not find.
+void enter_fatal(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  if (st.shared->refusal())
+    return;
+  spdlog::critical("rollblock store is now fatal: {}", describe(err));
+  st.shared->set_fatal(err);
+  self->send(st.health, atom::fault::value, health_state::fatal,
+             describe(err));
+  if (st.appended.empty())
+    return;
+  block_record_list newest_first(st.appended.rbegin(), st.appended.rend());
+  auto durable = st.shared->heights().durable;
+  st.appended.clear();
+  self->request(st.mutation, caf::infinite, atom::revert::value,
+                std::move(newest_first), durable)
+    .then([](atom::ok) {},
+          [](caf::error& revert_err) {
+            spdlog::critical("reverting undurable blocks in memory failed: "
+                             "{}",
+                             describe(revert_err));
+          });
+}
+
+/// Returns the error for a failed store step: the fatal error once fatal.
+caf::error fault(self_ptr self, const caf::error& err) {
+  enter_fatal(self, err);
+  return self->state.shared->refusal();
+}
+
+// -- the write pipeline --------------------------------------------------------
+
+void checkpoint(self_ptr self);
+
+/// Hands blocks up to `durable` to persistence; checkpoints when due.
+void advance_durable(self_ptr self, block_id durable) {
+  auto& st = self->state;
+  st.shared->set_durable(durable);
+  while (!st.appended.empty() && st.appended.front()->height <= durable) {
+    self->send(st.persistence, atom::checkpoint::value,
+               std::move(st.appended.front()));
+    st.appended.pop_front();
+    ++st.since_checkpoint;
+  }
+  if (st.checkpointing || st.barrier || st.since_checkpoint == 0)
+    return;
+  if (st.since_checkpoint >= st.options.checkpoint_every_blocks
+      || clock_type::now() - st.last_checkpoint
+           >= st.options.checkpoint_interval)
+    checkpoint(self);
+}
+
+/// Sends a block to the journal; `then` runs with the outcome of the append.
+void append(self_ptr self, block_record_ptr record,
+            std::function<void(const caf::error&)> then) {
+  auto& st = self->state;
+  ++st.in_flight;
+  st.appended.push_back(record);
+  auto settle = [self] {
+    auto& st = self->state;
+    --st.in_flight;
+    if (st.on_capacity && st.in_flight < st.mode.max_pending) {
+      auto resume = std::move(st.on_capacity);
+      st.on_capacity = nullptr;
+      resume();
+    }
+    if (st.in_flight == 0) {
+      auto waiting = std::move(st.on_drained);
+      st.on_drained.clear();
+      for (auto& f : waiting)
+        f();
+    }
+  };
+  self->request(st.journal, caf::infinite, atom::append::value, record)
+    .then(
+      [self, then, settle](block_id durable) {
+        advance_durable(self, durable);
+        if (then)
+          then({});
+        settle();
+      },
+      [self, then, settle](caf::error& err) {
+        auto refusal = fault(self, err);
+        if (then)
+          then(refusal);
+        settle();
+      });
+}
+
+/// Counts a block, journals it and answers the caller per durability mode:
+/// synchronous modes reply after the journal append (and its fsync by
+/// policy); async modes reply at once, holding the next call back while
+/// max_pending blocks wait for the journal.
+void commit(self_ptr self, block_record_ptr record,
+            clock_type::time_point start,
+            std::function<void(const caf::error&)> respond) {
+  auto& st = self->state;
+  auto& c = st.shared->counters();
+  c.blocks_applied.fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t deletes = 0;
+  for (auto& change : record->changes)
+    deletes += change.after.empty() ? 1 : 0;
+  c.operations_applied.fetch_add(record->changes.size(),
+                                 std::memory_order_relaxed);
+  c.deletes.fetch_add(deletes, std::memory_order_relaxed);
+  c.sets.fetch_add(record->changes.size() - deletes, std::memory_order_relaxed);
+  c.touch();
+  if (st.mode.is_synchronous()) {
+    append(self, std::move(record),
+           [self, start, respond](const caf::error& err) {
+             self->state.shared->counters().apply_latency.record(
+               elapsed_ns(start));
+             respond(err);
+             finish(self);
+           });
+    return;
+  }
+  append(self, std::move(record), nullptr);
+  c.apply_latency.record(elapsed_ns(start));
+  respond({});
+  if (st.in_flight >= st.mode.max_pending)
+    st.on_capacity = [self] { finish(self); };
+  else
+    finish(self);
+}
+
+/// Writes the durable blocks handed to persistence as one checkpoint, then
+/// prunes the journal below checkpoint - rollback window.
+void checkpoint(self_ptr self) {
+  auto& st = self->state;
+  st.checkpointing = true;
+  st.since_checkpoint = 0;
+  st.last_checkpoint = clock_type::now();
+  auto done = [self] { self->state.checkpointing = false; };
+  auto failed = [self, done](caf::error& err) {
+    enter_fatal(self, err);
+    done();
+  };
+  self->request(st.persistence, caf::infinite, atom::flush::value)
+    .then(
+      [self, done, failed](block_id current) {
+        auto& st = self->state;
+        st.shared->set_current(current);
+        st.shared->counters().checkpoints.fetch_add(1);
+        if (st.barrier || current < st.rollback_window) {
+          done();
+          return;
+        }
+        auto keep_from = current - st.rollback_window;
+        self->request(st.journal, caf::infinite, atom::prune::value, keep_from)
+          .then(
+            [self, keep_from, done, failed](block_id through) {
+              auto& st = self->state;
+              if (through >= keep_from || st.barrier) {
+                done();
+                return;
+              }
+              // Reverts below `through` are refused from now on, before the
+              // files go.
+              st.pruned_through = through;
+              self
+                ->request(st.persistence, caf::infinite, atom::prune::value,
+                          through)
+                .then(
+                  [self, through, done, failed](atom::ok) {
+                    self
+                      ->request(self->state.journal, caf::infinite,
+                                atom::drop::value, through)
+                      .then([done](atom::ok) { done(); }, failed);
+                  },
+                  failed);
+            },
+            failed);
+      },
+      failed);
+}
+
+/// Makes everything applied durable and checkpointed, then calls `then`
+/// with the durable height or the error.
+void flush_all(self_ptr self,
+               std::function<void(caf::expected<block_id>)> then) {
+  when_drained(self, [self, then] {
+    auto failed = [self, then](caf::error& err) { then(fault(self, err)); };
+    self->request(self->state.journal, caf::infinite, atom::sync::value)
+      .then(
+        [self, then, failed](block_id durable) {
+          advance_durable(self, durable);
+          self
+            ->request(self->state.persistence, caf::infinite,
+                      atom::flush::value)
+            .then(
+              [self, then, durable](block_id current) {
+                self->state.shared->set_current(current);
+                self->state.since_checkpoint = 0;
+                then(durable);
+              },
+              failed);
+        },
+        failed);
+  });
+}
+
+// -- revert ------------------------------------------------------------------
+
+/// The revert barrier, step by step. Every step runs after the previous one
+/// succeeded; the first failure makes the store fatal.
+struct revert_call {
+  self_ptr self;
+  block_id target;
+  clock_type::time_point start;
+  caf::typed_response_promise<block_id> promise;
+
+  void fail(const caf::error& err) {
+    auto refusal = fault(self, err);
+    self->state.barrier = false;
+    promise.deliver(refusal);
+    finish(self);
+  }
+
+  /// 1. Everything applied becomes durable and checkpointed.
+  void run() {
+    auto call = *this;
+    flush_all(self, [call](caf::expected<block_id> durable) mutable {
+      if (!durable)
+        return call.fail(durable.error());
+      call.read_undo();
+    });
+  }
+
+  /// 2. Read the records of the blocks above the target.
+  void read_undo() {
+    auto call = *this;
+    self
+      ->request(self->state.journal, caf::infinite, atom::read::value, target)
+      .then([call](block_record_list& newest_first) mutable {
+              call.write_state(std::move(newest_first));
+            },
+            [call](caf::error& err) mutable { call.fail(err); });
+  }
+
+  /// 3. LevelDB gets the state at the target, with the revert marker, in
+  ///    one WriteBatch.
+  void write_state(block_record_list newest_first) {
+    auto call = *this;
+    self
+      ->request(self->state.persistence, caf::infinite, atom::revert::value,
+                newest_first, target)
+      .then([call, newest_first](atom::ok) mutable {
+              call.truncate_journal(std::move(newest_first));
+            },
+            [call](caf::error& err) mutable { call.fail(err); });
+  }
+
+  /// 4. The journal loses the entries above the target, durably.
+  void truncate_journal(block_record_list newest_first) {
+    auto call = *this;
+    self
+      ->request(self->state.journal, caf::infinite, atom::truncate::value,
+                target)
+      .then([call, newest_first](atom::ok) mutable {
+              call.clear_marker(std::move(newest_first));
+            },
+            [call](caf::error& err) mutable { call.fail(err); });
+  }
+
+  /// 5. The marker goes: a crash from here on reopens at the target.
+  void clear_marker(block_record_list newest_first) {
+    auto call = *this;
+    self
+      ->request(self->state.persistence, caf::infinite, atom::clear::value)
+      .then([call, newest_first](atom::ok) mutable {
+              call.revert_memory(std::move(newest_first));
+            },
+            [call](caf::error& err) mutable { call.fail(err); });
+  }
+
+  /// 6. Memory follows; readers see the target state from now on.
+  void revert_memory(block_record_list newest_first) {
+    auto call = *this;
+    auto blocks = newest_first.size();
+    self
+      ->request(self->state.mutation, caf::infinite, atom::revert::value,
+                std::move(newest_first), target)
+      .then(
+        [call, blocks](atom::ok) mutable {
+          auto& st = call.self->state;
+          st.shared->set_durable(call.target);
+          st.shared->set_current(call.target);
+          auto& c = st.shared->counters();
+          c.reverts.fetch_add(1);
+          c.blocks_reverted.fetch_add(blocks);
+          c.revert_latency.record(elapsed_ns(call.start));
+          c.touch();
+          st.barrier = false;
+          call.promise.deliver(call.target);
+          finish(call.self);
+        },
+        [call](caf::error& err) mutable { call.fail(err); });
+  }
+};
+
+void start_revert(self_ptr self, block_id target,
+                  caf::typed_response_promise<block_id> promise) {
+  auto& st = self->state;
+  auto respond_error = [&](caf::error err) {
+    promise.deliver(client_error(self, std::move(err)));
+    finish(self);
+  };
+  if (auto err = st.shared->refusal()) {
+    promise.deliver(err);
+    finish(self);
+    return;
+  }
+  if (st.staged)
+    return respond_error(make_error(ec::block_in_progress,
+                                    "cannot revert while a block is staged"));
+  auto applied = st.shared->memory().applied();
+  if (target > applied)
+    return respond_error(
+      make_error(ec::rollback_target_ahead,
+                 "cannot revert to block " + std::to_string(target)
+                   + ": it is above the applied height "
+                   + std::to_string(applied)));
+  if (target == applied) {
+    promise.deliver(target);
+    finish(self);
+    return;
+  }
+  if (st.pruned_through && target < *st.pruned_through)
+    return respond_error(make_error(
+      ec::rollback_beyond_history,
+      "cannot revert to block " + std::to_string(target)
+        + ": the journal was pruned through block "
+        + std::to_string(*st.pruned_through)
+        + ", so the oldest reachable height is "
+        + std::to_string(*st.pruned_through)));
+  st.barrier = true;
+  revert_call{self, target, clock_type::now(), std::move(promise)}.run();
+}
+
+// -- policy ------------------------------------------------------------------
+
+void switch_policy(self_ptr self, durability_mode mode,
+                   caf::typed_response_promise<durability_mode> promise) {
+  if (auto err = self->state.shared->refusal()) {
+    promise.deliver(err);
+    finish(self);
+    return;
+  }
+  auto failed = [self, promise](caf::error& err) mutable {
+    promise.deliver(fault(self, err));
+    finish(self);
+  };
+  flush_all(self, [self, mode, promise,
+                   failed](caf::expected<block_id> durable) mutable {
+    if (!durable) {
+      promise.deliver(durable.error());
+      finish(self);
+      return;
+    }
+    auto& st = self->state;
+    self
+      ->request(st.journal, caf::infinite, atom::relaxed::value,
+                mode.sync_every)
+      .then(
+        [self, mode, promise, failed](block_id) mutable {
+          self
+            ->request(self->state.persistence, caf::infinite,
+                      atom::config::value, mode)
+            .then(
+              [self, mode, promise](atom::ok) mutable {
+                auto& st = self->state;
+                st.mode = mode;
+                st.shared->set_durability(mode);
+                spdlog::info("durability mode is now {}", to_string(mode));
+                promise.deliver(mode);
+                finish(self);
+              },
+              failed);
+        },
+        failed);
+  });
+}
+
+} // namespace
+
+store_actor::behavior_type
+supervisor(store_actor::stateful_pointer<supervisor_state> self,
+           std::shared_ptr<storage::recovered_store> recovered,
+           std::shared_ptr<store_shared> shared, store_options options) {
+  auto& st = self->state;
+  st.shared = shared;
+  st.options = options;
+  st.mode = recovered->meta.durability;
+  st.rollback_window = recovered->meta.min_rollback_window;
+  st.pruned_through = recovered->meta.pruned_through;
+  st.lock = std::move(recovered->lock);
+  st.last_checkpoint = clock_type::now();
+  auto heights = recovered->heights;
+  st.mutation = self->spawn<caf::monitored>(mutation, shared);
+  st.journal = self->spawn<caf::detached + caf::monitored>(
+    journal, std::make_shared<std::unique_ptr<storage::journal>>(
+               std::move(recovered->blocks)),
+    st.mode.sync_every, heights.durable, shared);
+  st.persistence = self->spawn<caf::detached + caf::monitored>(
+    persistence,
+    std::make_shared<std::unique_ptr<storage::state_store>>(
+      std::move(recovered->state)),
+    recovered->meta);
+  st.health = self->spawn<caf::monitored>(health, shared);
+  st.children_alive = 4;
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    --st.children_alive;
+    if (st.shutdown_promise) {
+      if (st.children_alive == 0) {
+        st.shutdown_promise->deliver(atom::ok::value);
+        st.shutdown_promise.reset();
+        self->quit();
+      }
+      return;
+    }
+    enter_fatal(self, make_error(ec::durability_failure,
+                                 "a store actor terminated unexpectedly: "
+                                   + caf::to_string(msg.reason)));
+  });
+  self->attach_functor([self] {
+    // Children die with the supervisor, whatever ends it.
+    auto& st = self->state;
+    caf::anon_send_exit(st.mutation, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(st.journal, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(st.persistence, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(st.health, caf::exit_reason::user_shutdown);
+  });
+  spdlog::debug("store serving at block {}", heights.applied);
+  return {
+    [self](atom::apply, block_id height,
+           operation_list& ops) -> caf::result<block_id> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<block_id>();
+      enqueue(self, [self, height, ops = std::move(ops), promise]() mutable {
+        auto& st = self->state;
+        if (auto err = st.shared->refusal()) {
+          promise.deliver(err);
+          return finish(self);
+        }
+        if (st.staged) {
+          promise.deliver(client_error(
+            self, make_error(ec::block_in_progress,
+                             "cannot apply block " + std::to_string(height)
+                               + " while a block is staged")));
+          return finish(self);
+        }
+        auto start = clock_type::now();
+        self
+          ->request(st.mutation, caf::infinite, atom::apply::value, height,
+                    std::move(ops))
+          .then(
+            [self, start, promise](block_record_ptr& record) mutable {
+              auto height = record->height;
+              commit(self, std::move(record), start,
+                     [height, promise](const caf::error& err) mutable {
+                       if (err)
+                         promise.deliver(err);
+                       else
+                         promise.deliver(height);
+                     });
+            },
+            [self, promise](caf::error& err) mutable {
+              promise.deliver(client_error(self, err));
+              finish(self);
+            });
+      });
+      return promise;
+    },
+    [self](atom::revert, block_id target) -> caf::result<block_id> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<block_id>();
+      enqueue(self, [self, target, promise]() mutable {
+        start_revert(self, target, std::move(promise));
+      });
+      return promise;
+    },
+    [self](atom::fetch, const key& k) -> caf::result<value> {
+      auto result = store_reader{self->state.shared}.fetch(k);
+      if (!result)
+        return result.error();
+      return std::move(*result);
+    },
+    [self](atom::fetch,
+           const std::vector<key>& keys) -> caf::result<std::vector<value>> {
+      auto result = store_reader{self->state.shared}.fetch_many(keys);
+      if (!result)
+        return result.error();
+      return std::move(*result);
+    },
+    [self](atom::pop, block_id height, key& k) -> caf::result<value> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<value>();
+      enqueue(self, [self, height, k = std::move(k), promise]() mutable {
+        auto& st = self->state;
+        if (auto err = st.shared->refusal()) {
+          promise.deliver(err);
+          return finish(self);
+        }
+        if (st.staged) {
+          promise.deliver(client_error(
+            self, make_error(ec::block_in_progress,
+                             "cannot pop in block " + std::to_string(height)
+                               + " while a block is staged")));
+          return finish(self);
+        }
+        auto start = clock_type::now();
+        operation_list ops{operation{std::move(k), {}}};
+        self
+          ->request(st.mutation, caf::infinite, atom::apply::value, height,
+                    std::move(ops))
+          .then(
+            [self, start, promise](block_record_ptr& record) mutable {
+              auto before = record->changes.front().before;
+              commit(self, std::move(record), start,
+                     [before, promise](const caf::error& err) mutable {
+                       if (err)
+                         promise.deliver(err);
+                       else
+                         promise.deliver(before);
+                     });
+            },
+            [self, promise](caf::error& err) mutable {
+              promise.deliver(client_error(self, err));
+              finish(self);
+            });
+      });
+      return promise;
+    },
+    [self](atom::start, block_id height) -> caf::result<atom::ok> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<atom::ok>();
+      enqueue(self, [self, height, promise]() mutable {
+        auto& st = self->state;
+        if (st.staged) {
+          promise.deliver(client_error(
+            self, make_error(ec::block_in_progress,
+                             "cannot start block " + std::to_string(height)
+                               + ": a block is staged already")));
+          return finish(self);
+        }
+        self->request(st.mutation, caf::infinite, atom::start::value, height)
+          .then(
+            [self, promise](atom::ok) mutable {
+              self->state.staged = true;
+              promise.deliver(atom::ok::value);
+              finish(self);
+            },
+            [self, promise](caf::error& err) mutable {
+              promise.deliver(client_error(self, err));
+              finish(self);
+            });
+      });
+      return promise;
+    },
+    [self](atom::set, key& k, value& v) -> caf::result<atom::ok> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<atom::ok>();
+      enqueue(self, [self, k = std::move(k), v = std::move(v),
+                     promise]() mutable {
+        self
+          ->request(self->state.mutation, caf::infinite, atom::set::value,
+                    std::move(k), std::move(v))
+          .then(
+            [self, promise](atom::ok) mutable {
+              promise.deliver(atom::ok::value);
+              finish(self);
+            },
+            [self, promise](caf::error& err) mutable {
+              promise.deliver(client_error(self, err));
+              finish(self);
+            });
+      });
+      return promise;
+    },
+    [self](atom::pop, key& k) -> caf::result<value> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<value>();
+      enqueue(self, [self, k = std::move(k), promise]() mutable {
+        self
+          ->request(self->state.mutation, caf::infinite, atom::pop::value,
+                    std::move(k))
+          .then(
+            [self, promise](value& before) mutable {
+              promise.deliver(std::move(before));
+              finish(self);
+            },
+            [self, promise](caf::error& err) mutable {
+              promise.deliver(client_error(self, err));
+              finish(self);
+            });
+      });
+      return promise;
+    },
+    [self](atom::end) -> caf::result<block_id> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<block_id>();
+      enqueue(self, [self, promise]() mutable {
+        auto start = clock_type::now();
+        self->request(self->state.mutation, caf::infinite, atom::end::value)
+          .then(
+            [self, start, promise](block_record_ptr& record) mutable {
+              self->state.staged = false;
+              auto height = record->height;
+              commit(self, std::move(record), start,
+                     [height, promise](const caf::error& err) mutable {
+                       if (err)
+                         promise.deliver(err);
+                       else
+                         promise.deliver(height);
+                     });
+            },
+            [self, promise](caf::error& err) mutable {
+              promise.deliver(client_error(self, err));
+              finish(self);
+            });
+      });
+      return promise;
+    },
+    [self](atom::heights) -> caf::result<store_heights> {
+      return self->state.shared->heights();
+    },
+    [self](atom::flush) -> caf::result<block_id> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<block_id>();
+      enqueue(self, [self, promise]() mutable {
+        flush_all(self, [self, promise](caf::expected<block_id> durable) mutable {
+          if (durable)
+            promise.deliver(*durable);
+          else
+            promise.deliver(durable.error());
+          finish(self);
+        });
+      });
+      return promise;
+    },
+    [self](atom::shutdown) -> caf::result<atom::ok> {
+      auto promise = self->make_response_promise<atom::ok>();
+      enqueue(self, [self, promise]() mutable {
+        auto& st = self->state;
+        if (st.staged) {
+          promise.deliver(client_error(
+            self, make_error(ec::block_in_progress,
+                             "cannot close while a block is staged")));
+          return finish(self);
+        }
+        auto close = [self, promise](caf::error err) mutable {
+          auto& st = self->state;
+          if (err)
+            spdlog::error("closing after a failure: {}", describe(err));
+          st.shared->set_closed();
+          st.shutdown_promise = promise;
+          self->send_exit(st.mutation, caf::exit_reason::user_shutdown);
+          self->send_exit(st.journal, caf::exit_reason::user_shutdown);
+          self->send_exit(st.persistence, caf::exit_reason::user_shutdown);
+          self->send_exit(st.health, caf::exit_reason::user_shutdown);
+          // Calls queued behind the shutdown get store_closed when they run.
+          finish(self);
+        };
+        if (st.shared->refusal())
+          return close({});
+        flush_all(self, [close](caf::expected<block_id> durable) mutable {
+          close(durable ? caf::error{} : durable.error());
+        });
+      });
+      return promise;
+    },
+    [self](atom::healthy) -> caf::result<atom::ok> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      return atom::ok::value;
+    },
+    [self](atom::relaxed, std::uint32_t n) -> caf::result<durability_mode> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      if (n == 0)
+        return client_error(self,
+                            make_error(ec::invalid_argument,
+                                       "relaxed mode needs a sync interval "
+                                       "of at least 1 block"));
+      auto promise = self->make_response_promise<durability_mode>();
+      enqueue(self, [self, n, promise]() mutable {
+        switch_policy(self, self->state.mode.relaxed(n), std::move(promise));
+      });
+      return promise;
+    },
+    [self](atom::strict) -> caf::result<durability_mode> {
+      if (auto err = self->state.shared->refusal())
+        return err;
+      auto promise = self->make_response_promise<durability_mode>();
+      enqueue(self, [self, promise]() mutable {
+        switch_policy(self, self->state.mode.strict(), std::move(promise));
+      });
+      return promise;
+    },
+    [self](atom::metrics) -> caf::result<metrics_snapshot> {
+      return self->delegate(self->state.health, atom::metrics::value);
+    },
+    [self](atom::health) -> caf::result<health_state, std::string> {
+      return self->delegate(self->state.health, atom::health::value);
+    },
+  };
+}
+
+} // namespace rollblock

@@ -1,0 +1,123 @@
+#pragma once
+
+#include "rollblock/messages/durability.hpp"
+#include "rollblock/messages/store_options.hpp"
+
+#include <caf/meta/type_name.hpp>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace rollblock {
+
+/// How a store is doing, as a supervisor or probe wants to know it.
+/// - healthy: serving, activity within the idle period.
+/// - idle: serving, no activity for a while.
+/// - degraded: serving, but store faults were seen and survived (e.g. a
+///   torn journal tail repaired at open, checksum errors).
+/// - fatal: refusing every call until reopened.
+enum class health_state : std::uint8_t { healthy, idle, degraded, fatal };
+
+std::string to_string(health_state x);
+
+/// Latency figures of one kind of call, in microseconds.
+struct latency_summary {
+  std::uint64_t count = 0;
+  double avg_us = 0;
+  double p50_us = 0;
+  double p95_us = 0;
+  double p99_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, latency_summary& x) {
+  return f(caf::meta::type_name("rollblock.latency_summary"), x.count,
+           x.avg_us, x.p50_us, x.p95_us, x.p99_us);
+}
+
+/// A point-in-time copy of a store's figures.
+struct metrics_snapshot {
+  store_heights heights;
+  durability_mode durability;
+  std::uint64_t blocks_applied = 0;
+  std::uint64_t operations_applied = 0;
+  std::uint64_t sets = 0;
+  std::uint64_t deletes = 0;
+  std::uint64_t reverts = 0;
+  std::uint64_t blocks_reverted = 0;
+  std::uint64_t lookups = 0;
+  /// Calls refused for bad input or wrong state; they do not affect health.
+  std::uint64_t client_errors = 0;
+  std::uint64_t checksum_errors = 0;
+  std::uint64_t checkpoints = 0;
+  std::uint64_t live_keys = 0;
+  std::uint64_t journal_bytes = 0;
+  latency_summary apply_latency;
+  latency_summary revert_latency;
+  latency_summary lookup_latency;
+  health_state health = health_state::healthy;
+  /// Why the store is degraded or fatal; empty otherwise.
+  std::string health_reason;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, metrics_snapshot& x) {
+  return f(caf::meta::type_name("rollblock.metrics_snapshot"), x.heights,
+           x.durability, x.blocks_applied, x.operations_applied, x.sets,
+           x.deletes, x.reverts, x.blocks_reverted, x.lookups,
+           x.client_errors, x.checksum_errors, x.checkpoints, x.live_keys,
+           x.journal_bytes, x.apply_latency, x.revert_latency,
+           x.lookup_latency, x.health, x.health_reason);
+}
+
+/// A lock-free latency histogram: buckets a quarter of a power of two wide,
+/// from 1 us to about 70 minutes. Safe to record from any thread.
+class latency_histogram {
+public:
+  static constexpr std::size_t bucket_count = 128;
+
+  /// Adds one sample.
+  void record(std::uint64_t nanoseconds);
+
+  /// Returns count, mean and quantiles (each quantile is the upper edge of
+  /// the bucket it falls in).
+  latency_summary summary() const;
+
+private:
+  std::array<std::atomic<std::uint64_t>, bucket_count> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> total_ns_{0};
+};
+
+} // namespace rollblock
+
+namespace rollblock {
+
+/// The figures a running store keeps, updated without locks from whichever
+/// thread does the work (actors, readers) and copied into metrics_snapshot.
+struct store_counters {
+  std::atomic<std::uint64_t> blocks_applied{0};
+  std::atomic<std::uint64_t> operations_applied{0};
+  std::atomic<std::uint64_t> sets{0};
+  std::atomic<std::uint64_t> deletes{0};
+  std::atomic<std::uint64_t> reverts{0};
+  std::atomic<std::uint64_t> blocks_reverted{0};
+  std::atomic<std::uint64_t> lookups{0};
+  std::atomic<std::uint64_t> client_errors{0};
+  std::atomic<std::uint64_t> checksum_errors{0};
+  std::atomic<std::uint64_t> checkpoints{0};
+  /// The journal's size on disk, as its actor last saw it.
+  std::atomic<std::uint64_t> journal_bytes{0};
+  /// Steady-clock nanoseconds of the last call that did work.
+  std::atomic<std::int64_t> last_activity_ns{0};
+  latency_histogram apply_latency;
+  latency_histogram revert_latency;
+  latency_histogram lookup_latency;
+
+  /// Marks activity now.
+  void touch();
+};
+
+} // namespace rollblock

@@ -1,0 +1,56 @@
+#pragma once
+
+#include "rollblock/messages/durability.hpp"
+#include "rollblock/messages/types.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace rollblock {
+
+/// Everything a store is opened with. Fields left unset take the value the
+/// data directory was created with, or the default when creating it.
+struct store_options {
+  /// The data directory; created when missing.
+  std::string data_dir;
+  /// The key width in bytes (8..64). Fixed at creation; reopening with another
+  /// width fails with ec::config_mismatch. Unset: the stored width, or 8.
+  std::optional<std::size_t> key_width;
+  /// The durability mode. Persisted; a set value replaces the stored one.
+  /// Unset: the stored mode, or synchronous.
+  std::optional<durability_mode> durability;
+  /// How many blocks below the checkpoint the journal keeps for reverts.
+  /// Persisted; unset: the stored window, or 100.
+  std::optional<std::uint64_t> min_rollback_window;
+  /// Checkpoint into LevelDB after this many durable blocks...
+  std::uint64_t checkpoint_every_blocks = 64;
+  /// ... or this long after the oldest uncheckpointed durable block.
+  std::chrono::milliseconds checkpoint_interval{1000};
+  /// Start a new journal segment file after this many bytes.
+  std::uint64_t journal_segment_bytes = 64ull << 20;
+  /// LevelDB block cache and write buffer sizes.
+  std::size_t leveldb_cache_bytes = 64ull << 20;
+  std::size_t leveldb_write_buffer_bytes = 64ull << 20;
+};
+
+/// The three heights of a store.
+struct store_heights {
+  /// The newest block applied in memory (visible to reads).
+  block_id applied = 0;
+  /// The newest block whose journal entry is fsynced.
+  block_id durable = 0;
+  /// The newest block checkpointed into LevelDB (the persisted height).
+  block_id current = 0;
+
+  friend bool operator==(const store_heights&, const store_heights&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, store_heights& x) {
+  return f(caf::meta::type_name("rollblock.store_heights"), x.applied,
+           x.durable, x.current);
+}
+
+} // namespace rollblock

@@ -1,0 +1,129 @@
+#pragma once
+
+#include "rollblock/messages/block_record.hpp"
+#include "rollblock/messages/types.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rollblock::storage {
+
+/// Where one journal entry lives.
+struct journal_position {
+  block_id height = 0;
+  std::uint64_t segment = 0; ///< Sequence number of the segment file.
+  std::uint64_t offset = 0;  ///< Byte offset of the entry in that file.
+  std::uint32_t size = 0;    ///< Header plus payload bytes.
+};
+
+/// What opening the journal found and repaired.
+struct journal_open_report {
+  std::size_t segments = 0;
+  std::size_t entries = 0;
+  /// Bytes cut from the tail of the last segment (a torn or corrupt tail).
+  std::uint64_t truncated_bytes = 0;
+  /// The file and offset where the tail was cut, when it was.
+  std::string truncated_file;
+  std::uint64_t truncated_offset = 0;
+};
+
+/// Encodes `record` as one journal entry (header + payload), for a store
+/// whose keys are `key_width` bytes. REQUIRES: every key has that width and
+/// every value at most max_value_size bytes.
+std::string encode_journal_entry(const block_record& record,
+                                 std::size_t key_width);
+
+/// Decodes one whole entry as written by encode_journal_entry. Returns
+/// ec::journal_corrupt for a bad magic, checksum, length or layout,
+/// ec::format_version_mismatch for another format version and
+/// ec::config_mismatch for another key width. Never reads past `bytes`.
+caf::expected<block_record> decode_journal_entry(std::string_view bytes,
+                                                 std::size_t key_width);
+
+/// The append-only block journal: segment files of entries {height, changes
+/// with undo}, each checksummed. Not thread-safe: one owner (the journal
+/// actor) at a time.
+class journal {
+public:
+  struct options {
+    std::filesystem::path dir;
+    std::size_t key_width = default_key_width;
+    /// A new segment starts once the active one holds this many bytes.
+    std::uint64_t segment_bytes = 64ull << 20;
+  };
+
+  /// Opens the journal in `opts.dir`, creating the directory when missing.
+  /// Reads and verifies every entry. A torn or corrupt tail (a bad last entry
+  /// with no valid entry after it) is cut off and reported; a bad entry with a
+  /// valid entry after it is ec::journal_corrupt naming file, offset and the
+  /// last good height. Heights must increase along the journal
+  /// (ec::journal_corrupt otherwise).
+  static caf::expected<std::unique_ptr<journal>>
+  open(const options& opts, journal_open_report* report = nullptr);
+
+  ~journal();
+  journal(const journal&) = delete;
+  journal& operator=(const journal&) = delete;
+
+  /// Appends `record` to the active segment (without fsync), rolling to a new
+  /// segment first when the active one is full (the full one is fsynced and
+  /// the directory fsynced before the new one is used).
+  /// REQUIRES: record.height above last_height() unless the journal is empty.
+  /// On a failed write the segment is truncated back to the entry's start and
+  /// ec::io_error is returned.
+  caf::error append(const block_record& record);
+
+  /// fdatasyncs the active segment. Everything appended so far is durable
+  /// when this returns no error. Returns ec::io_error on failure.
+  caf::error sync();
+
+  /// Returns whether the journal holds no entry.
+  bool empty() const;
+
+  /// Returns the height of the newest entry. REQUIRES: !empty().
+  block_id last_height() const;
+
+  /// Returns the height of the oldest entry. REQUIRES: !empty().
+  block_id first_height() const;
+
+  /// Returns the position of every entry, oldest first.
+  const std::vector<journal_position>& index() const;
+
+  /// Reads and verifies every entry at or above `height`, oldest first.
+  caf::expected<block_record_list> read_from(block_id height) const;
+
+  /// Removes every entry above `height` (truncating and deleting segment
+  /// files) and fsyncs the files and the directory.
+  caf::error truncate_after(block_id height);
+
+  /// Returns the newest height H such that the whole segments holding only
+  /// entries with heights <= H could be deleted while keeping every entry at
+  /// or above `keep_from`. The active segment is never prunable. Returns
+  /// nullopt when no segment qualifies.
+  std::optional<block_id> prunable_through(block_id keep_from) const;
+
+  /// Deletes every segment whose newest entry is <= `height` (oldest first),
+  /// then fsyncs the directory. Segments are only removed whole.
+  caf::error drop_through(block_id height);
+
+  /// Returns the total size of the segment files in bytes.
+  std::uint64_t size_bytes() const;
+
+  /// Returns the directory.
+  const std::filesystem::path& dir() const;
+
+private:
+  struct impl;
+  explicit journal(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rollblock::storage

@@ -1,0 +1,49 @@
+#pragma once
+
+#include "rollblock/messages/store_options.hpp"
+#include "rollblock/storage/data_dir_lock.hpp"
+#include "rollblock/storage/journal.hpp"
+#include "rollblock/storage/memory_state.hpp"
+#include "rollblock/storage/state_store.hpp"
+
+#include <caf/expected.hpp>
+
+#include <memory>
+
+namespace rollblock::storage {
+
+/// A data directory opened and brought to a consistent state: everything a
+/// running store needs, ready to be handed to its actors.
+struct recovered_store {
+  std::unique_ptr<data_dir_lock> lock;
+  std::unique_ptr<state_store> state;
+  std::unique_ptr<journal> blocks;
+  std::shared_ptr<memory_state> memory;
+  /// The effective configuration (stored values, overridden by options).
+  store_metadata meta;
+  /// applied == durable == current after recovery.
+  store_heights heights;
+  journal_open_report journal_report;
+  /// Blocks replayed from the journal above the LevelDB checkpoint.
+  std::size_t replayed_blocks = 0;
+  std::size_t replayed_changes = 0;
+};
+
+/// Checks `opts` for values out of range. Returns ec::invalid_argument naming
+/// the option.
+caf::error validate(const store_options& opts);
+
+/// Opens the data directory `opts.data_dir`, creating it when missing:
+///  1. validates the options and takes the directory lock;
+///  2. opens LevelDB (directory "state") and reads or writes the metadata:
+///     a key width other than the stored one is ec::config_mismatch;
+///  3. opens the journal (directory "journal"), repairing a torn tail;
+///  4. completes an interrupted revert (revert marker) or prune;
+///  5. loads the LevelDB state into memory and replays the journal entries
+///     above the checkpoint (sparse heights are fine), then writes them as
+///     one checkpoint and fsyncs the journal.
+/// On error nothing is held open; the data directory may have been repaired
+/// (torn tail cut) but never loses a valid entry.
+caf::expected<recovered_store> recover(const store_options& opts);
+
+} // namespace rollblock::storage

@@ -1,0 +1,106 @@
+#pragma once
+
+#include "rollblock/messages/durability.hpp"
+#include "rollblock/messages/types.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rollblock::storage {
+
+/// The format version of the state store's records (and of the data
+/// directory as a whole). Bumped on any incompatible change.
+constexpr std::uint32_t format_version = 1;
+
+/// The metadata a data directory persists in LevelDB.
+struct store_metadata {
+  std::uint32_t format_version = storage::format_version;
+  std::size_t key_width = default_key_width;
+  durability_mode durability = durability_mode::synchronous();
+  std::uint64_t min_rollback_window = 100;
+  /// The height whose state LevelDB holds; nullopt on a fresh store.
+  std::optional<block_id> checkpoint;
+  /// The newest height pruned from the journal; reverts below it are refused.
+  std::optional<block_id> pruned_through;
+  /// Set while a revert to this height is being applied to the journal: at
+  /// open, journal entries above it are removed, then the marker is cleared.
+  std::optional<block_id> revert_marker;
+
+  friend bool operator==(const store_metadata&,
+                         const store_metadata&) = default;
+};
+
+/// One atomic write: coalesced state changes (an empty value deletes the key)
+/// and the checkpoint height, optionally setting the revert marker.
+struct checkpoint_batch {
+  block_id height = 0;
+  std::vector<std::pair<key, value>> writes;
+  std::optional<block_id> revert_marker;
+};
+
+/// The LevelDB state of record: key -> value at the checkpoint height, plus
+/// the metadata. Not thread-safe for writes (one owner: the persistence
+/// actor); get() may be called from any thread.
+class state_store {
+public:
+  struct options {
+    std::filesystem::path dir;
+    std::size_t cache_bytes = 64ull << 20;
+    std::size_t write_buffer_bytes = 64ull << 20;
+  };
+
+  /// Opens (or creates) the LevelDB database in `opts.dir`. Returns
+  /// ec::io_error or ec::state_corrupt with LevelDB's message on failure.
+  static caf::expected<std::unique_ptr<state_store>>
+  open(const options& opts);
+
+  ~state_store();
+  state_store(const state_store&) = delete;
+  state_store& operator=(const state_store&) = delete;
+
+  /// Reads the metadata; nullopt when the database holds none (a new store).
+  /// Returns ec::format_version_mismatch naming both versions for a store
+  /// written by another format, ec::state_corrupt for unreadable records.
+  caf::expected<std::optional<store_metadata>> read_metadata() const;
+
+  /// Writes the configuration part of `meta` (format version, key width,
+  /// durability, rollback window) with sync.
+  caf::error write_config(const store_metadata& meta);
+
+  /// Applies `batch` in ONE LevelDB WriteBatch with sync: the state writes,
+  /// the checkpoint height and, when set, the revert marker.
+  /// REQUIRES: every key has the store's width.
+  caf::error write_checkpoint(const checkpoint_batch& batch);
+
+  /// Records the newest pruned height (sync).
+  caf::error write_pruned_through(block_id height);
+
+  /// Clears the revert marker (sync).
+  caf::error clear_revert_marker();
+
+  /// Reads one key at the checkpoint; an empty value when absent.
+  caf::expected<value> get(const key& k) const;
+
+  /// Calls `f` for every stored key/value pair in key order. Stops with the
+  /// error LevelDB reports, if any.
+  caf::error for_each(const std::function<void(const key&, const value&)>& f) const;
+
+  /// Returns LevelDB's approximate on-disk size in bytes.
+  std::uint64_t size_bytes() const;
+
+private:
+  struct impl;
+  explicit state_store(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace rollblock::storage

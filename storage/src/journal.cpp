@@ -1,0 +1,1022 @@
+// The block journal: append-only segment files of checksummed entries.
+//
+// On-disk format (version 1). All integers are little-endian.
+//
+// Segment files
+//   The journal directory holds segment files named "<seq>.rbj", where <seq>
+//   is a decimal sequence number zero-padded to at least 6 digits
+//   ("000001.rbj", "000002.rbj", ...). Segments are read in numeric order of
+//   <seq>; gaps are allowed (old segments are deleted by drop_through). Files
+//   whose names are not exactly that spelling of a number (e.g. "foo",
+//   "1.rbj", "000001.rbj.tmp") are ignored. The newest segment is
+//   the active one; appends go to its end. Once the active segment holds at
+//   least segment_bytes bytes, the next append fdatasyncs it, creates segment
+//   <seq + 1>, fsyncs the directory and only then writes the entry there. A
+//   segment is a plain concatenation of entries, with no file header.
+//
+// Entry = 40-byte header + payload
+//   offset size field
+//        0    4 magic            0x4C4A4252 (bytes "RBJL")
+//        4    2 format version   1
+//        6    1 kind             1 = block
+//        7    1 key width        bytes per key (8..64)
+//        8    8 height           block height
+//       16    4 change count     number of key changes in the payload
+//       20    4 payload length   bytes of payload following the header
+//       24    8 payload checksum XXH3_64bits(payload)
+//       32    8 header checksum  XXH3_64bits(header bytes 0..31)
+//
+// Payload: for each key change, in block order:
+//   key        (key width bytes)
+//   after_len  u16, after  (after_len bytes)   value after the block
+//   before_len u16, before (before_len bytes)  value before the block (undo)
+// The payload must be consumed exactly by `change count` changes.
+//
+// Opening (torn-tail rules)
+//   Every entry of every segment is verified in order: magic, header checksum,
+//   version, kind, key width, payload length within the file, payload
+//   checksum, payload layout, and heights strictly increasing along the whole
+//   journal. An entry with a valid header checksum but another format version
+//   fails with format_version_mismatch; one with another key width fails with
+//   config_mismatch; a fully valid entry whose height does not increase fails
+//   with journal_corrupt. At the first entry that fails any other check, at
+//   offset X of segment S, the rest of S (from X + 1) and every later segment
+//   is scanned byte by byte for a header whose magic and header checksum
+//   verify and whose payload fits and verifies its checksum:
+//   - if one is found, the damage is in the middle of the journal: open fails
+//     with journal_corrupt naming S, X and the last good height, and no file
+//     is changed;
+//   - otherwise the damage is a torn (or corrupt) tail: S is truncated to X
+//     and fsynced, every later segment (which then holds no valid entry) is
+//     deleted, the directory is fsynced, and the cut is reported.
+//   A zero-length segment is valid. When no segment exists, open creates
+//   segment 000001.rbj.
+
+#include "rollblock/storage/journal.hpp"
+
+#include "rollblock/messages/error.hpp"
+
+#include <xxhash.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <system_error>
+#include <utility>
+
+namespace rollblock::storage {
+
+namespace {
+
+// -- format constants ---------------------------------------------------------
+
+constexpr std::uint32_t entry_magic = 0x4C4A4252;
+constexpr std::uint16_t format_version = 1;
+constexpr std::uint8_t kind_block = 1;
+constexpr std::size_t header_size = 40;
+constexpr std::size_t header_checked_bytes = 32;
+constexpr std::string_view segment_suffix = ".rbj";
+constexpr int segment_digits = 6;
+constexpr std::string_view bad_layout
+  = "payload layout does not match its change count";
+
+static_assert(std::endian::native == std::endian::little
+                || std::endian::native == std::endian::big,
+              "mixed-endian hosts are not supported");
+
+// -- little-endian encoding ---------------------------------------------------
+
+template <class T>
+inline void store_le(char* dst, T x) {
+  if constexpr (std::endian::native == std::endian::big) {
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+      dst[i] = static_cast<char>((x >> (8 * i)) & 0xff);
+  } else {
+    std::memcpy(dst, &x, sizeof(T));
+  }
+}
+
+template <class T>
+inline T load_le(const char* src) {
+  if constexpr (std::endian::native == std::endian::big) {
+    T x = 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+      x |= static_cast<T>(static_cast<unsigned char>(src[i])) << (8 * i);
+    return x;
+  } else {
+    T x;
+    std::memcpy(&x, src, sizeof(T));
+    return x;
+  }
+}
+
+inline std::uint64_t checksum(const char* data, std::size_t size) {
+  return XXH3_64bits(data, size);
+}
+
+// -- entry header -------------------------------------------------------------
+
+struct entry_header {
+  std::uint16_t version = 0;
+  std::uint8_t kind = 0;
+  std::uint8_t key_width = 0;
+  block_id height = 0;
+  std::uint32_t change_count = 0;
+  std::uint32_t payload_size = 0;
+  std::uint64_t payload_checksum = 0;
+
+  std::uint64_t entry_size() const {
+    return header_size + payload_size;
+  }
+};
+
+/// Returns whether `p` (at least header_size bytes) starts with the magic and
+/// a header whose checksum verifies, and decodes it into `out`.
+bool parse_header(const char* p, entry_header& out) {
+  if (load_le<std::uint32_t>(p) != entry_magic)
+    return false;
+  if (load_le<std::uint64_t>(p + 32) != checksum(p, header_checked_bytes))
+    return false;
+  out.version = load_le<std::uint16_t>(p + 4);
+  out.kind = static_cast<std::uint8_t>(p[6]);
+  out.key_width = static_cast<std::uint8_t>(p[7]);
+  out.height = load_le<std::uint64_t>(p + 8);
+  out.change_count = load_le<std::uint32_t>(p + 16);
+  out.payload_size = load_le<std::uint32_t>(p + 20);
+  out.payload_checksum = load_le<std::uint64_t>(p + 24);
+  return true;
+}
+
+/// Walks the payload of an entry, calling `on_change(key, after, before)` for
+/// every change. Returns false (having called `on_change` for a prefix at
+/// most) when the layout does not match `count` changes exactly.
+template <class OnChange>
+bool walk_payload(const char* p, std::size_t size, std::uint32_t count,
+                  std::size_t key_width, OnChange&& on_change) {
+  const char* end = p + size;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    // key + after_len
+    if (static_cast<std::size_t>(end - p) < key_width + 2)
+      return false;
+    const char* k = p;
+    p += key_width;
+    std::size_t after_len = load_le<std::uint16_t>(p);
+    p += 2;
+    // after + before_len
+    if (static_cast<std::size_t>(end - p) < after_len + 2)
+      return false;
+    const char* after = p;
+    p += after_len;
+    std::size_t before_len = load_le<std::uint16_t>(p);
+    p += 2;
+    if (static_cast<std::size_t>(end - p) < before_len)
+      return false;
+    const char* before = p;
+    p += before_len;
+    on_change(std::string_view{k, key_width},
+              std::string_view{after, after_len},
+              std::string_view{before, before_len});
+  }
+  return p == end;
+}
+
+enum class entry_status {
+  ok,
+  bad,              ///< Fails a check a torn or damaged write can explain.
+  version_mismatch, ///< A whole header of another format version.
+  width_mismatch,   ///< A whole header of another key width.
+};
+
+struct entry_check {
+  entry_status status = entry_status::bad;
+  entry_header header;
+  std::string reason; ///< Why it is bad, for messages.
+};
+
+/// Verifies the entry starting at `p`, which has `avail` bytes up to the end
+/// of its buffer. Does not decode into a block_record. With `exact`, the entry
+/// must span all `avail` bytes. Without `check_layout`, the payload layout is
+/// left to the caller (who decodes it anyway).
+entry_check check_entry(const char* p, std::size_t avail, std::size_t key_width,
+                        bool exact, bool check_layout = true) {
+  entry_check res;
+  auto& h = res.header;
+  if (avail < header_size) {
+    res.reason = "only " + std::to_string(avail)
+                 + " bytes left, less than a 40-byte entry header";
+    return res;
+  }
+  if (load_le<std::uint32_t>(p) != entry_magic) {
+    res.reason = "bad magic";
+    return res;
+  }
+  if (!parse_header(p, h)) {
+    res.reason = "header checksum mismatch";
+    return res;
+  }
+  if (h.version != format_version) {
+    res.status = entry_status::version_mismatch;
+    res.reason = "entry has format version " + std::to_string(h.version)
+                 + " but this build reads version "
+                 + std::to_string(format_version);
+    return res;
+  }
+  if (h.kind != kind_block) {
+    res.reason = "unknown entry kind " + std::to_string(h.kind);
+    return res;
+  }
+  if (h.key_width != key_width) {
+    res.status = entry_status::width_mismatch;
+    res.reason = "entry has key width " + std::to_string(h.key_width)
+                 + " but the store uses key width " + std::to_string(key_width);
+    return res;
+  }
+  if (h.payload_size > UINT32_MAX - header_size) {
+    res.reason = "payload length " + std::to_string(h.payload_size)
+                 + " exceeds the largest entry";
+    return res;
+  }
+  if (h.entry_size() > avail || (exact && h.entry_size() != avail)) {
+    res.reason = "entry of " + std::to_string(h.entry_size()) + " bytes but "
+                 + std::to_string(avail) + " bytes "
+                 + (exact ? "given" : "left");
+    return res;
+  }
+  const char* payload = p + header_size;
+  if (checksum(payload, h.payload_size) != h.payload_checksum) {
+    res.reason = "payload checksum mismatch";
+    return res;
+  }
+  // Every change takes at least key_width + 4 bytes.
+  if (static_cast<std::uint64_t>(h.change_count) * (key_width + 4)
+      > h.payload_size) {
+    res.reason = "change count " + std::to_string(h.change_count)
+                 + " does not fit a payload of "
+                 + std::to_string(h.payload_size) + " bytes";
+    return res;
+  }
+  if (check_layout
+      && !walk_payload(payload, h.payload_size, h.change_count, key_width,
+                       [](std::string_view, std::string_view,
+                          std::string_view) {})) {
+    res.reason = std::string{bad_layout};
+    return res;
+  }
+  res.status = entry_status::ok;
+  return res;
+}
+
+// -- POSIX helpers ------------------------------------------------------------
+
+std::string errno_text(int err) {
+  return std::generic_category().message(err);
+}
+
+caf::error io_error(std::string what, const std::filesystem::path& path,
+                    int err) {
+  return make_error(ec::io_error, what + " " + path.string()
+                                    + " failed: " + errno_text(err));
+}
+
+/// A file descriptor that closes itself.
+class unique_fd {
+public:
+  unique_fd() = default;
+  explicit unique_fd(int fd) : fd_(fd) {
+  }
+  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {
+  }
+  unique_fd& operator=(unique_fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~unique_fd() {
+    reset();
+  }
+  void reset() {
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = -1;
+  }
+  int get() const {
+    return fd_;
+  }
+  explicit operator bool() const {
+    return fd_ >= 0;
+  }
+
+private:
+  int fd_ = -1;
+};
+
+caf::error fsync_dir(const std::filesystem::path& dir) {
+  unique_fd fd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (!fd)
+    return io_error("opening directory", dir, errno);
+  if (::fsync(fd.get()) != 0)
+    return io_error("fsync of directory", dir, errno);
+  return {};
+}
+
+/// Writes all of `data` at `offset`. Returns 0 or an errno value (EIO for a
+/// write that makes no progress).
+int pwrite_all(int fd, const char* data, std::size_t size, std::uint64_t offset) {
+  while (size > 0) {
+    auto n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return errno;
+    }
+    if (n == 0)
+      return EIO;
+    data += n;
+    size -= static_cast<std::size_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return 0;
+}
+
+/// Reads up to `size` bytes at `offset`; returns the count read or -errno.
+std::int64_t pread_all(int fd, char* data, std::size_t size,
+                       std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < size) {
+    auto n = ::pread(fd, data + done, size - done,
+                     static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (n == 0)
+      break;
+    done += static_cast<std::size_t>(n);
+  }
+  return static_cast<std::int64_t>(done);
+}
+
+/// Reads a whole file.
+caf::error read_file(const std::filesystem::path& path, std::string& out) {
+  unique_fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (!fd)
+    return io_error("opening", path, errno);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0)
+    return io_error("stat of", path, errno);
+  out.resize(static_cast<std::size_t>(st.st_size));
+  auto n = pread_all(fd.get(), out.data(), out.size(), 0);
+  if (n < 0)
+    return io_error("reading", path, static_cast<int>(-n));
+  out.resize(static_cast<std::size_t>(n));
+  return {};
+}
+
+std::string segment_name(std::uint64_t seq) {
+  auto digits = std::to_string(seq);
+  if (digits.size() < segment_digits)
+    digits.insert(0, segment_digits - digits.size(), '0');
+  return digits + std::string{segment_suffix};
+}
+
+/// Parses "<digits>.rbj"; returns nullopt for any other name.
+std::optional<std::uint64_t> parse_segment_name(std::string_view name) {
+  if (name.size() <= segment_suffix.size() || !name.ends_with(segment_suffix))
+    return std::nullopt;
+  auto digits = name.substr(0, name.size() - segment_suffix.size());
+  if (!std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  std::uint64_t seq = 0;
+  auto [ptr, err] = std::from_chars(digits.data(),
+                                    digits.data() + digits.size(), seq);
+  if (err != std::errc{} || ptr != digits.data() + digits.size())
+    return std::nullopt;
+  return seq;
+}
+
+/// Returns the offset of the first valid entry (magic, header checksum and
+/// payload checksum verify) at or after `from` in `buf`, if any.
+std::optional<std::uint64_t> find_valid_entry(std::string_view buf,
+                                              std::size_t from) {
+  const char first = static_cast<char>(entry_magic & 0xff);
+  while (from + header_size <= buf.size()) {
+    auto hit = static_cast<const char*>(
+      std::memchr(buf.data() + from, first, buf.size() - header_size + 1 - from));
+    if (hit == nullptr)
+      return std::nullopt;
+    auto pos = static_cast<std::size_t>(hit - buf.data());
+    entry_header h;
+    if (parse_header(hit, h) && h.entry_size() <= buf.size() - pos
+        && checksum(hit + header_size, h.payload_size) == h.payload_checksum)
+      return pos;
+    from = pos + 1;
+  }
+  return std::nullopt;
+}
+
+caf::error check_key_width(std::size_t key_width) {
+  if (key_width < min_key_width || key_width > max_key_width)
+    return make_error(ec::invalid_argument,
+                      "journal key width " + std::to_string(key_width)
+                        + " is outside " + std::to_string(min_key_width) + ".."
+                        + std::to_string(max_key_width));
+  return {};
+}
+
+} // namespace
+
+// -- encoding -----------------------------------------------------------------
+
+namespace {
+
+std::uint64_t payload_size_of(const block_record& record,
+                              std::size_t key_width) {
+  std::uint64_t size = 0;
+  for (auto& c : record.changes)
+    size += key_width + 4 + c.after.size() + c.before.size();
+  return size;
+}
+
+} // namespace
+
+std::string encode_journal_entry(const block_record& record,
+                                 std::size_t key_width) {
+  auto payload_size = payload_size_of(record, key_width);
+  std::string out;
+  out.resize(header_size + payload_size);
+  char* base = out.data();
+  char* p = base + header_size;
+  for (auto& c : record.changes) {
+    std::memcpy(p, c.k.data(), key_width);
+    p += key_width;
+    store_le(p, static_cast<std::uint16_t>(c.after.size()));
+    p += 2;
+    std::memcpy(p, c.after.data(), c.after.size());
+    p += c.after.size();
+    store_le(p, static_cast<std::uint16_t>(c.before.size()));
+    p += 2;
+    std::memcpy(p, c.before.data(), c.before.size());
+    p += c.before.size();
+  }
+  store_le(base, entry_magic);
+  store_le(base + 4, format_version);
+  base[6] = static_cast<char>(kind_block);
+  base[7] = static_cast<char>(static_cast<std::uint8_t>(key_width));
+  store_le(base + 8, static_cast<std::uint64_t>(record.height));
+  store_le(base + 16, static_cast<std::uint32_t>(record.changes.size()));
+  store_le(base + 20, static_cast<std::uint32_t>(payload_size));
+  store_le(base + 24, checksum(base + header_size, payload_size));
+  store_le(base + 32, checksum(base, header_checked_bytes));
+  return out;
+}
+
+namespace {
+
+ec code_for(entry_status st) {
+  switch (st) {
+    case entry_status::ok:
+      return ec::none;
+    case entry_status::version_mismatch:
+      return ec::format_version_mismatch;
+    case entry_status::width_mismatch:
+      return ec::config_mismatch;
+    case entry_status::bad:
+      break;
+  }
+  return ec::journal_corrupt;
+}
+
+/// Decodes an entry whose header and checksums check_entry accepted; returns
+/// false when the payload layout is wrong.
+bool decode_checked(const char* p, const entry_header& h,
+                    std::size_t key_width, block_record& rec) {
+  rec.height = h.height;
+  rec.changes.clear();
+  rec.changes.reserve(h.change_count);
+  return walk_payload(p + header_size, h.payload_size, h.change_count,
+                      key_width,
+                      [&](std::string_view k, std::string_view after,
+                          std::string_view before) {
+                        auto& c = rec.changes.emplace_back();
+                        c.k.assign(k.data(), k.size());
+                        c.after.assign(after.data(), after.size());
+                        c.before.assign(before.data(), before.size());
+                      });
+}
+
+} // namespace
+
+caf::expected<block_record> decode_journal_entry(std::string_view bytes,
+                                                 std::size_t key_width) {
+  auto chk = check_entry(bytes.data(), bytes.size(), key_width, true, false);
+  if (chk.status != entry_status::ok)
+    return make_error(code_for(chk.status),
+                      "cannot decode journal entry: " + chk.reason);
+  block_record rec;
+  if (!decode_checked(bytes.data(), chk.header, key_width, rec))
+    return make_error(ec::journal_corrupt, "cannot decode journal entry: "
+                                             + std::string{bad_layout});
+  return rec;
+}
+
+// -- journal ------------------------------------------------------------------
+
+struct journal::impl {
+  struct segment {
+    std::uint64_t seq = 0;
+    std::uint64_t size = 0;
+  };
+
+  options opts;
+  std::vector<segment> segments; ///< Oldest first; back() is active.
+  std::vector<journal_position> index;
+  unique_fd active;  ///< Open read-write on segments.back().
+  caf::error failed; ///< Sticky: set once the journal's state is uncertain.
+
+  std::filesystem::path path_of(std::uint64_t seq) const {
+    return opts.dir / segment_name(seq);
+  }
+
+  std::string last_good_text() const {
+    return index.empty() ? std::string{"none (no valid entry before it)"}
+                         : std::to_string(index.back().height);
+  }
+
+  caf::error fail(caf::error err) {
+    failed = err;
+    return err;
+  }
+
+  /// Creates segment `seq`, fsyncs the directory and makes it active.
+  caf::error create_segment(std::uint64_t seq) {
+    auto path = path_of(seq);
+    unique_fd fd{::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                        0644)};
+    if (!fd)
+      return io_error("creating journal segment", path, errno);
+    if (auto err = fsync_dir(opts.dir))
+      return err;
+    active = std::move(fd);
+    segments.push_back(segment{seq, 0});
+    return {};
+  }
+
+  caf::error open_active() {
+    auto path = path_of(segments.back().seq);
+    unique_fd fd{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+    if (!fd)
+      return io_error("opening journal segment", path, errno);
+    active = std::move(fd);
+    return {};
+  }
+
+  caf::error roll() {
+    auto& cur = segments.back();
+    if (::fdatasync(active.get()) != 0)
+      return fail(io_error("fdatasync of journal segment", path_of(cur.seq),
+                           errno));
+    auto next = cur.seq + 1;
+    auto path = path_of(next);
+    unique_fd fd{::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                        0644)};
+    if (!fd)
+      return io_error("creating journal segment", path, errno);
+    segments.push_back(segment{next, 0});
+    active = std::move(fd);
+    if (auto err = fsync_dir(opts.dir))
+      return fail(std::move(err));
+    return {};
+  }
+
+  caf::error scan(journal_open_report& rep);
+  caf::error cut_tail(std::size_t seg_idx, std::uint64_t offset,
+                      std::uint64_t file_size, journal_open_report& rep);
+};
+
+journal::journal(std::unique_ptr<impl> p) : impl_(std::move(p)) {
+}
+
+journal::~journal() = default;
+
+caf::error journal::impl::scan(journal_open_report& rep) {
+  std::string buf;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    auto& seg = segments[i];
+    auto path = path_of(seg.seq);
+    if (auto err = read_file(path, buf))
+      return err;
+    seg.size = buf.size();
+    std::uint64_t off = 0;
+    while (off < buf.size()) {
+      auto chk = check_entry(buf.data() + off, buf.size() - off,
+                             opts.key_width, false);
+      if (chk.status == entry_status::width_mismatch)
+        return make_error(ec::config_mismatch,
+                          "journal " + path.string() + " at offset "
+                            + std::to_string(off) + " has key width "
+                            + std::to_string(chk.header.key_width)
+                            + " but the store is opened with key width "
+                            + std::to_string(opts.key_width)
+                            + "; open it with the key width it was created "
+                              "with");
+      if (chk.status == entry_status::version_mismatch)
+        return make_error(ec::format_version_mismatch,
+                          "journal " + path.string() + " at offset "
+                            + std::to_string(off) + ": " + chk.reason
+                            + "; use a build that reads this format");
+      if (chk.status == entry_status::ok && !index.empty()
+          && chk.header.height <= index.back().height)
+        return make_error(ec::journal_corrupt,
+                          "journal " + path.string() + " at offset "
+                            + std::to_string(off) + " holds height "
+                            + std::to_string(chk.header.height)
+                            + " after height "
+                            + std::to_string(index.back().height)
+                            + "; heights must increase (last good height "
+                            + std::to_string(index.back().height) + ")");
+      if (chk.status != entry_status::ok) {
+        // The first bad entry: a torn tail unless a valid entry follows.
+        std::optional<std::pair<std::filesystem::path, std::uint64_t>> later;
+        if (auto pos = find_valid_entry(buf, static_cast<std::size_t>(off) + 1))
+          later.emplace(path, *pos);
+        std::string other;
+        for (auto j = i + 1; !later && j < segments.size(); ++j) {
+          auto other_path = path_of(segments[j].seq);
+          if (auto err = read_file(other_path, other))
+            return err;
+          if (auto pos = find_valid_entry(other, 0))
+            later.emplace(other_path, *pos);
+        }
+        if (later)
+          return make_error(
+            ec::journal_corrupt,
+            "journal " + path.string() + " is corrupt at offset "
+              + std::to_string(off) + " (" + chk.reason
+              + "; last good height " + last_good_text()
+              + ") but a valid entry follows at " + later->first.string()
+              + " offset " + std::to_string(later->second)
+              + "; this is not a torn tail, so nothing was repaired: restore "
+                "the journal from a backup or move the damaged segment away");
+        return cut_tail(i, off, buf.size(), rep);
+      }
+      index.push_back(journal_position{chk.header.height, seg.seq, off,
+                                       static_cast<std::uint32_t>(
+                                         chk.header.entry_size())});
+      off += chk.header.entry_size();
+    }
+  }
+  return {};
+}
+
+caf::error journal::impl::cut_tail(std::size_t seg_idx, std::uint64_t offset,
+                                   std::uint64_t file_size,
+                                   journal_open_report& rep) {
+  auto path = path_of(segments[seg_idx].seq);
+  std::uint64_t cut = file_size - offset;
+  // Later segments hold no valid entry: delete them, newest first.
+  bool removed = false;
+  while (segments.size() > seg_idx + 1) {
+    auto later = path_of(segments.back().seq);
+    struct stat st;
+    if (::stat(later.c_str(), &st) == 0)
+      cut += static_cast<std::uint64_t>(st.st_size);
+    if (::unlink(later.c_str()) != 0)
+      return io_error("removing journal segment", later, errno);
+    segments.pop_back();
+    removed = true;
+  }
+  {
+    unique_fd fd{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+    if (!fd)
+      return io_error("opening journal segment", path, errno);
+    if (::ftruncate(fd.get(), static_cast<off_t>(offset)) != 0)
+      return io_error("truncating journal segment", path, errno);
+    if (::fsync(fd.get()) != 0)
+      return io_error("fsync of journal segment", path, errno);
+  }
+  if (removed)
+    if (auto err = fsync_dir(opts.dir))
+      return err;
+  segments[seg_idx].size = offset;
+  rep.truncated_bytes = cut;
+  rep.truncated_file = path.string();
+  rep.truncated_offset = offset;
+  return {};
+}
+
+caf::expected<std::unique_ptr<journal>>
+journal::open(const options& opts, journal_open_report* report) {
+  if (auto err = check_key_width(opts.key_width))
+    return err;
+  if (opts.dir.empty())
+    return make_error(ec::invalid_argument, "journal directory is empty");
+  std::error_code ec_fs;
+  std::filesystem::create_directories(opts.dir, ec_fs);
+  if (ec_fs)
+    return make_error(ec::io_error, "creating journal directory "
+                                      + opts.dir.string()
+                                      + " failed: " + ec_fs.message());
+  auto p = std::make_unique<impl>();
+  p->opts = opts;
+  // List the segment files.
+  std::filesystem::directory_iterator it{opts.dir, ec_fs};
+  if (ec_fs)
+    return make_error(ec::io_error, "listing journal directory "
+                                      + opts.dir.string()
+                                      + " failed: " + ec_fs.message());
+  for (; it != std::filesystem::directory_iterator{}; it.increment(ec_fs)) {
+    if (ec_fs)
+      break;
+    auto name = it->path().filename().string();
+    auto seq = parse_segment_name(name);
+    // Only the canonical spelling counts: "1.rbj" is not segment 000001.rbj.
+    if (!seq || segment_name(*seq) != name)
+      continue;
+    std::error_code ec_type;
+    if (!it->is_regular_file(ec_type))
+      continue;
+    p->segments.push_back(impl::segment{*seq, 0});
+  }
+  if (ec_fs)
+    return make_error(ec::io_error, "listing journal directory "
+                                      + opts.dir.string()
+                                      + " failed: " + ec_fs.message());
+  std::sort(p->segments.begin(), p->segments.end(),
+            [](auto& a, auto& b) { return a.seq < b.seq; });
+  journal_open_report rep;
+  if (auto err = p->scan(rep))
+    return err;
+  if (p->segments.empty()) {
+    if (auto err = p->create_segment(1))
+      return err;
+  } else if (auto err = p->open_active()) {
+    return err;
+  }
+  rep.segments = p->segments.size();
+  rep.entries = p->index.size();
+  if (report != nullptr)
+    *report = std::move(rep);
+  return std::unique_ptr<journal>{new journal(std::move(p))};
+}
+
+caf::error journal::append(const block_record& record) {
+  auto& d = *impl_;
+  if (d.failed)
+    return d.failed;
+  if (!d.index.empty() && record.height <= d.index.back().height)
+    return make_error(ec::block_id_not_increasing,
+                      "journal append of height "
+                        + std::to_string(record.height)
+                        + " is not above the last journaled height "
+                        + std::to_string(d.index.back().height));
+  for (auto& c : record.changes) {
+    if (c.k.size() != d.opts.key_width)
+      return make_error(ec::key_width_mismatch,
+                        "journal append of height "
+                          + std::to_string(record.height) + " has a key of "
+                          + std::to_string(c.k.size())
+                          + " bytes but the key width is "
+                          + std::to_string(d.opts.key_width));
+    if (c.after.size() > max_value_size || c.before.size() > max_value_size)
+      return make_error(ec::value_too_large,
+                        "journal append of height "
+                          + std::to_string(record.height)
+                          + " has a value longer than "
+                          + std::to_string(max_value_size) + " bytes");
+  }
+  if (record.changes.size() > UINT32_MAX
+      || payload_size_of(record, d.opts.key_width) > UINT32_MAX - header_size)
+    return make_error(ec::invalid_argument,
+                      "journal append of height "
+                        + std::to_string(record.height)
+                        + " is too large for one entry (4 GiB at most)");
+  auto& cur = d.segments.back();
+  if (cur.size > 0 && cur.size >= d.opts.segment_bytes)
+    if (auto err = d.roll())
+      return err;
+  auto bytes = encode_journal_entry(record, d.opts.key_width);
+  auto& seg = d.segments.back();
+  auto start = seg.size;
+  if (auto err = pwrite_all(d.active.get(), bytes.data(), bytes.size(), start);
+      err != 0) {
+    auto path = d.path_of(seg.seq);
+    auto res = io_error("writing journal entry of height "
+                          + std::to_string(record.height) + " to",
+                        path, err);
+    if (::ftruncate(d.active.get(), static_cast<off_t>(start)) != 0)
+      return d.fail(make_error(ec::io_error,
+                               message_of(res) + "; truncating it back to "
+                                 + std::to_string(start) + " bytes also failed: "
+                                 + errno_text(errno)));
+    return res;
+  }
+  seg.size += bytes.size();
+  d.index.push_back(journal_position{record.height, seg.seq, start,
+                                     static_cast<std::uint32_t>(bytes.size())});
+  return {};
+}
+
+caf::error journal::sync() {
+  auto& d = *impl_;
+  if (d.failed)
+    return d.failed;
+  if (::fdatasync(d.active.get()) != 0)
+    return d.fail(io_error("fdatasync of journal segment",
+                           d.path_of(d.segments.back().seq), errno));
+  return {};
+}
+
+bool journal::empty() const {
+  return impl_->index.empty();
+}
+
+block_id journal::last_height() const {
+  return impl_->index.back().height;
+}
+
+block_id journal::first_height() const {
+  return impl_->index.front().height;
+}
+
+const std::vector<journal_position>& journal::index() const {
+  return impl_->index;
+}
+
+caf::expected<block_record_list> journal::read_from(block_id height) const {
+  auto& d = *impl_;
+  auto first = std::lower_bound(d.index.begin(), d.index.end(), height,
+                                [](const journal_position& pos, block_id h) {
+                                  return pos.height < h;
+                                });
+  block_record_list result;
+  result.reserve(static_cast<std::size_t>(d.index.end() - first));
+  unique_fd fd;
+  std::uint64_t fd_seq = 0;
+  std::string buf;
+  for (auto i = first; i != d.index.end(); ++i) {
+    auto path = d.path_of(i->segment);
+    if (!fd || fd_seq != i->segment) {
+      fd = unique_fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+      if (!fd)
+        return io_error("opening journal segment", path, errno);
+      fd_seq = i->segment;
+    }
+    buf.resize(i->size);
+    auto n = pread_all(fd.get(), buf.data(), buf.size(), i->offset);
+    if (n < 0)
+      return io_error("reading journal segment", path, static_cast<int>(-n));
+    auto where = "journal " + path.string() + " at offset "
+                 + std::to_string(i->offset) + " (height "
+                 + std::to_string(i->height) + ")";
+    if (static_cast<std::uint64_t>(n) != i->size)
+      return make_error(ec::journal_corrupt,
+                        where + " ends after " + std::to_string(n) + " of "
+                          + std::to_string(i->size) + " bytes");
+    auto chk = check_entry(buf.data(), buf.size(), d.opts.key_width, true,
+                           false);
+    if (chk.status != entry_status::ok)
+      return make_error(ec::journal_corrupt,
+                        where + " fails its checks: " + chk.reason);
+    if (chk.header.height != i->height)
+      return make_error(ec::journal_corrupt,
+                        where + " holds height "
+                          + std::to_string(chk.header.height));
+    auto rec = std::make_shared<block_record>();
+    if (!decode_checked(buf.data(), chk.header, d.opts.key_width, *rec))
+      return make_error(ec::journal_corrupt,
+                        where + " fails its checks: " + std::string{bad_layout});
+    result.push_back(std::move(rec));
+  }
+  return result;
+}
+
+caf::error journal::truncate_after(block_id height) {
+  auto& d = *impl_;
+  if (d.failed)
+    return d.failed;
+  auto first_dropped = std::upper_bound(
+    d.index.begin(), d.index.end(), height,
+    [](block_id h, const journal_position& pos) { return h < pos.height; });
+  if (first_dropped == d.index.end())
+    return {};
+  // The segment that stays active and the size it keeps.
+  std::uint64_t keep_seq;
+  std::uint64_t keep_size;
+  if (first_dropped != d.index.begin()) {
+    auto& last_kept = *(first_dropped - 1);
+    keep_seq = last_kept.segment;
+    keep_size = last_kept.offset + last_kept.size;
+  } else {
+    keep_seq = first_dropped->segment;
+    keep_size = first_dropped->offset;
+  }
+  auto keep = std::find_if(d.segments.begin(), d.segments.end(),
+                           [&](auto& s) { return s.seq == keep_seq; });
+  auto keep_idx = static_cast<std::size_t>(keep - d.segments.begin());
+  // Open the kept segment before changing anything.
+  unique_fd fd;
+  if (keep_idx + 1 == d.segments.size()) {
+    fd = std::move(d.active);
+  } else {
+    auto path = d.path_of(keep_seq);
+    fd = unique_fd{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+    if (!fd)
+      return io_error("opening journal segment", path, errno);
+  }
+  // From here on a failure leaves the journal in a state we no longer track.
+  // Delete later segments newest first, so a crash leaves a prefix.
+  while (d.segments.size() > keep_idx + 1) {
+    auto path = d.path_of(d.segments.back().seq);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return d.fail(io_error("removing journal segment", path, errno));
+    d.segments.pop_back();
+  }
+  d.active = std::move(fd);
+  auto path = d.path_of(keep_seq);
+  if (::ftruncate(d.active.get(), static_cast<off_t>(keep_size)) != 0)
+    return d.fail(io_error("truncating journal segment", path, errno));
+  d.segments.back().size = keep_size;
+  d.index.erase(first_dropped, d.index.end());
+  if (::fsync(d.active.get()) != 0)
+    return d.fail(io_error("fsync of journal segment", path, errno));
+  if (auto err = fsync_dir(d.opts.dir))
+    return d.fail(std::move(err));
+  return {};
+}
+
+std::optional<block_id> journal::prunable_through(block_id keep_from) const {
+  auto& d = *impl_;
+  std::optional<block_id> result;
+  auto pos = d.index.begin();
+  // Every segment but the active one, oldest first, while all its entries
+  // are below keep_from.
+  for (std::size_t i = 0; i + 1 < d.segments.size(); ++i) {
+    auto seq = d.segments[i].seq;
+    std::optional<block_id> newest;
+    while (pos != d.index.end() && pos->segment == seq)
+      newest = (pos++)->height;
+    if (!newest)
+      continue; // An empty segment holds nothing to keep.
+    if (*newest >= keep_from)
+      break;
+    result = newest;
+  }
+  return result;
+}
+
+caf::error journal::drop_through(block_id height) {
+  auto& d = *impl_;
+  if (d.failed)
+    return d.failed;
+  std::size_t dropped_entries = 0;
+  std::size_t dropped_segments = 0;
+  caf::error err;
+  for (std::size_t i = 0; i + 1 < d.segments.size(); ++i) {
+    auto seq = d.segments[i].seq;
+    auto n = dropped_entries;
+    while (n < d.index.size() && d.index[n].segment == seq)
+      ++n;
+    if (n > dropped_entries && d.index[n - 1].height > height)
+      break;
+    auto path = d.path_of(seq);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      err = io_error("removing journal segment", path, errno);
+      break;
+    }
+    dropped_entries = n;
+    dropped_segments = i + 1;
+  }
+  if (dropped_segments == 0)
+    return err;
+  d.index.erase(d.index.begin(),
+                d.index.begin() + static_cast<std::ptrdiff_t>(dropped_entries));
+  d.segments.erase(d.segments.begin(),
+                   d.segments.begin()
+                     + static_cast<std::ptrdiff_t>(dropped_segments));
+  if (auto sync_err = fsync_dir(d.opts.dir))
+    return d.fail(std::move(sync_err));
+  return err;
+}
+
+std::uint64_t journal::size_bytes() const {
+  std::uint64_t total = 0;
+  for (auto& s : impl_->segments)
+    total += s.size;
+  return total;
+}
+
+const std::filesystem::path& journal::dir() const {
+  return impl_->opts.dir;
+}
+
+} // namespace rollblock::storage

@@ -1,0 +1,325 @@
+#include "rollblock/storage/memory_state.hpp"
+
+#include "rollblock/messages/error.hpp"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <thread>
+
+namespace rollblock::storage {
+
+std::size_t memory_state::key_hash::operator()(std::string_view k) const {
+  return static_cast<std::size_t>(XXH3_64bits(k.data(), k.size()));
+}
+
+memory_state::memory_state(std::size_t key_width, std::size_t shard_count)
+  : key_width_(key_width) {
+  shards_.reserve(shard_count);
+  for (std::size_t i = 0; i < shard_count; ++i)
+    shards_.push_back(std::make_unique<shard>());
+}
+
+memory_state::~memory_state() = default;
+
+std::size_t memory_state::shard_of(std::string_view k) const {
+  // Use other bits than the hash tables do, so shards fill their buckets.
+  return (key_hash{}(k) >> 40) % shards_.size();
+}
+
+// -- writer ------------------------------------------------------------------
+
+void memory_state::load(const key& k, value v) {
+  auto& s = *shards_[shard_of(k)];
+  std::unique_lock guard{s.mu};
+  auto [it, added] = s.map.insert_or_assign(k, entry{std::move(v), 0});
+  if (added)
+    live_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void memory_state::set_applied(block_id height, bool fresh) {
+  applied_.store(height, std::memory_order_release);
+  fresh_.store(fresh, std::memory_order_release);
+}
+
+caf::expected<block_record_ptr>
+memory_state::plan(block_id height, const operation_list& ops) const {
+  if (!fresh() && height <= applied())
+    return make_error(ec::block_id_not_increasing,
+                      "block " + std::to_string(height)
+                        + " is not above the applied height "
+                        + std::to_string(applied()));
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    auto& op = ops[i];
+    if (op.k.size() != key_width_)
+      return make_error(ec::key_width_mismatch,
+                        "operation " + std::to_string(i) + " of block "
+                          + std::to_string(height) + " has a "
+                          + std::to_string(op.k.size())
+                          + "-byte key; this store's keys are "
+                          + std::to_string(key_width_) + " bytes");
+    if (op.v.size() > max_value_size)
+      return make_error(ec::value_too_large,
+                        "operation " + std::to_string(i) + " of block "
+                          + std::to_string(height) + " has a "
+                          + std::to_string(op.v.size())
+                          + "-byte value; the limit is "
+                          + std::to_string(max_value_size) + " bytes");
+  }
+  auto record = std::make_shared<block_record>();
+  record->height = height;
+  record->changes.reserve(ops.size());
+  std::unordered_map<std::string_view, std::size_t, key_hash, std::equal_to<>>
+    position;
+  position.reserve(ops.size());
+  for (auto& op : ops) {
+    auto [it, added] = position.try_emplace(op.k, record->changes.size());
+    if (!added) {
+      record->changes[it->second].after = op.v;
+      continue;
+    }
+    // The writer is the only thread that changes the maps: no lock needed to
+    // read them here.
+    auto& s = *shards_[shard_of(op.k)];
+    auto found = s.map.find(op.k);
+    value before = found != s.map.end() ? found->second.v : value{};
+    record->changes.push_back(key_change{op.k, op.v, std::move(before)});
+  }
+  // Keys in `position` view op.k strings, which outlive this function's use.
+  return block_record_ptr{std::move(record)};
+}
+
+void memory_state::install(block_record_ptr record) {
+  auto undo = std::make_shared<block_undo>();
+  undo->record = record;
+  undo->before_heights.reserve(record->changes.size());
+  undo->index.reserve(record->changes.size());
+  std::vector<std::vector<std::size_t>> by_shard(shards_.size());
+  for (std::size_t i = 0; i < record->changes.size(); ++i) {
+    auto& change = record->changes[i];
+    auto shard_index = shard_of(change.k);
+    auto& s = *shards_[shard_index];
+    auto found = s.map.find(change.k);
+    undo->before_heights.push_back(found != s.map.end() ? found->second.height
+                                                        : 0);
+    undo->index.emplace(change.k, i);
+    by_shard[shard_index].push_back(i);
+  }
+  // Publish the undo before any entry of this block becomes visible.
+  block_undo_ptr expired;
+  {
+    std::unique_lock guard{undo_mu_};
+    if (undo_.size() == undo_depth) {
+      expired = std::move(undo_.front());
+      undo_.erase(undo_.begin());
+    }
+    undo_.push_back(std::move(undo));
+  }
+  if (expired)
+    expire_undo(expired);
+  auto height = record->height;
+  std::ptrdiff_t live_delta = 0;
+  for (std::size_t shard_index = 0; shard_index < shards_.size();
+       ++shard_index) {
+    auto& indexes = by_shard[shard_index];
+    if (indexes.empty())
+      continue;
+    auto& s = *shards_[shard_index];
+    std::unique_lock guard{s.mu};
+    for (auto i : indexes) {
+      auto& change = record->changes[i];
+      auto found = s.map.find(change.k);
+      if (found == s.map.end()) {
+        if (change.after.empty())
+          continue; // deleting an absent key: nothing to show or undo
+        s.map.emplace(change.k, entry{change.after, height});
+        ++live_delta;
+        continue;
+      }
+      auto was_live = !found->second.v.empty();
+      found->second.v = change.after;
+      found->second.height = height;
+      live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
+                    - static_cast<std::ptrdiff_t>(was_live);
+    }
+  }
+  live_.fetch_add(static_cast<std::size_t>(live_delta),
+                  std::memory_order_relaxed);
+  applied_.store(height, std::memory_order_release);
+  fresh_.store(false, std::memory_order_release);
+}
+
+void memory_state::expire_undo(const block_undo_ptr& oldest) {
+  auto height = oldest->record->height;
+  // Readers below this height can no longer be answered from the undo.
+  floor_.store(height, std::memory_order_release);
+  for (auto& change : oldest->record->changes) {
+    if (!change.after.empty())
+      continue;
+    auto& s = *shards_[shard_of(change.k)];
+    std::unique_lock guard{s.mu};
+    auto found = s.map.find(change.k);
+    if (found != s.map.end() && found->second.height == height
+        && found->second.v.empty())
+      s.map.erase(found);
+  }
+}
+
+void memory_state::revert(const block_record_list& newest_first,
+                          block_id target) {
+  epoch_.fetch_add(1, std::memory_order_acq_rel); // odd: readers wait
+  std::vector<std::unique_lock<std::shared_mutex>> guards;
+  guards.reserve(shards_.size());
+  for (auto& s : shards_)
+    guards.emplace_back(s->mu);
+  std::ptrdiff_t live_delta = 0;
+  for (auto& record : newest_first) {
+    for (auto& change : record->changes) {
+      auto& s = *shards_[shard_of(change.k)];
+      auto found = s.map.find(change.k);
+      auto was_live = found != s.map.end() && !found->second.v.empty();
+      if (change.before.empty()) {
+        if (found != s.map.end())
+          s.map.erase(found);
+      } else if (found != s.map.end()) {
+        found->second = entry{change.before, 0};
+      } else {
+        s.map.emplace(change.k, entry{change.before, 0});
+      }
+      live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
+                    - static_cast<std::ptrdiff_t>(was_live);
+    }
+  }
+  {
+    std::unique_lock guard{undo_mu_};
+    std::erase_if(undo_, [&](const block_undo_ptr& undo) {
+      return undo->record->height > target;
+    });
+  }
+  live_.fetch_add(static_cast<std::size_t>(live_delta),
+                  std::memory_order_relaxed);
+  if (floor_.load(std::memory_order_relaxed) > target)
+    floor_.store(target, std::memory_order_release);
+  applied_.store(target, std::memory_order_release);
+  fresh_.store(false, std::memory_order_release);
+  guards.clear();
+  epoch_.fetch_add(1, std::memory_order_acq_rel); // even: readers go on
+}
+
+void memory_state::stage_begin() {
+  std::lock_guard guard{stage_mu_};
+  staged_.clear();
+  staging_.store(true, std::memory_order_release);
+}
+
+void memory_state::stage_set(const key& k, const value& v) {
+  std::lock_guard guard{stage_mu_};
+  staged_.insert_or_assign(k, v);
+}
+
+void memory_state::stage_end() {
+  std::lock_guard guard{stage_mu_};
+  staging_.store(false, std::memory_order_release);
+  staged_.clear();
+}
+
+// -- readers -----------------------------------------------------------------
+
+memory_state::block_undo_ptr memory_state::find_undo(block_id height) const {
+  std::shared_lock guard{undo_mu_};
+  for (auto& undo : undo_)
+    if (undo->record->height == height)
+      return undo;
+  return nullptr;
+}
+
+bool memory_state::read_at(std::string_view k, block_id at,
+                           value& out) const {
+  auto& s = *shards_[shard_of(k)];
+  block_id height = 0;
+  {
+    std::shared_lock guard{s.mu};
+    auto found = s.map.find(k);
+    if (found == s.map.end()) {
+      out.clear();
+      return true;
+    }
+    height = found->second.height;
+    if (height <= at) {
+      out = found->second.v;
+      return true;
+    }
+  }
+  // The entry was written by a block above our height: walk back its undo.
+  while (height > at) {
+    auto undo = find_undo(height);
+    if (!undo)
+      return false;
+    auto i = undo->index.find(k);
+    if (i == undo->index.end())
+      return false; // cannot happen for a consistent undo; start over
+    height = undo->before_heights[i->second];
+    if (height <= at) {
+      out = undo->record->changes[i->second].before;
+      return true;
+    }
+  }
+  return false;
+}
+
+template <class Read>
+void memory_state::read_consistent(Read read) const {
+  for (;;) {
+    auto epoch = epoch_.load(std::memory_order_acquire);
+    if (epoch % 2 == 1) {
+      std::this_thread::yield(); // a revert runs: it holds every shard anyway
+      continue;
+    }
+    auto at = applied_.load(std::memory_order_acquire);
+    if (read(at) && epoch_.load(std::memory_order_acquire) == epoch
+        && floor_.load(std::memory_order_acquire) <= at)
+      return;
+  }
+}
+
+value memory_state::get(const key& k) const {
+  value result;
+  read_consistent([&](block_id at) { return read_at(k, at, result); });
+  if (staging_.load(std::memory_order_acquire)) {
+    std::lock_guard guard{stage_mu_};
+    if (auto found = staged_.find(k); found != staged_.end())
+      result = found->second;
+  }
+  return result;
+}
+
+std::vector<value> memory_state::get_many(const std::vector<key>& keys) const {
+  std::vector<value> result(keys.size());
+  read_consistent([&](block_id at) {
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (!read_at(keys[i], at, result[i]))
+        return false;
+    return true;
+  });
+  if (staging_.load(std::memory_order_acquire)) {
+    std::lock_guard guard{stage_mu_};
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (auto found = staged_.find(keys[i]); found != staged_.end())
+        result[i] = found->second;
+  }
+  return result;
+}
+
+std::vector<std::pair<key, value>> memory_state::snapshot() const {
+  std::vector<std::pair<key, value>> result;
+  for (auto& s : shards_) {
+    std::shared_lock guard{s->mu};
+    for (auto& [k, e] : s->map)
+      if (!e.v.empty())
+        result.emplace_back(k, e.v);
+  }
+  std::sort(result.begin(), result.end());
+  return result;
+}
+
+} // namespace rollblock::storage

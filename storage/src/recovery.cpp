@@ -1,0 +1,146 @@
+#include "rollblock/storage/recovery.hpp"
+
+#include "rollblock/messages/error.hpp"
+#include "rollblock/storage/checkpoint_builder.hpp"
+
+#include <spdlog/spdlog.h>
+
+
+namespace rollblock::storage {
+
+caf::error validate(const store_options& opts) {
+  auto bad = [](const std::string& what) {
+    return make_error(ec::invalid_argument, what);
+  };
+  if (opts.data_dir.empty())
+    return bad("data_dir is empty");
+  if (opts.key_width
+      && (*opts.key_width < min_key_width || *opts.key_width > max_key_width))
+    return bad("key width " + std::to_string(*opts.key_width)
+               + " is out of range: keys are 8 to 64 bytes");
+  if (opts.durability) {
+    auto& d = *opts.durability;
+    if (d.max_pending == 0 || d.sync_every == 0)
+      return bad("durability mode " + to_string(d)
+                 + " needs counts of at least 1");
+  }
+  if (opts.checkpoint_every_blocks == 0)
+    return bad("checkpoint_every_blocks must be at least 1");
+  if (opts.journal_segment_bytes < 4096)
+    return bad("journal_segment_bytes must be at least 4096, got "
+               + std::to_string(opts.journal_segment_bytes));
+  return {};
+}
+
+caf::expected<recovered_store> recover(const store_options& opts) {
+  if (auto err = validate(opts))
+    return err;
+  recovered_store result;
+  std::filesystem::path dir{opts.data_dir};
+  auto lock = data_dir_lock::acquire(dir);
+  if (!lock)
+    return lock.error();
+  result.lock = std::move(*lock);
+  // -- state of record and metadata
+  state_store::options state_opts;
+  state_opts.dir = dir / "state";
+  state_opts.cache_bytes = opts.leveldb_cache_bytes;
+  state_opts.write_buffer_bytes = opts.leveldb_write_buffer_bytes;
+  auto state = state_store::open(state_opts);
+  if (!state)
+    return state.error();
+  result.state = std::move(*state);
+  auto stored = result.state->read_metadata();
+  if (!stored)
+    return stored.error();
+  auto& meta = result.meta;
+  bool config_changed = false;
+  if (*stored) {
+    meta = **stored;
+    if (opts.key_width && *opts.key_width != meta.key_width)
+      return make_error(ec::config_mismatch,
+                        "data directory " + opts.data_dir + " holds "
+                          + std::to_string(meta.key_width)
+                          + "-byte keys, but the options ask for "
+                          + std::to_string(*opts.key_width)
+                          + "-byte keys; the key width is fixed at creation");
+  } else {
+    meta.key_width = opts.key_width.value_or(default_key_width);
+    config_changed = true;
+  }
+  if (opts.durability && *opts.durability != meta.durability) {
+    meta.durability = *opts.durability;
+    config_changed = true;
+  }
+  if (opts.min_rollback_window
+      && *opts.min_rollback_window != meta.min_rollback_window) {
+    meta.min_rollback_window = *opts.min_rollback_window;
+    config_changed = true;
+  }
+  if (config_changed)
+    if (auto err = result.state->write_config(meta))
+      return err;
+  // -- journal
+  journal::options journal_opts;
+  journal_opts.dir = dir / "journal";
+  journal_opts.key_width = meta.key_width;
+  journal_opts.segment_bytes = opts.journal_segment_bytes;
+  auto blocks = journal::open(journal_opts, &result.journal_report);
+  if (!blocks)
+    return blocks.error();
+  result.blocks = std::move(*blocks);
+  auto& report = result.journal_report;
+  if (report.truncated_bytes > 0)
+    spdlog::warn("journal: cut a torn tail of {} bytes at offset {} of {}",
+                 report.truncated_bytes, report.truncated_offset,
+                 report.truncated_file);
+  // -- interrupted revert or prune
+  if (meta.revert_marker) {
+    spdlog::info("completing an interrupted revert to block {}",
+                 *meta.revert_marker);
+    if (auto err = result.blocks->truncate_after(*meta.revert_marker))
+      return err;
+    if (auto err = result.state->clear_revert_marker())
+      return err;
+    meta.revert_marker.reset();
+  }
+  if (meta.pruned_through)
+    if (auto err = result.blocks->drop_through(*meta.pruned_through))
+      return err;
+  // -- memory
+  result.memory = std::make_shared<memory_state>(meta.key_width);
+  auto& memory = *result.memory;
+  if (auto err = result.state->for_each(
+        [&](const key& k, const value& v) { memory.load(k, v); }))
+    return err;
+  auto checkpoint = meta.checkpoint;
+  bool fresh = !checkpoint && result.blocks->empty();
+  memory.set_applied(checkpoint.value_or(0), fresh);
+  auto replay = checkpoint ? result.blocks->read_from(*checkpoint + 1)
+                           : result.blocks->read_from(0);
+  if (!replay)
+    return replay.error();
+  checkpoint_builder replayed;
+  for (auto& record : *replay) {
+    memory.install(record);
+    replayed.add(record);
+    ++result.replayed_blocks;
+    result.replayed_changes += record->changes.size();
+  }
+  if (!replay->empty()) {
+    auto last = replay->back()->height;
+    if (auto err = result.blocks->sync())
+      return err;
+    if (auto err = result.state->write_checkpoint(replayed.take(last)))
+      return err;
+    meta.checkpoint = last;
+    spdlog::info("replayed {} blocks ({} changes) from the journal up to "
+                 "block {}",
+                 result.replayed_blocks, result.replayed_changes, last);
+  }
+  auto height = memory.applied();
+  result.heights = store_heights{height, height, height};
+  return result;
+}
+
+} // namespace rollblock::storage

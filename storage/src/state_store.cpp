@@ -1,0 +1,365 @@
+// The LevelDB state store.
+//
+// Record layout (one LevelDB database, bytewise comparator):
+//
+//   key                      value
+//   -----------------------  ---------------------------------------------
+//   "s" + <key bytes>        <value bytes>           state at the checkpoint
+//   "m/format_version"       fixed64 (little endian) format of the records
+//   "m/key_width"            fixed64                 key width in bytes
+//   "m/durability"           to_string(durability_mode), e.g. "sync",
+//                            "async-relaxed:1024:100"; read with
+//                            parse_durability
+//   "m/min_rollback_window"  fixed64                 blocks kept for reverts
+//   "m/checkpoint"           fixed64                 height of the "s" state
+//   "m/pruned_through"       fixed64                 newest pruned height
+//   "m/revert_marker"        fixed64                 revert in progress
+//
+// fixed64 is 8 bytes, least significant first (value_from_u64). A state key
+// has the store's key width; an empty value is never stored (writing one
+// deletes the key). All metadata keys sort before all state keys ('m' <
+// 's'), so iterating the state is a scan of the "s" prefix.
+//
+// A store without "m/format_version" is new: read_metadata returns nullopt.
+// write_config writes the four configuration records in one synced batch;
+// write_checkpoint writes the state changes, "m/checkpoint" and, when set,
+// "m/revert_marker" in one synced batch, so a checkpoint is all or nothing
+// across crashes. The optional records (checkpoint, pruned_through,
+// revert_marker) are absent until first written.
+
+#include "rollblock/storage/state_store.hpp"
+
+#include "rollblock/messages/error.hpp"
+
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/filter_policy.h>
+#include <leveldb/iterator.h>
+#include <leveldb/options.h>
+#include <leveldb/status.h>
+#include <leveldb/write_batch.h>
+
+#include <system_error>
+
+namespace rollblock::storage {
+
+namespace {
+
+constexpr char state_prefix = 's';
+
+constexpr std::string_view format_version_key = "m/format_version";
+constexpr std::string_view key_width_key = "m/key_width";
+constexpr std::string_view durability_key = "m/durability";
+constexpr std::string_view min_rollback_window_key = "m/min_rollback_window";
+constexpr std::string_view checkpoint_key = "m/checkpoint";
+constexpr std::string_view pruned_through_key = "m/pruned_through";
+constexpr std::string_view revert_marker_key = "m/revert_marker";
+
+leveldb::Slice slice(std::string_view x) {
+  return {x.data(), x.size()};
+}
+
+std::string state_key(const key& k) {
+  std::string result;
+  result.reserve(k.size() + 1);
+  result.push_back(state_prefix);
+  result.append(k);
+  return result;
+}
+
+/// Turns a failed LevelDB status into a rollblock error.
+caf::error status_error(const leveldb::Status& st, const std::string& what,
+                        const std::filesystem::path& dir) {
+  if (st.IsCorruption())
+    return make_error(ec::state_corrupt,
+                      what + " failed: the state database at " + dir.string()
+                        + " is corrupt (" + st.ToString()
+                        + "); restore the data directory from a backup or "
+                          "rebuild it");
+  return make_error(ec::io_error, what + " failed for the state database at "
+                                    + dir.string() + ": " + st.ToString()
+                                    + "; check the disk and its free space");
+}
+
+} // namespace
+
+struct state_store::impl {
+  std::filesystem::path dir;
+  leveldb::Cache* cache = nullptr;
+  const leveldb::FilterPolicy* filter = nullptr;
+  leveldb::DB* db = nullptr;
+
+  ~impl() {
+    // LevelDB uses the cache and the filter policy until the DB is gone.
+    delete db;
+    delete cache;
+    delete filter;
+  }
+
+  caf::error write(leveldb::WriteBatch& batch, const std::string& what) {
+    leveldb::WriteOptions wo;
+    wo.sync = true;
+    auto st = db->Write(wo, &batch);
+    if (!st.ok())
+      return make_error(ec::io_error,
+                        what + " failed for the state database at "
+                          + dir.string() + ": " + st.ToString()
+                          + "; the store cannot make data durable, check the "
+                            "disk and reopen the store");
+    return {};
+  }
+
+  /// Reads one metadata record: nullopt when absent.
+  caf::expected<std::optional<std::string>>
+  read_raw(const leveldb::ReadOptions& ro, std::string_view name) const {
+    std::string result;
+    auto st = db->Get(ro, slice(name), &result);
+    if (st.IsNotFound())
+      return std::optional<std::string>{};
+    if (!st.ok())
+      return status_error(st, "reading metadata record '" + std::string{name}
+                                + "'", dir);
+    return std::optional<std::string>{std::move(result)};
+  }
+
+  caf::error malformed(std::string_view name, const std::string& why) const {
+    return make_error(ec::state_corrupt,
+                      "metadata record '" + std::string{name}
+                        + "' in the state database at " + dir.string()
+                        + " is malformed: " + why
+                        + "; restore the data directory from a backup or "
+                          "rebuild it");
+  }
+
+  /// Reads a fixed64 metadata record: nullopt when absent.
+  caf::expected<std::optional<std::uint64_t>>
+  read_u64(const leveldb::ReadOptions& ro, std::string_view name) const {
+    auto raw = read_raw(ro, name);
+    if (!raw)
+      return std::move(raw.error());
+    if (!*raw)
+      return std::optional<std::uint64_t>{};
+    if ((*raw)->size() != 8)
+      return malformed(name, "expected 8 bytes, found "
+                               + std::to_string((*raw)->size()));
+    return std::optional<std::uint64_t>{u64_from_bytes(**raw)};
+  }
+
+  /// Reads a fixed64 record that must exist once the store has a config.
+  caf::expected<std::uint64_t> read_required_u64(const leveldb::ReadOptions& ro,
+                                                 std::string_view name) const {
+    auto x = read_u64(ro, name);
+    if (!x)
+      return std::move(x.error());
+    if (!*x)
+      return malformed(name, "the record is missing");
+    return **x;
+  }
+};
+
+state_store::state_store(std::unique_ptr<impl> p) : impl_(std::move(p)) {
+  // nop
+}
+
+state_store::~state_store() = default;
+
+caf::expected<std::unique_ptr<state_store>>
+state_store::open(const options& opts) {
+  auto p = std::make_unique<impl>();
+  p->dir = opts.dir;
+  std::error_code err;
+  std::filesystem::create_directories(opts.dir, err);
+  if (err)
+    return make_error(ec::io_error, "cannot create the state directory "
+                                      + opts.dir.string() + ": "
+                                      + err.message());
+  p->cache = leveldb::NewLRUCache(opts.cache_bytes);
+  p->filter = leveldb::NewBloomFilterPolicy(10);
+  leveldb::Options lo;
+  lo.create_if_missing = true;
+  lo.write_buffer_size = opts.write_buffer_bytes;
+  lo.block_cache = p->cache;
+  lo.filter_policy = p->filter;
+  auto st = leveldb::DB::Open(lo, opts.dir.string(), &p->db);
+  if (!st.ok()) {
+    p->db = nullptr;
+    if (st.IsCorruption())
+      return make_error(ec::state_corrupt,
+                        "the state database at " + opts.dir.string()
+                          + " is corrupt: " + st.ToString()
+                          + "; restore the data directory from a backup or "
+                            "rebuild it");
+    return make_error(ec::io_error, "cannot open the state database at "
+                                      + opts.dir.string() + ": "
+                                      + st.ToString());
+  }
+  return std::unique_ptr<state_store>{new state_store(std::move(p))};
+}
+
+caf::expected<std::optional<store_metadata>>
+state_store::read_metadata() const {
+  auto& d = *impl_;
+  // One snapshot, so that all records come from the same write.
+  leveldb::ReadOptions ro;
+  ro.snapshot = d.db->GetSnapshot();
+  struct release {
+    leveldb::DB* db;
+    const leveldb::Snapshot* snap;
+    ~release() {
+      db->ReleaseSnapshot(snap);
+    }
+  } guard{d.db, ro.snapshot};
+  auto version = d.read_u64(ro, format_version_key);
+  if (!version)
+    return std::move(version.error());
+  if (!*version)
+    return std::optional<store_metadata>{};
+  if (**version != storage::format_version)
+    return make_error(ec::format_version_mismatch,
+                      "data directory was written by format version "
+                        + std::to_string(**version)
+                        + "; this build reads version "
+                        + std::to_string(storage::format_version)
+                        + " (state database at " + d.dir.string()
+                        + "); use a build that matches the data directory "
+                          "or start from an empty one");
+  store_metadata result;
+  result.format_version = storage::format_version;
+  // Key width.
+  auto width = d.read_required_u64(ro, key_width_key);
+  if (!width)
+    return std::move(width.error());
+  if (*width < min_key_width || *width > max_key_width)
+    return d.malformed(key_width_key,
+                       "key width " + std::to_string(*width)
+                         + " is outside " + std::to_string(min_key_width)
+                         + ".." + std::to_string(max_key_width));
+  result.key_width = static_cast<std::size_t>(*width);
+  // Durability.
+  auto dur = d.read_raw(ro, durability_key);
+  if (!dur)
+    return std::move(dur.error());
+  if (!*dur)
+    return d.malformed(durability_key, "the record is missing");
+  auto mode = parse_durability(**dur);
+  if (!mode)
+    return d.malformed(durability_key, message_of(mode.error()));
+  result.durability = *mode;
+  // Rollback window.
+  auto window = d.read_required_u64(ro, min_rollback_window_key);
+  if (!window)
+    return std::move(window.error());
+  result.min_rollback_window = *window;
+  // Optional heights.
+  auto checkpoint = d.read_u64(ro, checkpoint_key);
+  if (!checkpoint)
+    return std::move(checkpoint.error());
+  result.checkpoint = *checkpoint;
+  auto pruned = d.read_u64(ro, pruned_through_key);
+  if (!pruned)
+    return std::move(pruned.error());
+  result.pruned_through = *pruned;
+  auto marker = d.read_u64(ro, revert_marker_key);
+  if (!marker)
+    return std::move(marker.error());
+  result.revert_marker = *marker;
+  return std::optional<store_metadata>{std::move(result)};
+}
+
+caf::error state_store::write_config(const store_metadata& meta) {
+  leveldb::WriteBatch batch;
+  batch.Put(slice(format_version_key),
+            value_from_u64(static_cast<std::uint64_t>(meta.format_version)));
+  batch.Put(slice(key_width_key),
+            value_from_u64(static_cast<std::uint64_t>(meta.key_width)));
+  batch.Put(slice(durability_key), to_string(meta.durability));
+  batch.Put(slice(min_rollback_window_key),
+            value_from_u64(meta.min_rollback_window));
+  return impl_->write(batch, "writing the configuration");
+}
+
+caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
+  leveldb::WriteBatch wb;
+  std::string k;
+  for (auto& [write_key, write_value] : batch.writes) {
+    k.clear();
+    k.push_back(state_prefix);
+    k.append(write_key);
+    if (write_value.empty())
+      wb.Delete(k);
+    else
+      wb.Put(k, write_value);
+  }
+  wb.Put(slice(checkpoint_key), value_from_u64(batch.height));
+  if (batch.revert_marker)
+    wb.Put(slice(revert_marker_key), value_from_u64(*batch.revert_marker));
+  return impl_->write(wb, "writing checkpoint "
+                            + std::to_string(batch.height));
+}
+
+caf::error state_store::write_pruned_through(block_id height) {
+  leveldb::WriteBatch batch;
+  batch.Put(slice(pruned_through_key), value_from_u64(height));
+  return impl_->write(batch, "recording pruned height "
+                               + std::to_string(height));
+}
+
+caf::error state_store::clear_revert_marker() {
+  leveldb::WriteBatch batch;
+  batch.Delete(slice(revert_marker_key));
+  return impl_->write(batch, "clearing the revert marker");
+}
+
+caf::expected<value> state_store::get(const key& k) const {
+  value result;
+  auto st = impl_->db->Get(leveldb::ReadOptions{}, state_key(k), &result);
+  if (st.IsNotFound())
+    return value{};
+  if (!st.ok())
+    return status_error(st, "reading a key", impl_->dir);
+  return result;
+}
+
+caf::error
+state_store::for_each(const std::function<void(const key&, const value&)>& f)
+  const {
+  leveldb::ReadOptions ro;
+  ro.fill_cache = false; // A full scan would only evict the hot blocks.
+  std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
+  key k;
+  value v;
+  for (it->Seek(leveldb::Slice{&state_prefix, 1}); it->Valid(); it->Next()) {
+    auto raw = it->key();
+    if (raw.empty() || raw[0] != state_prefix)
+      break;
+    k.assign(raw.data() + 1, raw.size() - 1);
+    v.assign(it->value().data(), it->value().size());
+    f(k, v);
+  }
+  if (auto st = it->status(); !st.ok())
+    return status_error(st, "iterating the state", impl_->dir);
+  return {};
+}
+
+std::uint64_t state_store::size_bytes() const {
+  // The sum of the database's files: tables, the write-ahead log and the
+  // manifest (GetApproximateSizes would miss data still in the log).
+  std::uint64_t total = 0;
+  std::error_code err;
+  std::filesystem::directory_iterator it{impl_->dir, err};
+  if (err)
+    return 0;
+  for (; it != std::filesystem::directory_iterator{}; it.increment(err)) {
+    if (err)
+      break;
+    std::error_code ignored;
+    if (it->is_regular_file(ignored)) {
+      auto n = it->file_size(ignored);
+      if (!ignored)
+        total += n;
+    }
+  }
+  return total;
+}
+
+} // namespace rollblock::storage

@@ -1,0 +1,197 @@
+#include "rollblock/storage/data_dir_lock.hpp"
+
+#include "rollblock/messages/error.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+using rollblock::ec;
+using rollblock::storage::data_dir_lock;
+
+namespace {
+
+/// Selects the helper mode of this binary: hold the lock on this directory
+/// until killed (see holder_mode at the end).
+constexpr const char* holder_env = "ROLLBLOCK_TEST_LOCK_HOLDER_DIR";
+
+std::string read_file(const std::filesystem::path& file) {
+  std::ifstream in{file, std::ios::binary};
+  return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+}
+
+std::string self_exe() {
+  std::vector<char> buf(4096);
+  auto n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0)
+    return "/proc/self/exe";
+  return std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+/// Starts this test binary again (fork+exec via posix_spawn) with
+/// `env_name=env_value` added to its environment, which puts it into a helper
+/// mode. Its stdout goes to /dev/null. Returns the child's pid, or -1.
+pid_t spawn_self(const std::string& env_name, const std::string& env_value) {
+  std::vector<std::string> env;
+  for (auto e = environ; *e != nullptr; ++e)
+    if (!std::string_view{*e}.starts_with(env_name + "="))
+      env.emplace_back(*e);
+  env.push_back(env_name + "=" + env_value);
+  std::vector<char*> envp;
+  for (auto& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  auto exe = self_exe();
+  std::vector<char*> argv{exe.data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null",
+                                   O_WRONLY, 0);
+  pid_t pid = -1;
+  auto rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(),
+                        envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+} // namespace
+
+TEST(DataDirLock, AcquireCreatesTheDirectoryAndWritesThePid) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "nested" / "data";
+  auto lock = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(lock) << rollblock::describe(lock.error());
+  EXPECT_TRUE(std::filesystem::is_directory(dir));
+  EXPECT_EQ((*lock)->dir(), dir);
+  EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
+}
+
+TEST(DataDirLock, SecondAcquireInTheSameProcessFails) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  auto first = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(first) << rollblock::describe(first.error());
+  auto second = data_dir_lock::acquire(dir);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(rollblock::code_of(second.error()), ec::data_dir_locked);
+  auto msg = rollblock::message_of(second.error());
+  EXPECT_NE(msg.find(dir.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("pid " + std::to_string(::getpid())), std::string::npos)
+    << msg;
+  // The failed attempt leaves the holder's pid in place.
+  EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
+}
+
+TEST(DataDirLock, ReleaseAllowsReacquire) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  auto first = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(first) << rollblock::describe(first.error());
+  first->reset();
+  auto second = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(second) << rollblock::describe(second.error());
+  EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
+}
+
+TEST(DataDirLock, StaleLockFileIsTakenOverAndOverwritten) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream out{dir / "LOCK", std::ios::binary};
+    out << "123456789012345\nleftover text from an old holder\n";
+  }
+  auto lock = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(lock) << rollblock::describe(lock.error());
+  EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
+}
+
+TEST(DataDirLock, PathThatIsAFileGivesIoError) {
+  rollblock::test::temp_dir tmp;
+  auto file = tmp.path() / "not-a-dir";
+  { std::ofstream out{file}; }
+  auto lock = data_dir_lock::acquire(file);
+  ASSERT_FALSE(lock);
+  EXPECT_EQ(rollblock::code_of(lock.error()), ec::io_error);
+  auto msg = rollblock::message_of(lock.error());
+  EXPECT_NE(msg.find(file.string()), std::string::npos) << msg;
+}
+
+TEST(DataDirLock, LockHeldByAnotherProcessUntilItIsKilled) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  auto pid = spawn_self(holder_env, dir.string());
+  ASSERT_GT(pid, 0) << "posix_spawn failed";
+  // The child writes its pid into LOCK once it holds the lock.
+  auto expected = std::to_string(pid) + "\n";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  bool child_died = false;
+  while (read_file(dir / "LOCK") != expected) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      child_died = true;
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  }
+  if (child_died || read_file(dir / "LOCK") != expected) {
+    if (!child_died) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    FAIL() << "the child never took the lock";
+  }
+  auto blocked = data_dir_lock::acquire(dir);
+  ASSERT_FALSE(blocked);
+  EXPECT_EQ(rollblock::code_of(blocked.error()), ec::data_dir_locked);
+  auto msg = rollblock::message_of(blocked.error());
+  EXPECT_NE(msg.find(dir.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("pid " + std::to_string(pid) + ")"), std::string::npos)
+    << msg;
+  // The kernel drops a flock when its holder dies, even by SIGKILL.
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  auto lock = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(lock) << rollblock::describe(lock.error());
+  EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
+}
+
+// Helper mode, started by LockHeldByAnotherProcessUntilItIsKilled: when the
+// environment names a directory, this binary takes the lock on it and holds
+// it until killed, before main() (and gtest) ever run. It is selected during
+// static initialization so that it is no test case of its own.
+namespace {
+
+const bool holder_mode = [] {
+  if (auto dir = std::getenv(holder_env)) {
+    auto lock = data_dir_lock::acquire(dir);
+    if (!lock)
+      std::_Exit(2);
+    for (;;)
+      ::pause();
+  }
+  return false;
+}();
+
+} // namespace

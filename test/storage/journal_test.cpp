@@ -1,0 +1,1290 @@
+#include "rollblock/storage/journal.hpp"
+
+#include "rollblock/messages/error.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <set>
+
+#include <csignal>
+#include <sys/resource.h>
+
+using namespace rollblock;
+using namespace rollblock::storage;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::size_t header_size = 40;
+
+// -- records ------------------------------------------------------------------
+
+/// A record at `height` with `n` changes whose contents depend on both.
+block_record make_record(block_id height, std::size_t n,
+                         std::size_t key_width = 8) {
+  block_record r;
+  r.height = height;
+  for (std::size_t i = 0; i < n; ++i) {
+    key_change c;
+    c.k = key_from_u64(height * 1000 + i, key_width);
+    c.after = value_from_u64(height * 7 + i);
+    if (i % 3 == 0)
+      c.before = ""; // The key was absent.
+    else
+      c.before = value_from_u64(height * 11 + i) + std::string(i % 5, 'b');
+    if (i % 4 == 1)
+      c.after = ""; // The block deleted the key.
+    r.changes.push_back(std::move(c));
+  }
+  return r;
+}
+
+/// A record whose changes hold values of every interesting size.
+block_record make_mixed_record(block_id height, std::size_t key_width) {
+  block_record r;
+  r.height = height;
+  r.changes.push_back({key_from_prefix("a", key_width), "", ""});
+  r.changes.push_back(
+    {key_from_prefix("b", key_width), std::string(65535, 'x'), ""});
+  r.changes.push_back(
+    {key_from_prefix("c", key_width), "", std::string(65535, 'y')});
+  r.changes.push_back({key_from_prefix("d", key_width), "1", "22"});
+  std::string all_bytes;
+  for (int i = 0; i < 256; ++i)
+    all_bytes.push_back(static_cast<char>(i));
+  r.changes.push_back(
+    {key_from_prefix(std::string(key_width, '\xff'), key_width), all_bytes,
+     all_bytes + all_bytes});
+  return r;
+}
+
+std::uint64_t entry_size_of(const block_record& r, std::size_t key_width) {
+  std::uint64_t n = header_size;
+  for (auto& c : r.changes)
+    n += key_width + 4 + c.after.size() + c.before.size();
+  return n;
+}
+
+// -- files --------------------------------------------------------------------
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in{path, std::ios::binary};
+  return std::string{std::istreambuf_iterator<char>{in}, {}};
+}
+
+void write_bytes(const fs::path& path, std::string_view bytes) {
+  std::ofstream out{path, std::ios::binary | std::ios::trunc};
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+fs::path segment_path(const fs::path& dir, std::uint64_t seq) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%06llu.rbj",
+                static_cast<unsigned long long>(seq));
+  return dir / name;
+}
+
+/// The names of the regular files in `dir`, sorted.
+std::vector<std::string> files_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator{dir})
+    if (e.is_regular_file())
+      names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// -- journals -----------------------------------------------------------------
+
+journal::options opts_for(const fs::path& dir, std::size_t key_width = 8,
+                          std::uint64_t segment_bytes = 64ull << 20) {
+  journal::options o;
+  o.dir = dir;
+  o.key_width = key_width;
+  o.segment_bytes = segment_bytes;
+  return o;
+}
+
+std::unique_ptr<journal> open_ok(const journal::options& o,
+                                 journal_open_report* rep = nullptr) {
+  auto j = journal::open(o, rep);
+  EXPECT_TRUE(j) << describe(j.error());
+  if (!j)
+    return nullptr;
+  return std::move(*j);
+}
+
+/// Reads every record above `h` as plain values.
+std::vector<block_record> read_all_above(const journal& j, block_id h) {
+  auto list = j.read_from(h + 1);
+  EXPECT_TRUE(list) << describe(list.error());
+  std::vector<block_record> out;
+  if (list)
+    for (auto& p : *list)
+      out.push_back(*p);
+  return out;
+}
+
+void append_ok(journal& j, const block_record& r) {
+  auto err = j.append(r);
+  ASSERT_FALSE(err) << describe(err);
+}
+
+/// Appends records at heights 1..n with `changes` changes each.
+std::vector<block_record> fill(journal& j, block_id n, std::size_t changes,
+                               std::size_t key_width = 8) {
+  std::vector<block_record> recs;
+  for (block_id h = 1; h <= n; ++h) {
+    recs.push_back(make_record(h, changes, key_width));
+    append_ok(j, recs.back());
+  }
+  return recs;
+}
+
+/// The segment count a journal must have after entries of `sizes` bytes with
+/// `segment_bytes` per segment.
+std::size_t expected_segments(const std::vector<std::uint64_t>& sizes,
+                              std::uint64_t segment_bytes) {
+  std::size_t segments = 1;
+  std::uint64_t cur = 0;
+  for (auto s : sizes) {
+    if (cur > 0 && cur >= segment_bytes) {
+      ++segments;
+      cur = 0;
+    }
+    cur += s;
+  }
+  return segments;
+}
+
+} // namespace
+
+// -- encoding -----------------------------------------------------------------
+
+TEST(journal, encode_writes_the_documented_layout) {
+  block_record r;
+  r.height = 0x0102030405060708ull;
+  r.changes.push_back({key_from_u64(0xAABB), "xy", ""});
+  r.changes.push_back({key_from_u64(7), "", "q"});
+  auto bytes = encode_journal_entry(r, 8);
+  std::string payload;
+  payload += key_from_u64(0xAABB);
+  payload += std::string{"\x02\x00", 2} + "xy" + std::string{"\x00\x00", 2};
+  payload += key_from_u64(7);
+  payload += std::string{"\x00\x00", 2} + std::string{"\x01\x00", 2} + "q";
+  ASSERT_EQ(bytes.size(), 40u + payload.size());
+  ASSERT_EQ(payload.size(), 27u);
+  EXPECT_EQ(bytes.substr(40), payload);
+  EXPECT_EQ(bytes.substr(0, 4), "RBJL"); // 0x4C4A4252 little-endian
+  EXPECT_EQ(bytes.substr(4, 2), std::string("\x01\x00", 2));
+  EXPECT_EQ(bytes[6], '\x01');
+  EXPECT_EQ(bytes[7], '\x08');
+  EXPECT_EQ(bytes.substr(8, 8), std::string("\x08\x07\x06\x05\x04\x03\x02\x01"));
+  EXPECT_EQ(bytes.substr(16, 4), std::string("\x02\x00\x00\x00", 4));
+  EXPECT_EQ(bytes.substr(20, 4), std::string("\x1b\x00\x00\x00", 4));
+  auto payload_sum = XXH3_64bits(payload.data(), payload.size());
+  auto header_sum = XXH3_64bits(bytes.data(), 32);
+  EXPECT_EQ(bytes.substr(24, 8), value_from_u64(payload_sum));
+  EXPECT_EQ(bytes.substr(32, 8), value_from_u64(header_sum));
+}
+
+TEST(journal, encode_decode_round_trip) {
+  for (std::size_t kw : {std::size_t{8}, std::size_t{17}, std::size_t{64}}) {
+    std::vector<block_record> recs{block_record{0, {}},
+                                   make_record(5, 1, kw),
+                                   make_record(1000, 40, kw),
+                                   make_mixed_record(~block_id{0}, kw)};
+    for (auto& r : recs) {
+      auto bytes = encode_journal_entry(r, kw);
+      EXPECT_EQ(bytes.size(), entry_size_of(r, kw));
+      auto back = decode_journal_entry(bytes, kw);
+      ASSERT_TRUE(back) << describe(back.error());
+      EXPECT_EQ(*back, r);
+    }
+  }
+}
+
+TEST(journal, encode_of_empty_block_is_a_bare_header) {
+  auto bytes = encode_journal_entry(block_record{42, {}}, 8);
+  ASSERT_EQ(bytes.size(), 40u);
+  auto back = decode_journal_entry(bytes, 8);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->height, 42u);
+  EXPECT_TRUE(back->changes.empty());
+}
+
+TEST(journal, decode_rejects_empty_short_and_garbage_input) {
+  auto expect_corrupt = [](std::string_view bytes) {
+    auto r = decode_journal_entry(bytes, 8);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(code_of(r.error()), ec::journal_corrupt)
+      << describe(r.error());
+  };
+  expect_corrupt({});
+  expect_corrupt("R");
+  expect_corrupt("RBJL");
+  expect_corrupt(std::string(39, '\0'));
+  expect_corrupt(std::string(40, '\0'));
+  expect_corrupt(std::string(1000, '\xff'));
+  std::mt19937_64 rng{12345};
+  for (int i = 0; i < 200; ++i) {
+    std::string junk(static_cast<std::size_t>(rng() % 300), '\0');
+    for (auto& c : junk)
+      c = static_cast<char>(rng());
+    if (junk.size() >= 4)
+      std::memcpy(junk.data(), "RBJL", 4); // Get past the magic check.
+    expect_corrupt(junk);
+  }
+  // Every proper prefix of a valid entry, and one byte too many.
+  auto good = encode_journal_entry(make_record(9, 5), 8);
+  for (std::size_t n = 0; n < good.size(); ++n)
+    expect_corrupt(std::string_view{good}.substr(0, n));
+  expect_corrupt(good + "x");
+}
+
+TEST(journal, decode_detects_every_single_bit_flip) {
+  auto good = encode_journal_entry(make_record(3, 3), 8);
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      auto bad = good;
+      bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
+      auto r = decode_journal_entry(bad, 8);
+      ASSERT_FALSE(r) << "byte " << i << " bit " << bit;
+      EXPECT_EQ(code_of(r.error()), ec::journal_corrupt)
+        << "byte " << i << " bit " << bit << ": " << describe(r.error());
+    }
+  }
+}
+
+namespace {
+
+/// Rewrites the header checksum of an entry after editing its header.
+void reseal_header(std::string& entry) {
+  auto sum = XXH3_64bits(entry.data(), 32);
+  std::memcpy(entry.data() + 32, value_from_u64(sum).data(), 8);
+}
+
+/// Replaces the payload of an entry, fixing lengths and both checksums.
+std::string with_payload(std::string entry, std::uint32_t change_count,
+                         const std::string& payload) {
+  entry.resize(40);
+  entry += payload;
+  auto n = static_cast<std::uint32_t>(payload.size());
+  std::memcpy(entry.data() + 16, &change_count, 4);
+  std::memcpy(entry.data() + 20, &n, 4);
+  auto sum = XXH3_64bits(payload.data(), payload.size());
+  std::memcpy(entry.data() + 24, value_from_u64(sum).data(), 8);
+  reseal_header(entry);
+  return entry;
+}
+
+} // namespace
+
+TEST(journal, decode_reports_version_and_key_width_mismatch) {
+  auto good = encode_journal_entry(make_record(3, 2), 8);
+  auto other_width = decode_journal_entry(good, 16);
+  ASSERT_FALSE(other_width);
+  EXPECT_EQ(code_of(other_width.error()), ec::config_mismatch);
+  auto v2 = good;
+  v2[4] = 2;
+  reseal_header(v2);
+  auto r = decode_journal_entry(v2, 8);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::format_version_mismatch);
+  auto kind = good;
+  kind[6] = 9;
+  reseal_header(kind);
+  auto k = decode_journal_entry(kind, 8);
+  ASSERT_FALSE(k);
+  EXPECT_EQ(code_of(k.error()), ec::journal_corrupt);
+}
+
+TEST(journal, decode_rejects_payloads_that_do_not_match_their_layout) {
+  auto base = encode_journal_entry(block_record{1, {}}, 8);
+  auto expect_corrupt = [](const std::string& entry) {
+    auto r = decode_journal_entry(entry, 8);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(code_of(r.error()), ec::journal_corrupt) << describe(r.error());
+  };
+  auto one = key_from_u64(1) + std::string{"\x01\x00", 2} + "a"
+             + std::string{"\x00\x00", 2};
+  // Sanity: the hand-made payload itself is valid.
+  auto ok = decode_journal_entry(with_payload(base, 1, one), 8);
+  ASSERT_TRUE(ok) << describe(ok.error());
+  ASSERT_EQ(ok->changes.size(), 1u);
+  EXPECT_EQ(ok->changes[0].after, "a");
+  expect_corrupt(with_payload(base, 2, one));          // Too few bytes.
+  expect_corrupt(with_payload(base, 0, one));          // Bytes left over.
+  expect_corrupt(with_payload(base, 0xFFFFFFFF, one)); // Absurd count.
+  expect_corrupt(with_payload(base, 1, one + "z"));    // Trailing byte.
+  auto long_after = key_from_u64(1) + std::string{"\xff\xff", 2} + "abc";
+  expect_corrupt(with_payload(base, 1, long_after)); // after_len past end.
+  auto long_before = key_from_u64(1) + std::string{"\x00\x00", 2}
+                     + std::string{"\x10\x00", 2} + "abc";
+  expect_corrupt(with_payload(base, 1, long_before)); // before_len past end.
+  expect_corrupt(with_payload(base, 1, key_from_u64(1).substr(0, 5)));
+  // A header claiming a huge payload that the bytes do not hold.
+  auto huge = base;
+  std::uint32_t big = 0xFFFFFFFF;
+  std::memcpy(huge.data() + 20, &big, 4);
+  reseal_header(huge);
+  expect_corrupt(huge);
+}
+
+// -- open, append, read -------------------------------------------------------
+
+TEST(journal, open_creates_directory_and_first_segment) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "a" / "b";
+  journal_open_report rep;
+  rep.entries = 99;
+  auto j = open_ok(opts_for(dir), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_TRUE(j->empty());
+  EXPECT_EQ(j->size_bytes(), 0u);
+  EXPECT_EQ(j->dir(), dir);
+  EXPECT_TRUE(j->index().empty());
+  EXPECT_EQ(rep.segments, 1u);
+  EXPECT_EQ(rep.entries, 0u);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_EQ(rep.truncated_file, "");
+  EXPECT_EQ(files_in(dir), std::vector<std::string>{"000001.rbj"});
+  EXPECT_EQ(fs::file_size(segment_path(dir, 1)), 0u);
+  auto all = read_all_above(*j, 0);
+  EXPECT_TRUE(all.empty());
+}
+
+TEST(journal, open_rejects_invalid_key_width) {
+  rollblock::test::temp_dir tmp;
+  for (std::size_t kw : {std::size_t{0}, std::size_t{7}, std::size_t{65}}) {
+    auto j = journal::open(opts_for(tmp.path(), kw));
+    ASSERT_FALSE(j);
+    EXPECT_EQ(code_of(j.error()), ec::invalid_argument);
+  }
+}
+
+TEST(journal, round_trip_with_sparse_heights_and_odd_values) {
+  rollblock::test::temp_dir tmp;
+  std::vector<block_record> recs{block_record{0, {}}, make_record(5, 3),
+                                 make_mixed_record(1000, 8),
+                                 block_record{1001, {}}, make_record(5000, 1)};
+  std::vector<journal_position> positions;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    for (auto& r : recs)
+      append_ok(*j, r);
+    EXPECT_FALSE(j->sync());
+    EXPECT_EQ(j->first_height(), 0u);
+    EXPECT_EQ(j->last_height(), 5000u);
+    positions = j->index();
+    ASSERT_EQ(positions.size(), recs.size());
+    std::uint64_t off = 0;
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      EXPECT_EQ(positions[i].height, recs[i].height);
+      EXPECT_EQ(positions[i].segment, 1u);
+      EXPECT_EQ(positions[i].offset, off);
+      EXPECT_EQ(positions[i].size, entry_size_of(recs[i], 8));
+      off += positions[i].size;
+    }
+    EXPECT_EQ(j->size_bytes(), off);
+    EXPECT_EQ(fs::file_size(segment_path(tmp.path(), 1)), off);
+    auto all = read_all_above(*j, 0);
+    EXPECT_EQ(all, std::vector<block_record>(recs.begin() + 1, recs.end()));
+  }
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 1u);
+  EXPECT_EQ(rep.entries, 5u);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  ASSERT_EQ(j->index().size(), positions.size());
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    EXPECT_EQ(j->index()[i].height, positions[i].height);
+    EXPECT_EQ(j->index()[i].offset, positions[i].offset);
+    EXPECT_EQ(j->index()[i].size, positions[i].size);
+  }
+  EXPECT_EQ(read_all_above(*j, 0),
+            std::vector<block_record>(recs.begin() + 1, recs.end()));
+  // The genesis entry (height 0) is not "above" anything; check its bytes.
+  auto file = read_bytes(segment_path(tmp.path(), 1));
+  auto genesis = decode_journal_entry(
+    std::string_view{file}.substr(0, j->index()[0].size), 8);
+  ASSERT_TRUE(genesis);
+  EXPECT_EQ(*genesis, recs[0]);
+}
+
+TEST(journal, round_trip_with_key_width_64) {
+  rollblock::test::temp_dir tmp;
+  std::vector<block_record> recs{make_record(1, 10, 64),
+                                 make_mixed_record(2, 64),
+                                 block_record{3, {}}, make_record(9, 2, 64)};
+  {
+    auto j = open_ok(opts_for(tmp.path(), 64));
+    ASSERT_TRUE(j);
+    for (auto& r : recs)
+      append_ok(*j, r);
+  }
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path(), 64), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.entries, 4u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+  EXPECT_EQ(j->size_bytes(), entry_size_of(recs[0], 64)
+                               + entry_size_of(recs[1], 64)
+                               + entry_size_of(recs[2], 64)
+                               + entry_size_of(recs[3], 64));
+}
+
+TEST(journal, read_from_returns_the_entries_from_each_height) {
+  rollblock::test::temp_dir tmp;
+  auto j = open_ok(opts_for(tmp.path()));
+  ASSERT_TRUE(j);
+  std::vector<block_record> recs;
+  for (block_id h : {block_id{0}, block_id{5}, block_id{6}, block_id{10},
+                     block_id{1000}}) {
+    recs.push_back(make_record(h, 4));
+    append_ok(*j, recs.back());
+  }
+  auto heights_above = [&](block_id h) {
+    std::vector<block_id> out;
+    for (auto& r : read_all_above(*j, h))
+      out.push_back(r.height);
+    return out;
+  };
+  using hs = std::vector<block_id>;
+  auto from_genesis = j->read_from(0);
+  ASSERT_TRUE(from_genesis);
+  ASSERT_EQ(from_genesis->size(), 5u);
+  EXPECT_EQ(*from_genesis->front(), recs[0]);
+  EXPECT_EQ(heights_above(0), (hs{5, 6, 10, 1000}));
+  EXPECT_EQ(heights_above(4), (hs{5, 6, 10, 1000}));
+  EXPECT_EQ(heights_above(5), (hs{6, 10, 1000}));
+  EXPECT_EQ(heights_above(7), (hs{10, 1000}));
+  EXPECT_EQ(heights_above(999), (hs{1000}));
+  EXPECT_EQ(heights_above(1000), hs{});
+  EXPECT_EQ(heights_above(~block_id{0}), hs{});
+  auto above6 = read_all_above(*j, 6);
+  ASSERT_EQ(above6.size(), 2u);
+  EXPECT_EQ(above6[0], recs[3]);
+  EXPECT_EQ(above6[1], recs[4]);
+}
+
+TEST(journal, append_refuses_bad_records_and_changes_nothing) {
+  rollblock::test::temp_dir tmp;
+  auto j = open_ok(opts_for(tmp.path()));
+  ASSERT_TRUE(j);
+  append_ok(*j, make_record(10, 2));
+  auto size = j->size_bytes();
+  EXPECT_EQ(code_of(j->append(make_record(10, 1))), ec::block_id_not_increasing);
+  EXPECT_EQ(code_of(j->append(make_record(3, 1))), ec::block_id_not_increasing);
+  EXPECT_EQ(code_of(j->append(make_record(11, 1, 16))), ec::key_width_mismatch);
+  block_record big{12, {{key_from_u64(1), std::string(65536, 'v'), ""}}};
+  EXPECT_EQ(code_of(j->append(big)), ec::value_too_large);
+  EXPECT_EQ(j->size_bytes(), size);
+  EXPECT_EQ(j->index().size(), 1u);
+  EXPECT_EQ(fs::file_size(segment_path(tmp.path(), 1)), size);
+  append_ok(*j, make_record(11, 1));
+  EXPECT_EQ(j->last_height(), 11u);
+}
+
+TEST(journal, open_ignores_files_that_are_not_segments) {
+  rollblock::test::temp_dir tmp;
+  auto recs = std::vector<block_record>{};
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    recs = fill(*j, 3, 2);
+  }
+  write_bytes(tmp.path() / "notes.txt", "hello");
+  write_bytes(tmp.path() / "abc.rbj", "junk");
+  write_bytes(tmp.path() / "1.rbj", "junk");
+  write_bytes(tmp.path() / "000002.rbj.tmp", "junk");
+  write_bytes(tmp.path() / ".rbj", "junk");
+  write_bytes(tmp.path() / "00000x.rbj", "junk");
+  fs::create_directory(tmp.path() / "000009.rbj");
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 1u);
+  EXPECT_EQ(rep.entries, 3u);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+  EXPECT_EQ(files_in(tmp.path()),
+            (std::vector<std::string>{".rbj", "000001.rbj", "000002.rbj.tmp",
+                                      "00000x.rbj", "1.rbj", "abc.rbj",
+                                      "notes.txt"}));
+  append_ok(*j, make_record(4, 1));
+  EXPECT_EQ(j->index().back().segment, 1u);
+}
+
+TEST(journal, zero_length_last_segment_is_fine) {
+  rollblock::test::temp_dir tmp;
+  std::vector<block_record> recs;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    recs = fill(*j, 3, 2);
+  }
+  write_bytes(segment_path(tmp.path(), 2), "");
+  {
+    journal_open_report rep;
+    auto j = open_ok(opts_for(tmp.path()), &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.segments, 2u);
+    EXPECT_EQ(rep.entries, 3u);
+    EXPECT_EQ(rep.truncated_bytes, 0u);
+    recs.push_back(make_record(4, 2));
+    append_ok(*j, recs.back());
+    EXPECT_EQ(j->index().back().segment, 2u);
+    EXPECT_EQ(j->index().back().offset, 0u);
+  }
+  auto j = open_ok(opts_for(tmp.path()));
+  ASSERT_TRUE(j);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, key_width_mismatch_on_reopen_is_config_mismatch) {
+  rollblock::test::temp_dir tmp;
+  {
+    auto j = open_ok(opts_for(tmp.path(), 8));
+    ASSERT_TRUE(j);
+    fill(*j, 2, 2);
+  }
+  auto before = read_bytes(segment_path(tmp.path(), 1));
+  auto j = journal::open(opts_for(tmp.path(), 16));
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::config_mismatch);
+  auto msg = message_of(j.error());
+  EXPECT_NE(msg.find("key width 8"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("key width 16"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("000001.rbj"), std::string::npos) << msg;
+  EXPECT_EQ(read_bytes(segment_path(tmp.path(), 1)), before);
+}
+
+// -- torn tails and corruption ------------------------------------------------
+
+TEST(journal, torn_tail_at_every_offset_of_last_entry) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto seg = segment_path(dir, 1);
+  std::vector<block_record> recs{make_record(1, 3), make_record(2, 2),
+                                 make_record(3, 6)};
+  std::uint64_t start = 0;
+  std::uint64_t end = 0;
+  {
+    auto j = open_ok(opts_for(dir));
+    ASSERT_TRUE(j);
+    for (auto& r : recs)
+      append_ok(*j, r);
+    start = j->index().back().offset;
+    end = start + j->index().back().size;
+  }
+  auto pristine = read_bytes(seg);
+  ASSERT_EQ(pristine.size(), end);
+  ASSERT_GT(end - start, 100u);
+  auto kept = std::vector<block_record>{recs[0], recs[1]};
+  auto replacement = make_record(4, 2);
+  for (auto cut = start; cut < end; ++cut) {
+    SCOPED_TRACE("cut at " + std::to_string(cut));
+    write_bytes(seg, std::string_view{pristine}.substr(0, cut));
+    {
+      journal_open_report rep;
+      auto j = open_ok(opts_for(dir), &rep);
+      ASSERT_TRUE(j);
+      EXPECT_EQ(rep.segments, 1u);
+      EXPECT_EQ(rep.entries, 2u);
+      EXPECT_EQ(rep.truncated_bytes, cut - start);
+      if (cut > start) {
+        EXPECT_EQ(rep.truncated_file, seg.string());
+        EXPECT_EQ(rep.truncated_offset, start);
+      } else {
+        EXPECT_EQ(rep.truncated_file, "");
+        EXPECT_EQ(rep.truncated_offset, 0u);
+      }
+      EXPECT_EQ(fs::file_size(seg), start);
+      EXPECT_EQ(j->size_bytes(), start);
+      EXPECT_EQ(j->last_height(), 2u);
+      EXPECT_EQ(read_all_above(*j, 0), kept);
+      append_ok(*j, replacement);
+      EXPECT_EQ(j->index().back().offset, start);
+    }
+    journal_open_report rep;
+    auto j = open_ok(opts_for(dir), &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.entries, 3u);
+    EXPECT_EQ(rep.truncated_bytes, 0u);
+    EXPECT_EQ(read_all_above(*j, 0),
+              (std::vector<block_record>{recs[0], recs[1], replacement}));
+  }
+}
+
+TEST(journal, torn_tail_at_start_of_a_new_segment) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  std::vector<block_record> recs;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    block_id h = 1;
+    while (j->empty() || j->index().back().segment < 2) {
+      recs.push_back(make_record(h++, 10));
+      append_ok(*j, recs.back());
+    }
+    ASSERT_EQ(j->index().back().offset, 0u);
+  }
+  auto seg2 = segment_path(tmp.path(), 2);
+  fs::resize_file(seg2, 17);
+  recs.pop_back();
+  journal_open_report rep;
+  auto j = open_ok(o, &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 2u);
+  EXPECT_EQ(rep.entries, recs.size());
+  EXPECT_EQ(rep.truncated_bytes, 17u);
+  EXPECT_EQ(rep.truncated_file, seg2.string());
+  EXPECT_EQ(rep.truncated_offset, 0u);
+  EXPECT_EQ(fs::file_size(seg2), 0u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, torn_tail_before_empty_later_segment_removes_it) {
+  rollblock::test::temp_dir tmp;
+  std::vector<block_record> recs;
+  std::uint64_t last_off = 0;
+  std::uint64_t last_size = 0;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    recs = fill(*j, 3, 4);
+    last_off = j->index().back().offset;
+    last_size = j->index().back().size;
+  }
+  fs::resize_file(segment_path(tmp.path(), 1), last_off + last_size - 1);
+  write_bytes(segment_path(tmp.path(), 2), "");
+  write_bytes(segment_path(tmp.path(), 3), "");
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 1u);
+  EXPECT_EQ(rep.entries, 2u);
+  EXPECT_EQ(rep.truncated_bytes, last_size - 1);
+  EXPECT_EQ(rep.truncated_offset, last_off);
+  EXPECT_EQ(files_in(tmp.path()), std::vector<std::string>{"000001.rbj"});
+  recs.pop_back();
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, checksum_mismatch_in_last_entry_is_cut_as_corrupt_tail) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  std::vector<block_record> recs;
+  journal_position last;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    recs = fill(*j, 3, 5);
+    last = j->index().back();
+  }
+  auto bytes = read_bytes(seg);
+  bytes[last.offset + 40 + 3] ^= 0x10; // A payload byte of the last entry.
+  write_bytes(seg, bytes);
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.entries, 2u);
+  EXPECT_EQ(rep.truncated_bytes, last.size);
+  EXPECT_EQ(rep.truncated_offset, last.offset);
+  EXPECT_EQ(rep.truncated_file, seg.string());
+  EXPECT_EQ(fs::file_size(seg), last.offset);
+  recs.pop_back();
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, checksum_mismatch_in_middle_entry_is_journal_corrupt) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  journal_position middle;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    fill(*j, 3, 5);
+    middle = j->index()[1];
+  }
+  auto bytes = read_bytes(seg);
+  bytes[middle.offset + 40 + 3] ^= 0x10;
+  write_bytes(seg, bytes);
+  journal_open_report rep;
+  auto j = journal::open(opts_for(tmp.path()), &rep);
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  auto msg = message_of(j.error());
+  EXPECT_NE(msg.find(seg.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offset " + std::to_string(middle.offset)),
+            std::string::npos)
+    << msg;
+  EXPECT_NE(msg.find("last good height 1"), std::string::npos) << msg;
+  EXPECT_EQ(read_bytes(seg), bytes); // Left untouched.
+  EXPECT_EQ(files_in(tmp.path()), std::vector<std::string>{"000001.rbj"});
+}
+
+TEST(journal, header_byte_flips_in_middle_and_last_entry) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  std::vector<block_record> recs;
+  std::vector<journal_position> idx;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    recs = fill(*j, 3, 4);
+    idx = j->index();
+  }
+  auto pristine = read_bytes(seg);
+  for (std::size_t b = 0; b < header_size; ++b) {
+    for (unsigned char mask : {0x01, 0x80}) {
+      SCOPED_TRACE("header byte " + std::to_string(b) + " mask "
+                   + std::to_string(mask));
+      // The first entry: nothing good before it.
+      auto bytes = pristine;
+      bytes[idx[0].offset + b] = static_cast<char>(bytes[idx[0].offset + b]
+                                                   ^ mask);
+      write_bytes(seg, bytes);
+      auto j0 = journal::open(opts_for(tmp.path()));
+      ASSERT_FALSE(j0);
+      EXPECT_EQ(code_of(j0.error()), ec::journal_corrupt);
+      EXPECT_NE(message_of(j0.error()).find("offset 0"), std::string::npos);
+      EXPECT_EQ(read_bytes(seg), bytes);
+      // The middle entry.
+      bytes = pristine;
+      bytes[idx[1].offset + b] = static_cast<char>(bytes[idx[1].offset + b]
+                                                   ^ mask);
+      write_bytes(seg, bytes);
+      auto j1 = journal::open(opts_for(tmp.path()));
+      ASSERT_FALSE(j1);
+      EXPECT_EQ(code_of(j1.error()), ec::journal_corrupt);
+      auto msg = message_of(j1.error());
+      EXPECT_NE(msg.find("000001.rbj"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("offset " + std::to_string(idx[1].offset)),
+                std::string::npos)
+        << msg;
+      EXPECT_EQ(read_bytes(seg), bytes);
+      // The last entry: a corrupt tail.
+      bytes = pristine;
+      bytes[idx[2].offset + b] = static_cast<char>(bytes[idx[2].offset + b]
+                                                   ^ mask);
+      write_bytes(seg, bytes);
+      journal_open_report rep;
+      auto j2 = open_ok(opts_for(tmp.path()), &rep);
+      ASSERT_TRUE(j2);
+      EXPECT_EQ(rep.entries, 2u);
+      EXPECT_EQ(rep.truncated_bytes, idx[2].size);
+      EXPECT_EQ(rep.truncated_offset, idx[2].offset);
+      EXPECT_EQ(fs::file_size(seg), idx[2].offset);
+      EXPECT_EQ(read_all_above(*j2, 0),
+                (std::vector<block_record>{recs[0], recs[1]}));
+    }
+  }
+}
+
+TEST(journal, bad_entry_followed_by_valid_entry_in_later_segment_is_corrupt) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  std::vector<journal_position> idx;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    fill(*j, 40, 10);
+    idx = j->index();
+  }
+  ASSERT_GE(idx.back().segment, 2u);
+  // Cut the last entry of segment 1 short: it looks torn, but segment 2
+  // holds valid entries.
+  auto it = std::find_if(idx.begin(), idx.end(),
+                         [](auto& p) { return p.segment == 2; });
+  auto last_of_1 = *(it - 1);
+  auto seg1 = segment_path(tmp.path(), 1);
+  fs::resize_file(seg1, last_of_1.offset + 5);
+  auto seg1_bytes = read_bytes(seg1);
+  auto seg2_bytes = read_bytes(segment_path(tmp.path(), 2));
+  auto j = journal::open(o);
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  auto msg = message_of(j.error());
+  EXPECT_NE(msg.find(seg1.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offset " + std::to_string(last_of_1.offset)),
+            std::string::npos)
+    << msg;
+  EXPECT_NE(msg.find("last good height " + std::to_string(last_of_1.height - 1)),
+            std::string::npos)
+    << msg;
+  EXPECT_NE(msg.find("000002.rbj offset 0"), std::string::npos) << msg;
+  EXPECT_EQ(read_bytes(seg1), seg1_bytes);
+  EXPECT_EQ(read_bytes(segment_path(tmp.path(), 2)), seg2_bytes);
+}
+
+TEST(journal, garbage_tail_with_no_valid_entry_after_is_cut) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  std::vector<block_record> recs;
+  std::uint64_t end = 0;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    recs = fill(*j, 2, 3);
+    end = j->size_bytes();
+  }
+  // Zeros (as a file system may leave after a crash) plus a fake magic.
+  auto bytes = read_bytes(seg) + std::string(300, '\0') + "RBJL"
+               + std::string(50, '\x01');
+  write_bytes(seg, bytes);
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.entries, 2u);
+  EXPECT_EQ(rep.truncated_bytes, 354u);
+  EXPECT_EQ(rep.truncated_offset, end);
+  EXPECT_EQ(fs::file_size(seg), end);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, heights_that_do_not_increase_are_journal_corrupt) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  for (block_id second : {block_id{5}, block_id{3}}) {
+    auto bytes = encode_journal_entry(make_record(5, 2), 8)
+                 + encode_journal_entry(make_record(second, 2), 8);
+    write_bytes(seg, bytes);
+    auto j = journal::open(opts_for(tmp.path()));
+    ASSERT_FALSE(j);
+    EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+    EXPECT_NE(message_of(j.error()).find("000001.rbj"), std::string::npos);
+    EXPECT_EQ(read_bytes(seg), bytes);
+  }
+}
+
+TEST(journal, other_format_version_on_open_is_refused_not_cut) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  auto v2 = encode_journal_entry(make_record(2, 2), 8);
+  v2[4] = 2;
+  reseal_header(v2);
+  auto bytes = encode_journal_entry(make_record(1, 2), 8) + v2;
+  write_bytes(seg, bytes);
+  auto j = journal::open(opts_for(tmp.path()));
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::format_version_mismatch);
+  EXPECT_EQ(read_bytes(seg), bytes);
+}
+
+// -- segments -----------------------------------------------------------------
+
+TEST(journal, segments_roll_at_segment_bytes_and_survive_reopen) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  std::vector<block_record> recs;
+  std::vector<std::uint64_t> sizes;
+  std::size_t segments = 0;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    for (block_id h = 1; h <= 150; ++h) {
+      recs.push_back(make_record(h, 1 + h % 17));
+      sizes.push_back(entry_size_of(recs.back(), 8));
+      append_ok(*j, recs.back());
+    }
+    segments = expected_segments(sizes, 4096);
+    ASSERT_GE(segments, 5u);
+    EXPECT_EQ(j->index().back().segment, segments);
+    std::uint64_t total = 0;
+    for (auto s : sizes)
+      total += s;
+    EXPECT_EQ(j->size_bytes(), total);
+  }
+  auto names = files_in(tmp.path());
+  ASSERT_EQ(names.size(), segments);
+  for (std::size_t i = 0; i < segments; ++i)
+    EXPECT_EQ(names[i], segment_path(tmp.path(), i + 1).filename().string());
+  // Every full segment crossed the limit with its last entry, not before.
+  journal_open_report rep;
+  auto j = open_ok(o, &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, segments);
+  EXPECT_EQ(rep.entries, 150u);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  auto& idx = j->index();
+  for (std::size_t s = 1; s < segments; ++s) {
+    auto size = fs::file_size(segment_path(tmp.path(), s));
+    EXPECT_GE(size, 4096u);
+    auto last = std::find_if(idx.rbegin(), idx.rend(),
+                             [&](auto& p) { return p.segment == s; });
+    ASSERT_NE(last, idx.rend());
+    EXPECT_EQ(last->offset + last->size, size);
+    EXPECT_LT(last->offset, 4096u);
+  }
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+  // Appending after reopen continues the last segment or rolls.
+  recs.push_back(make_record(151, 3));
+  append_ok(*j, recs.back());
+  j.reset();
+  j = open_ok(o);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(read_all_above(*j, 100),
+            std::vector<block_record>(recs.begin() + 100, recs.end()));
+}
+
+TEST(journal, entry_larger_than_a_segment_gets_its_own_segment) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  std::vector<block_record> recs{make_record(1, 2), make_mixed_record(2, 8),
+                                 make_record(3, 2)};
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    for (auto& r : recs)
+      append_ok(*j, r);
+    ASSERT_EQ(j->index().size(), 3u);
+    EXPECT_EQ(j->index()[0].segment, 1u);
+    EXPECT_EQ(j->index()[1].segment, 1u); // 1 was not full yet.
+    EXPECT_EQ(j->index()[2].segment, 2u);
+  }
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, truncate_after_middle_then_append_and_reopen) {
+  rollblock::test::temp_dir tmp;
+  std::vector<block_record> recs;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    for (block_id h = 10; h <= 100; h += 10) {
+      recs.push_back(make_record(h, 3));
+      append_ok(*j, recs.back());
+    }
+    EXPECT_FALSE(j->truncate_after(200)); // Nothing above: no change.
+    EXPECT_EQ(j->index().size(), 10u);
+    EXPECT_FALSE(j->truncate_after(55));
+    ASSERT_EQ(j->index().size(), 5u);
+    EXPECT_EQ(j->last_height(), 50u);
+    auto end = j->index().back().offset + j->index().back().size;
+    EXPECT_EQ(j->size_bytes(), end);
+    EXPECT_EQ(fs::file_size(segment_path(tmp.path(), 1)), end);
+    recs.resize(5);
+    EXPECT_EQ(read_all_above(*j, 0), recs);
+    // Heights above the cut may be reused with other contents.
+    recs.push_back(make_record(51, 7));
+    append_ok(*j, recs.back());
+    EXPECT_EQ(j->index().back().offset, end);
+    EXPECT_FALSE(j->truncate_after(51)); // At the last entry: no change.
+    EXPECT_EQ(j->last_height(), 51u);
+  }
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.entries, 6u);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, truncate_after_across_segments_then_append_and_reopen) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  std::vector<block_record> recs;
+  block_id cut = 0;
+  std::uint64_t cut_seg = 0;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    recs = fill(*j, 120, 8);
+    ASSERT_GE(j->index().back().segment, 5u);
+    // Keep up to an entry in the middle of segment 3.
+    std::vector<journal_position> in3;
+    for (auto& p : j->index())
+      if (p.segment == 3)
+        in3.push_back(p);
+    ASSERT_GE(in3.size(), 3u);
+    auto keep = in3[in3.size() / 2];
+    cut = keep.height;
+    cut_seg = keep.segment;
+    EXPECT_FALSE(j->truncate_after(cut));
+    EXPECT_EQ(j->last_height(), cut);
+    EXPECT_EQ(j->index().size(), cut);
+    EXPECT_EQ(files_in(tmp.path()),
+              (std::vector<std::string>{"000001.rbj", "000002.rbj",
+                                        "000003.rbj"}));
+    EXPECT_EQ(fs::file_size(segment_path(tmp.path(), 3)),
+              keep.offset + keep.size);
+    recs.resize(cut);
+    EXPECT_EQ(read_all_above(*j, 0), recs);
+    recs.push_back(make_record(cut + 1, 2));
+    append_ok(*j, recs.back());
+    EXPECT_EQ(j->index().back().segment, cut_seg);
+    EXPECT_EQ(j->index().back().offset, keep.offset + keep.size);
+  }
+  journal_open_report rep;
+  auto j = open_ok(o, &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 3u);
+  EXPECT_EQ(rep.entries, recs.size());
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, truncate_after_at_end_of_a_full_segment_deletes_later_ones) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 60, 8);
+  auto it = std::find_if(j->index().begin(), j->index().end(),
+                         [](auto& p) { return p.segment == 2; });
+  auto last_of_1 = *(it - 1);
+  EXPECT_FALSE(j->truncate_after(last_of_1.height));
+  EXPECT_EQ(files_in(tmp.path()), std::vector<std::string>{"000001.rbj"});
+  EXPECT_EQ(j->size_bytes(), last_of_1.offset + last_of_1.size);
+  // Segment 1 is full, so the next append starts segment 2 again.
+  append_ok(*j, make_record(last_of_1.height + 1, 1));
+  EXPECT_EQ(j->index().back().segment, 2u);
+  EXPECT_EQ(j->index().back().offset, 0u);
+  j.reset();
+  journal_open_report rep;
+  j = open_ok(o, &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 2u);
+  EXPECT_EQ(rep.entries, last_of_1.height + 1);
+}
+
+TEST(journal, truncate_after_all_keeps_an_empty_active_segment) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    fill(*j, 50, 8);
+    ASSERT_GE(j->index().back().segment, 3u);
+    EXPECT_FALSE(j->truncate_after(0));
+    EXPECT_TRUE(j->empty());
+    EXPECT_EQ(j->size_bytes(), 0u);
+    EXPECT_EQ(files_in(tmp.path()), std::vector<std::string>{"000001.rbj"});
+    EXPECT_EQ(fs::file_size(segment_path(tmp.path(), 1)), 0u);
+    EXPECT_TRUE(read_all_above(*j, 0).empty());
+    append_ok(*j, make_record(1, 4));
+    EXPECT_EQ(j->index().back().segment, 1u);
+    EXPECT_EQ(j->index().back().offset, 0u);
+  }
+  journal_open_report rep;
+  auto j = open_ok(o, &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 1u);
+  EXPECT_EQ(rep.entries, 1u);
+  EXPECT_EQ(read_all_above(*j, 0),
+            std::vector<block_record>{make_record(1, 4)});
+}
+
+TEST(journal, prunable_through_and_drop_through_remove_whole_segments) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 100, 8);
+  // The newest height of each segment.
+  std::vector<block_id> newest;
+  for (auto& p : j->index()) {
+    if (newest.size() < p.segment)
+      newest.push_back(p.height);
+    else
+      newest.back() = p.height;
+  }
+  auto segments = newest.size();
+  ASSERT_GE(segments, 5u);
+  EXPECT_EQ(j->prunable_through(0), std::nullopt);
+  EXPECT_EQ(j->prunable_through(1), std::nullopt);
+  EXPECT_EQ(j->prunable_through(newest[0]), std::nullopt);
+  EXPECT_EQ(j->prunable_through(newest[0] + 1), newest[0]);
+  EXPECT_EQ(j->prunable_through(newest[2]), newest[1]);
+  EXPECT_EQ(j->prunable_through(newest[2] + 1), newest[2]);
+  // The active segment is never prunable.
+  EXPECT_EQ(j->prunable_through(1000), newest[segments - 2]);
+  // Segment 2's newest entry is above 1..newest[1]-1: only segment 1 goes.
+  EXPECT_FALSE(j->drop_through(newest[1] - 1));
+  EXPECT_EQ(j->first_height(), newest[0] + 1);
+  EXPECT_FALSE(j->drop_through(0)); // Nothing to drop.
+  EXPECT_EQ(j->first_height(), newest[0] + 1);
+  EXPECT_FALSE(j->drop_through(newest[2]));
+  EXPECT_EQ(j->first_height(), newest[2] + 1);
+  EXPECT_EQ(j->index().front().segment, 4u);
+  EXPECT_EQ(j->index().front().offset, 0u);
+  EXPECT_EQ(j->index().size(), 100 - newest[2]);
+  auto names = files_in(tmp.path());
+  ASSERT_EQ(names.size(), segments - 3);
+  EXPECT_EQ(names.front(), "000004.rbj");
+  std::uint64_t on_disk = 0;
+  for (auto& n : names)
+    on_disk += fs::file_size(tmp.path() / n);
+  EXPECT_EQ(j->size_bytes(), on_disk);
+  EXPECT_EQ(j->prunable_through(newest[2] + 1), std::nullopt);
+  EXPECT_EQ(j->prunable_through(newest[3] + 1), newest[3]);
+  EXPECT_EQ(read_all_above(*j, 0),
+            std::vector<block_record>(recs.begin() + newest[2], recs.end()));
+  // Dropping everything keeps the active segment.
+  EXPECT_FALSE(j->drop_through(1000));
+  EXPECT_EQ(files_in(tmp.path()),
+            std::vector<std::string>{segment_path(tmp.path(), segments)
+                                       .filename()
+                                       .string()});
+  EXPECT_EQ(j->first_height(), newest[segments - 2] + 1);
+  EXPECT_EQ(j->last_height(), 100u);
+  EXPECT_EQ(j->prunable_through(1000), std::nullopt);
+  j.reset();
+  journal_open_report rep;
+  j = open_ok(o, &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 1u);
+  EXPECT_EQ(rep.entries, 100 - newest[segments - 2]);
+  EXPECT_EQ(read_all_above(*j, 0),
+            std::vector<block_record>(recs.begin() + newest[segments - 2],
+                                      recs.end()));
+  recs.push_back(make_record(101, 1));
+  append_ok(*j, recs.back());
+  EXPECT_EQ(j->last_height(), 101u);
+}
+
+TEST(journal, sync_succeeds_and_data_is_readable_by_a_new_instance) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path());
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  EXPECT_FALSE(j->sync()); // On an empty journal too.
+  auto recs = fill(*j, 5, 3);
+  EXPECT_FALSE(j->sync());
+  // A second instance sees everything that reached the page cache.
+  auto other = open_ok(o);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(read_all_above(*other, 0), recs);
+}
+
+TEST(journal, large_blocks_round_trip) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 1 << 20);
+  std::vector<block_record> recs;
+  std::vector<std::uint64_t> sizes;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    for (block_id h = 1; h <= 5; ++h) {
+      recs.push_back(make_record(h, 19000));
+      sizes.push_back(entry_size_of(recs.back(), 8));
+      append_ok(*j, recs.back());
+    }
+    EXPECT_EQ(j->index().back().segment, expected_segments(sizes, 1 << 20));
+    EXPECT_GE(expected_segments(sizes, 1 << 20), 2u);
+  }
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(read_all_above(*j, 2),
+            std::vector<block_record>(recs.begin() + 2, recs.end()));
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, read_from_reports_damage_found_after_open) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  auto j = open_ok(opts_for(tmp.path()));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 4, 3);
+  auto third = j->index()[2];
+  auto bytes = read_bytes(seg);
+  bytes[third.offset + third.size - 1] ^= 0x01;
+  write_bytes(seg, bytes);
+  auto above3 = j->read_from(4);
+  ASSERT_TRUE(above3) << describe(above3.error()); // Entry 3 is not read.
+  ASSERT_EQ(above3->size(), 1u);
+  EXPECT_EQ(*above3->front(), recs[3]);
+  auto all = j->read_from(1);
+  ASSERT_FALSE(all);
+  EXPECT_EQ(code_of(all.error()), ec::journal_corrupt);
+  auto msg = message_of(all.error());
+  EXPECT_NE(msg.find(seg.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offset " + std::to_string(third.offset)),
+            std::string::npos)
+    << msg;
+  EXPECT_NE(msg.find("height 3"), std::string::npos) << msg;
+  // A file cut short under the journal.
+  fs::resize_file(seg, third.offset + 10);
+  auto cut = j->read_from(1);
+  ASSERT_FALSE(cut);
+  EXPECT_EQ(code_of(cut.error()), ec::journal_corrupt);
+}
+
+namespace {
+
+/// Limits the size of files this process may write, while alive.
+class file_size_limit {
+public:
+  explicit file_size_limit(rlim_t bytes) {
+    getrlimit(RLIMIT_FSIZE, &old_);
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim = old_;
+    lim.rlim_cur = bytes;
+    ok_ = setrlimit(RLIMIT_FSIZE, &lim) == 0;
+  }
+  ~file_size_limit() {
+    setrlimit(RLIMIT_FSIZE, &old_);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+  bool ok() const {
+    return ok_;
+  }
+
+private:
+  rlimit old_{};
+  void (*old_handler_)(int) = nullptr;
+  bool ok_ = false;
+};
+
+} // namespace
+
+TEST(journal, failed_write_is_cut_back_and_reported_as_io_error) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  auto j = open_ok(opts_for(tmp.path()));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 3, 3);
+  auto size = j->size_bytes();
+  auto big = make_record(4, 200);
+  {
+    // The write of `big` stops part way with EFBIG.
+    file_size_limit limit{static_cast<rlim_t>(size + 100)};
+    ASSERT_TRUE(limit.ok());
+    auto err = j->append(big);
+    ASSERT_TRUE(err);
+    EXPECT_EQ(code_of(err), ec::io_error);
+    EXPECT_NE(message_of(err).find("000001.rbj"), std::string::npos)
+      << message_of(err);
+    EXPECT_NE(message_of(err).find("File too large"), std::string::npos)
+      << message_of(err);
+  }
+  EXPECT_EQ(fs::file_size(seg), size);
+  EXPECT_EQ(j->size_bytes(), size);
+  EXPECT_EQ(j->index().size(), 3u);
+  EXPECT_EQ(j->last_height(), 3u);
+  // Not a sticky failure: the next append works.
+  recs.push_back(big);
+  append_ok(*j, big);
+  EXPECT_FALSE(j->sync());
+  j.reset();
+  journal_open_report rep;
+  j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}

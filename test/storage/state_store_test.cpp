@@ -1,0 +1,550 @@
+#include "rollblock/storage/state_store.hpp"
+
+#include "rollblock/messages/error.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <leveldb/db.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+using namespace rollblock;
+using namespace rollblock::storage;
+
+namespace {
+
+/// Selects the helper mode of this binary: write checkpoints into this
+/// directory until killed (see run_crash_writer at the end).
+constexpr const char* writer_env = "ROLLBLOCK_TEST_STATE_WRITER_DIR";
+
+constexpr std::uint64_t crash_keys = 200;
+
+using contents = std::vector<std::pair<key, value>>;
+
+state_store::options options_for(const std::filesystem::path& dir) {
+  state_store::options opts;
+  opts.dir = dir;
+  opts.cache_bytes = 1 << 20;
+  opts.write_buffer_bytes = 1 << 20;
+  return opts;
+}
+
+std::unique_ptr<state_store> open_store(const std::filesystem::path& dir) {
+  auto store = state_store::open(options_for(dir));
+  if (!store) {
+    ADD_FAILURE() << describe(store.error());
+    return nullptr;
+  }
+  return std::move(*store);
+}
+
+contents all_of(const state_store& store) {
+  contents result;
+  auto err = store.for_each([&](const key& k, const value& v) {
+    result.emplace_back(k, v);
+  });
+  EXPECT_FALSE(err) << describe(err);
+  return result;
+}
+
+key bin(std::string_view bytes) {
+  return key{bytes};
+}
+
+store_metadata sample_config() {
+  store_metadata meta;
+  meta.key_width = 8;
+  meta.durability = durability_mode::async_relaxed(64, 10);
+  meta.min_rollback_window = 500;
+  return meta;
+}
+
+/// Writes one raw record into the LevelDB database at `dir`, bypassing the
+/// store (which must be closed).
+void put_raw(const std::filesystem::path& dir, const std::string& k,
+             const std::string& v) {
+  leveldb::Options opts;
+  opts.create_if_missing = true;
+  leveldb::DB* raw = nullptr;
+  auto st = leveldb::DB::Open(opts, dir.string(), &raw);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::unique_ptr<leveldb::DB> db{raw};
+  leveldb::WriteOptions wo;
+  wo.sync = true;
+  st = db->Put(wo, k, v);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+}
+
+/// The value every key gets in batch `i` of the crash writer: the height and
+/// some filler so that a batch spans several LevelDB log blocks.
+value crash_value(block_id i) {
+  return value_from_u64(i) + std::string(120, static_cast<char>('a' + i % 26));
+}
+
+std::string self_exe() {
+  std::vector<char> buf(4096);
+  auto n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0)
+    return "/proc/self/exe";
+  return std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+/// Starts this test binary again (fork+exec via posix_spawn) with
+/// `env_name=env_value` added to its environment, which puts it into a helper
+/// mode. Its stdout goes to /dev/null. Returns the child's pid, or -1.
+pid_t spawn_self(const std::string& env_name, const std::string& env_value) {
+  std::vector<std::string> env;
+  for (auto e = environ; *e != nullptr; ++e)
+    if (!std::string_view{*e}.starts_with(env_name + "="))
+      env.emplace_back(*e);
+  env.push_back(env_name + "=" + env_value);
+  std::vector<char*> envp;
+  for (auto& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  auto exe = self_exe();
+  std::vector<char*> argv{exe.data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null",
+                                   O_WRONLY, 0);
+  pid_t pid = -1;
+  auto rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(),
+                        envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+} // namespace
+
+TEST(StateStore, FreshStoreHasNoMetadata) {
+  test::temp_dir tmp;
+  auto store = open_store(tmp.path() / "state");
+  ASSERT_TRUE(store);
+  auto meta = store->read_metadata();
+  ASSERT_TRUE(meta) << describe(meta.error());
+  EXPECT_EQ(*meta, std::nullopt);
+  EXPECT_TRUE(all_of(*store).empty());
+  auto v = store->get(key_from_u64(1));
+  ASSERT_TRUE(v) << describe(v.error());
+  EXPECT_EQ(*v, value{});
+}
+
+TEST(StateStore, WriteConfigRoundTrip) {
+  test::temp_dir tmp;
+  auto store = open_store(tmp.path() / "state");
+  ASSERT_TRUE(store);
+  for (auto mode : {durability_mode::synchronous(),
+                    durability_mode::synchronous_relaxed(7),
+                    durability_mode::async(3),
+                    durability_mode::async_relaxed(64, 10)}) {
+    auto meta = sample_config();
+    meta.key_width = 32;
+    meta.durability = mode;
+    ASSERT_FALSE(store->write_config(meta));
+    auto got = store->read_metadata();
+    ASSERT_TRUE(got) << describe(got.error());
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ(**got, meta) << to_string(mode);
+  }
+}
+
+TEST(StateStore, CheckpointBatchRoundTrip) {
+  test::temp_dir tmp;
+  auto store = open_store(tmp.path() / "state");
+  ASSERT_TRUE(store);
+  ASSERT_FALSE(store->write_config(sample_config()));
+  // Binary keys of width 8, with zero bytes and bytes >= 0x80.
+  auto k_zero = bin(std::string_view{"\0\0\0\0\0\0\0\0", 8});
+  auto k_one = bin(std::string_view{"\0\0\0\0\0\0\0\1", 8});
+  auto k_mid = bin(std::string_view{"a\0b\0c\0d\0", 8});
+  auto k_high = bin(std::string_view{"\x80\0\0\0\0\0\0\0", 8});
+  auto k_max = bin(std::string_view{"\xff\xff\xff\xff\xff\xff\xff\xff", 8});
+  auto k_absent = bin(std::string_view{"\x10\0\0\0\0\0\0\x10", 8});
+  auto big = value(max_value_size, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<char>(i * 7 + 3);
+  checkpoint_batch first;
+  first.height = 10;
+  first.writes = {{k_zero, value{"zero"}},
+                  {k_one, value{std::string_view{"\0\1\0", 3}}},
+                  {k_mid, value{"mid"}},
+                  {k_high, big},
+                  {k_max, value{"max"}},
+                  {k_absent, value{}}}; // deleting an absent key
+  ASSERT_FALSE(store->write_checkpoint(first));
+  EXPECT_EQ(all_of(*store), (contents{{k_zero, "zero"},
+                                      {k_one, value{"\0\1\0", 3}},
+                                      {k_mid, "mid"},
+                                      {k_high, big},
+                                      {k_max, "max"}}));
+  checkpoint_batch second;
+  second.height = 11;
+  second.writes = {{k_one, value{}},          // delete of a present key
+                   {k_mid, value{"mid-2"}},   // overwrite
+                   {k_max, value{}},          // delete of a present key
+                   {k_absent, value{}},       // delete of an absent key
+                   {key_from_u64(99), "new"}}; // insert
+  ASSERT_FALSE(store->write_checkpoint(second));
+  // for_each: exact contents in bytewise key order.
+  contents expected{{k_zero, "zero"},
+                    {k_mid, "mid-2"},
+                    {key_from_u64(99), "new"},
+                    {k_high, big}};
+  EXPECT_EQ(all_of(*store), expected);
+  // get: every key, present or not.
+  std::map<key, value> want{expected.begin(), expected.end()};
+  for (auto& k : {k_zero, k_one, k_mid, k_high, k_max, k_absent,
+                  key_from_u64(99), key_from_u64(100)}) {
+    auto got = store->get(k);
+    ASSERT_TRUE(got) << describe(got.error());
+    auto i = want.find(k);
+    EXPECT_EQ(*got, i == want.end() ? value{} : i->second);
+  }
+  auto got_big = store->get(k_high);
+  ASSERT_TRUE(got_big);
+  EXPECT_EQ(got_big->size(), max_value_size);
+  auto meta = store->read_metadata();
+  ASSERT_TRUE(meta && meta->has_value());
+  EXPECT_EQ((*meta)->checkpoint, block_id{11});
+  EXPECT_GT(store->size_bytes(), max_value_size);
+}
+
+TEST(StateStore, CheckpointHeightRevertMarkerAndPrunedThrough) {
+  test::temp_dir tmp;
+  auto store = open_store(tmp.path() / "state");
+  ASSERT_TRUE(store);
+  auto expected = sample_config();
+  ASSERT_FALSE(store->write_config(expected));
+  auto check = [&](int line) {
+    auto got = store->read_metadata();
+    ASSERT_TRUE(got) << describe(got.error());
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ(**got, expected) << "checked at line " << line;
+  };
+  check(__LINE__);
+  checkpoint_batch batch;
+  batch.height = 7;
+  ASSERT_FALSE(store->write_checkpoint(batch));
+  expected.checkpoint = 7;
+  check(__LINE__);
+  batch.height = 5;
+  batch.revert_marker = 5;
+  ASSERT_FALSE(store->write_checkpoint(batch));
+  expected.checkpoint = 5;
+  expected.revert_marker = 5;
+  check(__LINE__);
+  ASSERT_FALSE(store->write_pruned_through(3));
+  expected.pruned_through = 3;
+  check(__LINE__);
+  ASSERT_FALSE(store->clear_revert_marker());
+  expected.revert_marker = std::nullopt;
+  check(__LINE__);
+  // Clearing an absent marker is fine too.
+  ASSERT_FALSE(store->clear_revert_marker());
+  check(__LINE__);
+  // Height 0 (genesis) is a height like any other.
+  batch.height = 0;
+  batch.revert_marker = 0;
+  ASSERT_FALSE(store->write_checkpoint(batch));
+  expected.checkpoint = 0;
+  expected.revert_marker = 0;
+  check(__LINE__);
+  // Rewriting the configuration keeps the heights.
+  expected.min_rollback_window = 42;
+  expected.durability = durability_mode::synchronous();
+  ASSERT_FALSE(store->write_config(expected));
+  check(__LINE__);
+}
+
+TEST(StateStore, ReopenPersistsEverything) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  auto expected_meta = sample_config();
+  expected_meta.key_width = 16;
+  expected_meta.checkpoint = 1234;
+  expected_meta.revert_marker = 1200;
+  expected_meta.pruned_through = 1000;
+  contents expected;
+  for (std::uint64_t i = 0; i < 1000; ++i)
+    expected.emplace_back(key_from_u64(i, 16), value_from_u64(i * i));
+  std::sort(expected.begin(), expected.end());
+  {
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    ASSERT_FALSE(store->write_config(expected_meta));
+    checkpoint_batch batch;
+    batch.height = 1234;
+    batch.revert_marker = 1200;
+    batch.writes = expected;
+    batch.writes.emplace_back(key_from_u64(5000, 16), value{});
+    ASSERT_FALSE(store->write_checkpoint(batch));
+    ASSERT_FALSE(store->write_pruned_through(1000));
+  }
+  auto store = open_store(dir);
+  ASSERT_TRUE(store);
+  auto meta = store->read_metadata();
+  ASSERT_TRUE(meta) << describe(meta.error());
+  ASSERT_TRUE(meta->has_value());
+  EXPECT_EQ(**meta, expected_meta);
+  EXPECT_EQ(all_of(*store), expected);
+  auto v = store->get(key_from_u64(999, 16));
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, value_from_u64(999 * 999));
+  EXPECT_GT(store->size_bytes(), 0u);
+}
+
+TEST(StateStore, FormatVersionMismatch) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  {
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    ASSERT_FALSE(store->write_config(sample_config()));
+  }
+  put_raw(dir, "m/format_version", value_from_u64(999));
+  auto store = open_store(dir);
+  ASSERT_TRUE(store);
+  auto meta = store->read_metadata();
+  ASSERT_FALSE(meta);
+  EXPECT_EQ(code_of(meta.error()), ec::format_version_mismatch);
+  auto msg = message_of(meta.error());
+  EXPECT_NE(msg.find("format version 999"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("reads version " + std::to_string(format_version)),
+            std::string::npos)
+    << msg;
+}
+
+TEST(StateStore, FormatVersionMismatchWithoutOtherRecords) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  put_raw(dir, "m/format_version", value_from_u64(999));
+  auto store = open_store(dir);
+  ASSERT_TRUE(store);
+  auto meta = store->read_metadata();
+  ASSERT_FALSE(meta);
+  EXPECT_EQ(code_of(meta.error()), ec::format_version_mismatch);
+  EXPECT_NE(message_of(meta.error()).find("999"), std::string::npos);
+}
+
+TEST(StateStore, MalformedMetadataRecordIsStateCorrupt) {
+  struct damage {
+    std::string record;
+    std::string bytes;
+  };
+  std::vector<damage> cases{
+    {"m/format_version", std::string("\1\0\0", 3)},
+    {"m/key_width", "abc"},
+    {"m/key_width", value_from_u64(0)},
+    {"m/key_width", value_from_u64(65)},
+    {"m/durability", "sometimes"},
+    {"m/durability", "sync-relaxed:0"},
+    {"m/min_rollback_window", std::string(9, '\1')},
+    {"m/checkpoint", "abc"},
+    {"m/pruned_through", ""},
+    {"m/revert_marker", std::string(16, '\0')},
+  };
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.record + " = '" + c.bytes + "'");
+    test::temp_dir tmp;
+    auto dir = tmp.path() / "state";
+    {
+      auto store = open_store(dir);
+      ASSERT_TRUE(store);
+      ASSERT_FALSE(store->write_config(sample_config()));
+      checkpoint_batch batch;
+      batch.height = 3;
+      ASSERT_FALSE(store->write_checkpoint(batch));
+    }
+    put_raw(dir, c.record, c.bytes);
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    auto meta = store->read_metadata();
+    ASSERT_FALSE(meta);
+    EXPECT_EQ(code_of(meta.error()), ec::state_corrupt);
+    auto msg = message_of(meta.error());
+    EXPECT_NE(msg.find("'" + c.record + "'"), std::string::npos) << msg;
+  }
+}
+
+TEST(StateStore, MissingConfigRecordIsStateCorrupt) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  put_raw(dir, "m/format_version", value_from_u64(format_version));
+  auto store = open_store(dir);
+  ASSERT_TRUE(store);
+  auto meta = store->read_metadata();
+  ASSERT_FALSE(meta);
+  EXPECT_EQ(code_of(meta.error()), ec::state_corrupt);
+  EXPECT_NE(message_of(meta.error()).find("m/key_width"), std::string::npos);
+}
+
+TEST(StateStore, OpenOnAFileIsIoError) {
+  test::temp_dir tmp;
+  auto file = tmp.path() / "state";
+  { std::ofstream out{file}; }
+  auto store = state_store::open(options_for(file));
+  ASSERT_FALSE(store);
+  EXPECT_EQ(code_of(store.error()), ec::io_error);
+  EXPECT_NE(message_of(store.error()).find(file.string()), std::string::npos);
+}
+
+TEST(StateStore, OpenWithADamagedCurrentFileIsStateCorrupt) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  {
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    ASSERT_FALSE(store->write_config(sample_config()));
+  }
+  {
+    std::ofstream out{dir / "CURRENT", std::ios::trunc};
+    out << "MANIFEST-garbage"; // no newline: LevelDB reports corruption
+  }
+  auto store = state_store::open(options_for(dir));
+  ASSERT_FALSE(store);
+  EXPECT_EQ(code_of(store.error()), ec::state_corrupt);
+  EXPECT_NE(message_of(store.error()).find(dir.string()), std::string::npos);
+}
+
+TEST(StateStore, SecondOpenOfTheSameDatabaseFails) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  auto first = open_store(dir);
+  ASSERT_TRUE(first);
+  auto second = state_store::open(options_for(dir));
+  ASSERT_FALSE(second);
+  EXPECT_EQ(code_of(second.error()), ec::io_error);
+  EXPECT_NE(message_of(second.error()).find(dir.string()), std::string::npos);
+}
+
+// A checkpoint is all or nothing across a real crash: a child process writes
+// checkpoints in a loop (batch i sets every key to crash_value(i) and the
+// checkpoint to i) and is SIGKILLed after a random few milliseconds.
+TEST(StateStore, CheckpointIsAtomicAcrossSigkill) {
+  std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_int_distribution<int> delay_ms{1, 40};
+  constexpr int rounds = 12;
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    test::temp_dir tmp;
+    auto dir = tmp.path() / "state";
+    auto ready = std::filesystem::path{dir.string() + ".ready"};
+    auto pid = spawn_self(writer_env, dir.string());
+    ASSERT_GT(pid, 0) << "posix_spawn failed";
+    // Wait until the child has written its first checkpoint.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{60};
+    bool child_died = false;
+    while (!std::filesystem::exists(ready)) {
+      if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+        child_died = true;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline)
+        break;
+      std::this_thread::sleep_for(std::chrono::microseconds{200});
+    }
+    if (!child_died && !std::filesystem::exists(ready)) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      FAIL() << "the writer never wrote its first checkpoint";
+    }
+    ASSERT_FALSE(child_died) << "the writer exited on its own";
+    auto delay = delay_ms(rng);
+    std::this_thread::sleep_for(std::chrono::milliseconds{delay});
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "the writer failed before the kill (status " << status << ")";
+    // Reopen: the state is exactly that of the checkpoint height.
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    auto meta = store->read_metadata();
+    ASSERT_TRUE(meta) << describe(meta.error());
+    ASSERT_TRUE(meta->has_value());
+    ASSERT_TRUE((*meta)->checkpoint.has_value());
+    auto height = *(*meta)->checkpoint;
+    ASSERT_GE(height, block_id{1});
+    auto want = crash_value(height);
+    std::uint64_t count = 0;
+    std::uint64_t wrong = 0;
+    auto err = store->for_each([&](const key&, const value& v) {
+      ++count;
+      if (v != want)
+        ++wrong;
+    });
+    ASSERT_FALSE(err) << describe(err);
+    EXPECT_EQ(count, crash_keys);
+    EXPECT_EQ(wrong, 0u) << "keys not at checkpoint " << height;
+    for (std::uint64_t k = 0; k < crash_keys; ++k) {
+      auto v = store->get(key_from_u64(k));
+      ASSERT_TRUE(v) << describe(v.error());
+      ASSERT_EQ(*v, want) << "key " << k << " at checkpoint " << height;
+    }
+    std::cout << "[          ] round " << round << ": killed after " << delay
+              << " ms at checkpoint " << height << "\n";
+  }
+}
+
+// Helper mode, started by CheckpointIsAtomicAcrossSigkill: when the
+// environment names a directory, this binary writes checkpoints 1, 2, 3, ...
+// into it until killed, before main() (and gtest) ever run. It is selected
+// during static initialization so that it is no test case of its own.
+namespace {
+
+[[noreturn]] void run_crash_writer(const std::string& dir) {
+  auto opts = options_for(dir);
+  // A small write buffer, so that kills also hit memtable flushes and
+  // compactions.
+  opts.write_buffer_bytes = 128 << 10;
+  auto store = state_store::open(opts);
+  if (!store)
+    std::_Exit(2);
+  if ((*store)->write_config(sample_config()))
+    std::_Exit(3);
+  for (block_id i = 1;; ++i) {
+    checkpoint_batch batch;
+    batch.height = i;
+    batch.writes.reserve(crash_keys);
+    for (std::uint64_t k = 0; k < crash_keys; ++k)
+      batch.writes.emplace_back(key_from_u64(k), crash_value(i));
+    if ((*store)->write_checkpoint(batch))
+      std::_Exit(4);
+    if (i == 1) {
+      auto fd = ::open((dir + ".ready").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC,
+                       0644);
+      if (fd < 0)
+        std::_Exit(5);
+      ::close(fd);
+    }
+  }
+}
+
+const bool crash_writer_mode = [] {
+  if (auto dir = std::getenv(writer_env))
+    run_crash_writer(dir);
+  return false;
+}();
+
+} // namespace
