@@ -499,13 +499,14 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
                                  "a store actor terminated unexpectedly: "
                                    + caf::to_string(msg.reason)));
   });
-  self->attach_functor([self] {
-    // Children die with the supervisor, whatever ends it.
-    auto& st = self->state;
-    caf::anon_send_exit(st.mutation, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(st.journal, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(st.persistence, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(st.health, caf::exit_reason::user_shutdown);
+  // Children die with the supervisor, whatever ends it. (The state is gone
+  // when attached functors run: capture the handles.)
+  self->attach_functor([mutation = st.mutation, journal = st.journal,
+                        persistence = st.persistence, health = st.health] {
+    caf::anon_send_exit(mutation, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(persistence, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(health, caf::exit_reason::user_shutdown);
   });
   spdlog::debug("store serving at block {}", heights.applied);
   return {
