@@ -63,6 +63,8 @@ blocking_store::~blocking_store() {
 template <class Result, class... Ts>
 caf::expected<Result> blocking_store::call(Ts&&... xs) {
   std::lock_guard guard{call_mu_};
+  if (closed_)
+    return make_error(ec::store_closed, "the store was shut down");
   caf::expected<Result> result{caf::error{}};
   self_->request(handle_.actor, caf::infinite, std::forward<Ts>(xs)...)
     .receive([&](Result& x) { result = std::move(x); },
@@ -132,9 +134,9 @@ caf::expected<block_id> blocking_store::flush() {
 }
 
 caf::error blocking_store::close() {
-  if (closed_)
-    return make_error(ec::store_closed, "the store was shut down");
   auto result = call<atom::ok>(atom::shutdown::value);
+  if (!result && code_of(result.error()) == ec::store_closed)
+    return result.error();
   if (!result && code_of(result.error()) == ec::block_in_progress)
     return result.error();
   closed_ = true;
@@ -160,6 +162,8 @@ caf::expected<metrics_snapshot> blocking_store::metrics() {
 
 caf::expected<std::pair<health_state, std::string>> blocking_store::health() {
   std::lock_guard guard{call_mu_};
+  if (closed_)
+    return make_error(ec::store_closed, "the store was shut down");
   caf::expected<std::pair<health_state, std::string>> result{caf::error{}};
   self_->request(handle_.actor, caf::infinite, atom::health::value)
     .receive(

@@ -489,6 +489,9 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
     --st.children_alive;
     if (st.shutdown_promise) {
       if (st.children_alive == 0) {
+        // The children closed the journal and LevelDB; release the
+        // directory before the caller learns that the store is closed.
+        st.lock.reset();
         st.shutdown_promise->deliver(atom::ok::value);
         st.shutdown_promise.reset();
         self->quit();

@@ -1,6 +1,7 @@
 #include "rollblock/storage/journal.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "support/file_size_limit.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -1225,34 +1226,6 @@ TEST(journal, read_from_reports_damage_found_after_open) {
   EXPECT_EQ(code_of(cut.error()), ec::journal_corrupt);
 }
 
-namespace {
-
-/// Limits the size of files this process may write, while alive.
-class file_size_limit {
-public:
-  explicit file_size_limit(rlim_t bytes) {
-    getrlimit(RLIMIT_FSIZE, &old_);
-    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
-    rlimit lim = old_;
-    lim.rlim_cur = bytes;
-    ok_ = setrlimit(RLIMIT_FSIZE, &lim) == 0;
-  }
-  ~file_size_limit() {
-    setrlimit(RLIMIT_FSIZE, &old_);
-    std::signal(SIGXFSZ, old_handler_);
-  }
-  bool ok() const {
-    return ok_;
-  }
-
-private:
-  rlimit old_{};
-  void (*old_handler_)(int) = nullptr;
-  bool ok_ = false;
-};
-
-} // namespace
-
 TEST(journal, failed_write_is_cut_back_and_reported_as_io_error) {
   rollblock::test::temp_dir tmp;
   auto seg = segment_path(tmp.path(), 1);
@@ -1263,7 +1236,7 @@ TEST(journal, failed_write_is_cut_back_and_reported_as_io_error) {
   auto big = make_record(4, 200);
   {
     // The write of `big` stops part way with EFBIG.
-    file_size_limit limit{static_cast<rlim_t>(size + 100)};
+    rollblock::test::file_size_limit limit{static_cast<rlim_t>(size + 100)};
     ASSERT_TRUE(limit.ok());
     auto err = j->append(big);
     ASSERT_TRUE(err);

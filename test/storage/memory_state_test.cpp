@@ -1,1 +1,666 @@
+#include "rollblock/storage/memory_state.hpp"
+
+#include "rollblock/messages/error.hpp"
+
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <chrono>
+#include <map>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace rollblock;
+using namespace rollblock::storage;
+
+namespace {
+
+using contents = std::vector<std::pair<key, value>>;
+
+key k8(std::uint64_t x) {
+  return key_from_u64(x, 8);
+}
+
+value v64(std::uint64_t x) {
+  return value_from_u64(x);
+}
+
+/// Plans block `height` and expects it to be accepted.
+block_record_ptr plan_ok(const memory_state& ms, block_id height,
+                         const operation_list& ops) {
+  auto rec = ms.plan(height, ops);
+  EXPECT_TRUE(rec) << describe(rec.error());
+  if (!rec)
+    return nullptr;
+  return *rec;
+}
+
+/// Plans and installs block `height`; returns its record.
+block_record_ptr apply(memory_state& ms, block_id height,
+                       const operation_list& ops) {
+  auto rec = plan_ok(ms, height, ops);
+  if (rec)
+    ms.install(rec);
+  return rec;
+}
+
+/// Returns `history` (oldest first) restricted to heights above `target`,
+/// newest first.
+block_record_list above(const block_record_list& history, block_id target) {
+  block_record_list result;
+  for (auto it = history.rbegin(); it != history.rend(); ++it)
+    if ((*it)->height > target)
+      result.push_back(*it);
+  return result;
+}
+
+/// Reverts `ms` to `target` with the records of `history` above it and drops
+/// them from `history`.
+void revert_to(memory_state& ms, block_record_list& history, block_id target) {
+  ms.revert(above(history, target), target);
+  std::erase_if(history,
+                [&](const block_record_ptr& r) { return r->height > target; });
+}
+
+} // namespace
+
+// -- construction -------------------------------------------------------------
+
+TEST(memory_state, starts_empty_and_fresh) {
+  memory_state ms{8};
+  EXPECT_EQ(ms.key_width(), 8u);
+  EXPECT_EQ(ms.applied(), 0u);
+  EXPECT_TRUE(ms.fresh());
+  EXPECT_EQ(ms.size(), 0u);
+  EXPECT_TRUE(ms.snapshot().empty());
+  EXPECT_EQ(ms.get(k8(1)), "");
+  EXPECT_EQ(ms.get_many({k8(1), k8(2)}), (std::vector<value>{"", ""}));
+  EXPECT_TRUE(ms.get_many({}).empty());
+}
+
+TEST(memory_state, load_and_set_applied) {
+  memory_state ms{8};
+  ms.load(k8(1), "a");
+  ms.load(k8(2), "b");
+  ms.load(k8(1), "c"); // Same key again: replaced, not counted twice.
+  ms.set_applied(41, false);
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.applied(), 41u);
+  EXPECT_FALSE(ms.fresh());
+  EXPECT_EQ(ms.get(k8(1)), "c");
+  EXPECT_EQ(ms.get(k8(2)), "b");
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "c"}, {k8(2), "b"}}));
+  auto bad = ms.plan(41, {});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(code_of(bad.error()), ec::block_id_not_increasing);
+  EXPECT_EQ(message_of(bad.error()),
+            "block 41 is not above the applied height 41");
+  // A loaded key is undone to its loaded value.
+  block_record_list history;
+  history.push_back(apply(ms, 42, {{k8(1), "d"}, {k8(3), "e"}}));
+  EXPECT_EQ(history.back()->changes[0].before, "c");
+  EXPECT_EQ(ms.size(), 3u);
+  revert_to(ms, history, 41);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "c"}, {k8(2), "b"}}));
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.applied(), 41u);
+}
+
+TEST(memory_state, key_width_64_works) {
+  memory_state ms{64};
+  auto k = key_from_prefix("wide", 64);
+  apply(ms, 1, {{k, "x"}});
+  EXPECT_EQ(ms.get(k), "x");
+  auto short_key = ms.plan(2, {{key_from_prefix("wide", 63), "y"}});
+  ASSERT_FALSE(short_key);
+  EXPECT_EQ(code_of(short_key.error()), ec::key_width_mismatch);
+  EXPECT_EQ(message_of(short_key.error()),
+            "operation 0 of block 2 has a 63-byte key; this store's keys are "
+            "64 bytes");
+}
+
+// -- plan errors ----------------------------------------------------------------
+
+TEST(memory_state, plan_refuses_heights_not_above_applied) {
+  memory_state ms{8};
+  apply(ms, 9, {{k8(1), "a"}});
+  for (block_id h : {block_id{0}, block_id{7}, block_id{9}}) {
+    auto r = ms.plan(h, {{k8(2), "b"}});
+    ASSERT_FALSE(r) << h;
+    EXPECT_EQ(code_of(r.error()), ec::block_id_not_increasing);
+    EXPECT_EQ(message_of(r.error()),
+              "block " + std::to_string(h)
+                + " is not above the applied height 9");
+  }
+  auto ok = plan_ok(ms, 10, {{k8(2), "b"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->height, 10u);
+  EXPECT_EQ(ms.applied(), 9u);
+}
+
+TEST(memory_state, plan_refuses_wrong_key_widths_naming_the_operation) {
+  memory_state ms{8};
+  apply(ms, 1, {{k8(1), "a"}});
+  auto short_key = ms.plan(5, {{k8(2), "b"}, {std::string(7, 'k'), "c"}});
+  ASSERT_FALSE(short_key);
+  EXPECT_EQ(code_of(short_key.error()), ec::key_width_mismatch);
+  EXPECT_EQ(message_of(short_key.error()),
+            "operation 1 of block 5 has a 7-byte key; this store's keys are 8 "
+            "bytes");
+  auto long_key = ms.plan(5, {{std::string(9, 'k'), "c"}});
+  ASSERT_FALSE(long_key);
+  EXPECT_EQ(code_of(long_key.error()), ec::key_width_mismatch);
+  EXPECT_EQ(message_of(long_key.error()),
+            "operation 0 of block 5 has a 9-byte key; this store's keys are 8 "
+            "bytes");
+  auto empty_key = ms.plan(5, {{"", ""}});
+  ASSERT_FALSE(empty_key);
+  EXPECT_EQ(code_of(empty_key.error()), ec::key_width_mismatch);
+  // The height is checked before the operations.
+  auto both = ms.plan(1, {{std::string(7, 'k'), "c"}});
+  ASSERT_FALSE(both);
+  EXPECT_EQ(code_of(both.error()), ec::block_id_not_increasing);
+}
+
+TEST(memory_state, plan_value_size_limit_is_65535_bytes) {
+  memory_state ms{8};
+  std::string largest(65535, 'x');
+  std::string too_large(65536, 'y');
+  auto over = ms.plan(3, {{k8(1), "a"}, {k8(2), "b"}, {k8(3), too_large}});
+  ASSERT_FALSE(over);
+  EXPECT_EQ(code_of(over.error()), ec::value_too_large);
+  EXPECT_EQ(message_of(over.error()),
+            "operation 2 of block 3 has a 65536-byte value; the limit is 65535 "
+            "bytes");
+  // Nothing changed: still fresh, empty, at 0.
+  EXPECT_TRUE(ms.fresh());
+  EXPECT_EQ(ms.applied(), 0u);
+  EXPECT_EQ(ms.size(), 0u);
+  EXPECT_EQ(ms.get(k8(1)), "");
+  auto rec = apply(ms, 3, {{k8(1), largest}});
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(ms.get(k8(1)), largest);
+  EXPECT_EQ(ms.get(k8(1)).size(), 65535u);
+}
+
+TEST(memory_state, refused_or_uninstalled_plans_change_nothing) {
+  memory_state ms{8};
+  apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}});
+  auto before = ms.snapshot();
+  // Valid operations ahead of a bad one are not applied.
+  auto bad = ms.plan(2, {{k8(1), "changed"}, {k8(3), "new"}, {k8(2), ""},
+                         {k8(4), std::string(65536, 'z')}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(code_of(bad.error()), ec::value_too_large);
+  auto bad_key = ms.plan(2, {{k8(1), "changed"}, {"short", "x"}});
+  ASSERT_FALSE(bad_key);
+  EXPECT_EQ(code_of(bad_key.error()), ec::key_width_mismatch);
+  // A valid plan that is never installed changes nothing either.
+  auto unused = plan_ok(ms, 2, {{k8(1), "changed"}, {k8(2), ""}});
+  ASSERT_TRUE(unused);
+  EXPECT_EQ(ms.snapshot(), before);
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.applied(), 1u);
+  EXPECT_FALSE(ms.fresh());
+  EXPECT_EQ(ms.get(k8(1)), "a");
+  EXPECT_EQ(ms.get(k8(3)), "");
+  // And the height it planned is still free.
+  apply(ms, 2, {{k8(3), "c"}});
+  EXPECT_EQ(ms.applied(), 2u);
+  EXPECT_EQ(ms.snapshot(),
+            (contents{{k8(1), "a"}, {k8(2), "b"}, {k8(3), "c"}}));
+}
+
+// -- heights ----------------------------------------------------------------
+
+TEST(memory_state, genesis_zero_is_accepted_once_on_a_fresh_state) {
+  memory_state ms{8};
+  EXPECT_TRUE(ms.fresh());
+  auto rec = apply(ms, 0, {{k8(1), "genesis"}});
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->height, 0u);
+  EXPECT_EQ(ms.applied(), 0u);
+  EXPECT_FALSE(ms.fresh());
+  EXPECT_EQ(ms.get(k8(1)), "genesis");
+  auto again = ms.plan(0, {{k8(1), "again"}});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(code_of(again.error()), ec::block_id_not_increasing);
+  EXPECT_EQ(message_of(again.error()),
+            "block 0 is not above the applied height 0");
+  EXPECT_TRUE(plan_ok(ms, 1, {}));
+}
+
+TEST(memory_state, fresh_state_accepts_any_first_height) {
+  memory_state ms{8};
+  apply(ms, 1000, {{k8(1), "a"}});
+  EXPECT_EQ(ms.applied(), 1000u);
+  EXPECT_FALSE(ms.fresh());
+  auto zero = ms.plan(0, {});
+  ASSERT_FALSE(zero);
+  EXPECT_EQ(message_of(zero.error()),
+            "block 0 is not above the applied height 1000");
+}
+
+TEST(memory_state, set_applied_fresh_allows_genesis_but_not_after) {
+  memory_state ms{8};
+  ms.set_applied(0, true);
+  EXPECT_TRUE(plan_ok(ms, 0, {}));
+  ms.set_applied(0, false);
+  auto r = ms.plan(0, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::block_id_not_increasing);
+  EXPECT_TRUE(plan_ok(ms, 1, {}));
+}
+
+TEST(memory_state, sparse_heights_and_empty_blocks) {
+  memory_state ms{8};
+  apply(ms, 0, {{k8(1), "a"}});
+  auto empty = apply(ms, 7, {});
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->height, 7u);
+  EXPECT_TRUE(empty->changes.empty());
+  EXPECT_EQ(ms.applied(), 7u); // An empty block advances the height.
+  EXPECT_EQ(ms.size(), 1u);
+  auto r = ms.plan(7, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(message_of(r.error()),
+            "block 7 is not above the applied height 7");
+  apply(ms, 1000, {{k8(2), "b"}});
+  EXPECT_EQ(ms.applied(), 1000u);
+  apply(ms, 1'000'000'000'000ull, {});
+  EXPECT_EQ(ms.applied(), 1'000'000'000'000ull);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}, {k8(2), "b"}}));
+}
+
+// -- records ----------------------------------------------------------------
+
+TEST(memory_state, ops_on_one_key_coalesce_last_wins_with_before_of_the_block) {
+  memory_state ms{8};
+  apply(ms, 1, {{k8(1), "old"}, {k8(2), "two"}});
+  auto rec = apply(ms, 2,
+                   {{k8(1), "x"},
+                    {k8(3), "p"},
+                    {k8(1), "y"},
+                    {k8(2), ""},
+                    {k8(3), ""},
+                    {k8(1), "z"},
+                    {k8(4), ""},
+                    {k8(4), "four"}});
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->height, 2u);
+  // One change per distinct key, in first-touched order.
+  std::vector<key_change> expected{{k8(1), "z", "old"},
+                                   {k8(3), "", ""},
+                                   {k8(2), "", "two"},
+                                   {k8(4), "four", ""}};
+  EXPECT_EQ(rec->changes, expected);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "z"}, {k8(4), "four"}}));
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.get(k8(1)), "z");
+  EXPECT_EQ(ms.get(k8(2)), "");
+  EXPECT_EQ(ms.get(k8(3)), "");
+}
+
+TEST(memory_state, deleting_an_absent_key_is_a_no_op) {
+  memory_state ms{8};
+  apply(ms, 1, {{k8(1), "a"}});
+  auto rec = apply(ms, 2, {{k8(9), ""}});
+  ASSERT_TRUE(rec);
+  ASSERT_EQ(rec->changes.size(), 1u);
+  EXPECT_EQ(rec->changes[0], (key_change{k8(9), "", ""}));
+  EXPECT_EQ(ms.size(), 1u);
+  EXPECT_EQ(ms.get(k8(9)), "");
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}}));
+  EXPECT_EQ(ms.applied(), 2u);
+  // Deleting a key twice: the second delete is a no-op too.
+  apply(ms, 3, {{k8(1), ""}});
+  EXPECT_EQ(ms.size(), 0u);
+  auto again = apply(ms, 4, {{k8(1), ""}});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->changes[0], (key_change{k8(1), "", ""}));
+  EXPECT_EQ(ms.size(), 0u);
+  EXPECT_TRUE(ms.snapshot().empty());
+  // Reverting the no-op deletes restores nothing but the real delete.
+  block_record_list history{again};
+  ms.revert(history, 3);
+  EXPECT_EQ(ms.size(), 0u);
+  EXPECT_EQ(ms.get(k8(1)), "");
+}
+
+// -- install and revert -------------------------------------------------------
+
+TEST(memory_state, revert_restores_exact_previous_states) {
+  memory_state ms{8};
+  block_record_list history;
+  std::map<block_id, contents> states;
+  history.push_back(apply(ms, 0, {{k8(1), "a0"}, {k8(2), "b0"}}));
+  states[0] = ms.snapshot();
+  history.push_back(
+    apply(ms, 3, {{k8(1), "a3"}, {k8(3), "c3"}, {k8(2), ""}}));
+  states[3] = ms.snapshot();
+  history.push_back(apply(ms, 4, {}));
+  states[4] = ms.snapshot();
+  history.push_back(
+    apply(ms, 8, {{k8(2), "b8"}, {k8(3), ""}, {k8(1), "a8"}, {k8(4), "d8"}}));
+  states[8] = ms.snapshot();
+  history.push_back(apply(ms, 9, {{k8(4), ""}, {k8(1), ""}}));
+  states[9] = ms.snapshot();
+  EXPECT_EQ(states[9], (contents{{k8(2), "b8"}}));
+  EXPECT_EQ(ms.size(), 1u);
+
+  revert_to(ms, history, 8);
+  EXPECT_EQ(ms.applied(), 8u);
+  EXPECT_FALSE(ms.fresh());
+  EXPECT_EQ(ms.snapshot(), states[8]);
+  EXPECT_EQ(ms.snapshot(),
+            (contents{{k8(1), "a8"}, {k8(2), "b8"}, {k8(4), "d8"}}));
+  EXPECT_EQ(ms.size(), 3u);
+  EXPECT_EQ(ms.get(k8(4)), "d8");
+
+  revert_to(ms, history, 3);
+  EXPECT_EQ(ms.applied(), 3u);
+  EXPECT_EQ(ms.snapshot(), states[3]);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a3"}, {k8(3), "c3"}}));
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.get(k8(2)), "");
+
+  // The next block must be above the revert target; 4 is free again.
+  auto r = ms.plan(3, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(message_of(r.error()),
+            "block 3 is not above the applied height 3");
+  history.push_back(apply(ms, 4, {{k8(2), "b4"}}));
+  EXPECT_EQ(ms.snapshot(),
+            (contents{{k8(1), "a3"}, {k8(2), "b4"}, {k8(3), "c3"}}));
+  revert_to(ms, history, 0);
+  EXPECT_EQ(ms.applied(), 0u);
+  EXPECT_EQ(ms.snapshot(), states[0]);
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_FALSE(ms.fresh()); // Genesis was applied: 0 is not allowed again.
+  EXPECT_FALSE(ms.plan(0, {}));
+}
+
+TEST(memory_state, revert_to_a_height_never_applied) {
+  memory_state ms{8};
+  block_record_list history;
+  history.push_back(apply(ms, 500, {{k8(1), "a500"}, {k8(2), "b500"}}));
+  auto at500 = ms.snapshot();
+  history.push_back(
+    apply(ms, 1000, {{k8(1), "a1000"}, {k8(2), ""}, {k8(3), "c1000"}}));
+  revert_to(ms, history, 750);
+  EXPECT_EQ(ms.applied(), 750u);
+  EXPECT_EQ(ms.snapshot(), at500);
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.get_many({k8(1), k8(2), k8(3)}),
+            (std::vector<value>{"a500", "b500", ""}));
+  auto r = ms.plan(750, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::block_id_not_increasing);
+  EXPECT_EQ(message_of(r.error()),
+            "block 750 is not above the applied height 750");
+  history.push_back(apply(ms, 751, {{k8(3), "c751"}}));
+  EXPECT_EQ(ms.applied(), 751u);
+  EXPECT_EQ(ms.get(k8(3)), "c751");
+  EXPECT_EQ(ms.size(), 3u);
+}
+
+TEST(memory_state, revert_with_no_records_only_moves_the_height) {
+  memory_state ms{8};
+  apply(ms, 10, {{k8(1), "a"}});
+  ms.revert({}, 10);
+  EXPECT_EQ(ms.applied(), 10u);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}}));
+  // Reverting from a fresh state makes it non-fresh.
+  memory_state fresh{8};
+  fresh.revert({}, 0);
+  EXPECT_FALSE(fresh.fresh());
+  EXPECT_EQ(fresh.applied(), 0u);
+  EXPECT_FALSE(fresh.plan(0, {}));
+}
+
+TEST(memory_state, size_counts_live_keys_through_sets_deletes_and_reverts) {
+  memory_state ms{8, 4};
+  block_record_list history;
+  history.push_back(apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}, {k8(3), "c"}}));
+  EXPECT_EQ(ms.size(), 3u);
+  history.push_back(apply(ms, 2, {{k8(1), "a2"}, {k8(4), "d"}}));
+  EXPECT_EQ(ms.size(), 4u);
+  history.push_back(apply(ms, 3, {{k8(2), ""}, {k8(3), ""}, {k8(5), ""}}));
+  EXPECT_EQ(ms.size(), 2u);
+  history.push_back(apply(ms, 4, {{k8(2), "b4"}, {k8(1), ""}}));
+  EXPECT_EQ(ms.size(), 2u);
+  history.push_back(apply(ms, 5, {{k8(6), "f"}, {k8(6), ""}}));
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(2), "b4"}, {k8(4), "d"}}));
+  revert_to(ms, history, 3);
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a2"}, {k8(4), "d"}}));
+  revert_to(ms, history, 2);
+  EXPECT_EQ(ms.size(), 4u);
+  revert_to(ms, history, 0);
+  EXPECT_EQ(ms.size(), 0u);
+  EXPECT_TRUE(ms.snapshot().empty());
+}
+
+// -- reads ------------------------------------------------------------------
+
+TEST(memory_state, get_many_returns_values_in_order_with_duplicates) {
+  memory_state ms{8};
+  apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}, {k8(3), std::string(1, '\0')}});
+  EXPECT_EQ(ms.get_many({k8(3), k8(9), k8(1), k8(1), k8(2)}),
+            (std::vector<value>{std::string(1, '\0'), "", "a", "a", "b"}));
+}
+
+TEST(memory_state, staged_overlay_is_visible_in_get_and_get_many) {
+  memory_state ms{8};
+  apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}});
+  ms.stage_begin();
+  EXPECT_EQ(ms.get(k8(1)), "a"); // Nothing staged yet.
+  ms.stage_set(k8(1), "staged");
+  ms.stage_set(k8(2), ""); // Staged delete reads as absent.
+  ms.stage_set(k8(3), "new");
+  ms.stage_set(k8(3), "newer");
+  EXPECT_EQ(ms.get(k8(1)), "staged");
+  EXPECT_EQ(ms.get(k8(2)), "");
+  EXPECT_EQ(ms.get(k8(3)), "newer");
+  EXPECT_EQ(ms.get(k8(4)), "");
+  EXPECT_EQ(ms.get_many({k8(1), k8(2), k8(3), k8(4)}),
+            (std::vector<value>{"staged", "", "newer", ""}));
+  // Staging changes neither the state, its size nor its height.
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}, {k8(2), "b"}}));
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.applied(), 1u);
+  ms.stage_end();
+  EXPECT_EQ(ms.get(k8(1)), "a");
+  EXPECT_EQ(ms.get(k8(2)), "b");
+  EXPECT_EQ(ms.get(k8(3)), "");
+  EXPECT_EQ(ms.get_many({k8(1), k8(2), k8(3)}),
+            (std::vector<value>{"a", "b", ""}));
+  // A new stage starts empty.
+  ms.stage_begin();
+  EXPECT_EQ(ms.get(k8(1)), "a");
+  ms.stage_set(k8(1), "x");
+  ms.stage_begin();
+  EXPECT_EQ(ms.get(k8(1)), "a");
+  ms.stage_end();
+}
+
+TEST(memory_state, snapshot_lists_live_keys_sorted) {
+  memory_state ms{8, 3};
+  operation_list ops;
+  contents expected;
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    ops.push_back({k8(i * 7919), v64(i)});
+    expected.emplace_back(k8(i * 7919), v64(i));
+  }
+  apply(ms, 1, ops);
+  apply(ms, 2, {{k8(0), ""}, {k8(7919), ""}});
+  expected.erase(expected.begin(), expected.begin() + 2);
+  std::sort(expected.begin(), expected.end());
+  auto snap = ms.snapshot();
+  EXPECT_EQ(snap, expected);
+  EXPECT_EQ(snap.size(), 98u);
+  EXPECT_TRUE(std::is_sorted(snap.begin(), snap.end()));
+  EXPECT_EQ(ms.size(), 98u);
+}
+
+// -- beyond the kept undo -----------------------------------------------------
+
+TEST(memory_state, reads_stay_right_after_more_blocks_than_the_undo_depth) {
+  static_assert(memory_state::undo_depth == 16);
+  memory_state ms{8, 4};
+  block_record_list history;
+  history.push_back(apply(ms, 1, {{k8(1), "x1"}, {k8(2), "y1"}}));
+  // Delete key 1: a tombstone that is purged once block 2's undo expires.
+  history.push_back(apply(ms, 2, {{k8(1), ""}}));
+  auto at2 = ms.snapshot();
+  for (block_id h = 3; h <= 22; ++h)
+    history.push_back(apply(ms, h, {{k8(100 + h), v64(h)}, {k8(2), v64(h)}}));
+  EXPECT_EQ(ms.applied(), 22u);
+  EXPECT_EQ(ms.get(k8(1)), "");
+  EXPECT_EQ(ms.get_many({k8(1), k8(2)}), (std::vector<value>{"", v64(22)}));
+  EXPECT_EQ(ms.size(), 21u);
+  // Setting the purged key again works and is undone to absent.
+  history.push_back(apply(ms, 23, {{k8(1), "x23"}}));
+  EXPECT_EQ(history.back()->changes[0], (key_change{k8(1), "x23", ""}));
+  EXPECT_EQ(ms.get(k8(1)), "x23");
+  EXPECT_EQ(ms.size(), 22u);
+  revert_to(ms, history, 22);
+  EXPECT_EQ(ms.get(k8(1)), "");
+  EXPECT_EQ(ms.size(), 21u);
+  // Reverting across the delete restores the key.
+  revert_to(ms, history, 2);
+  EXPECT_EQ(ms.snapshot(), at2);
+  EXPECT_EQ(ms.get(k8(1)), "");
+  revert_to(ms, history, 1);
+  EXPECT_EQ(ms.get(k8(1)), "x1");
+  EXPECT_EQ(ms.get_many({k8(1), k8(2)}), (std::vector<value>{"x1", "y1"}));
+  EXPECT_EQ(ms.size(), 2u);
+  EXPECT_EQ(ms.applied(), 1u);
+  // And the state goes on after a deep revert.
+  for (block_id h = 2; h <= 40; ++h)
+    history.push_back(apply(ms, h, {{k8(h % 5), v64(h)}}));
+  EXPECT_EQ(ms.get_many({k8(0), k8(1), k8(2), k8(3), k8(4)}),
+            (std::vector<value>{v64(40), v64(36), v64(37), v64(38), v64(39)}));
+  EXPECT_EQ(ms.size(), 5u);
+}
+
+TEST(memory_state, revert_of_a_delete_whose_tombstone_was_purged) {
+  memory_state ms{8, 2};
+  block_record_list history;
+  history.push_back(apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}}));
+  history.push_back(apply(ms, 2, {{k8(1), ""}, {k8(2), ""}}));
+  // Re-set one of the keys while its tombstone is still kept.
+  history.push_back(apply(ms, 3, {{k8(2), "b3"}}));
+  for (block_id h = 4; h <= 40; ++h)
+    history.push_back(apply(ms, h, {{k8(1000), v64(h)}}));
+  EXPECT_EQ(ms.get_many({k8(1), k8(2)}), (std::vector<value>{"", "b3"}));
+  EXPECT_EQ(ms.size(), 2u);
+  revert_to(ms, history, 2);
+  EXPECT_EQ(ms.get_many({k8(1), k8(2), k8(1000)}),
+            (std::vector<value>{"", "", ""}));
+  EXPECT_EQ(ms.size(), 0u);
+  revert_to(ms, history, 1);
+  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}, {k8(2), "b"}}));
+  EXPECT_EQ(ms.size(), 2u);
+}
+
+// -- concurrency --------------------------------------------------------------
+
+TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
+  constexpr std::size_t key_count = 12;
+  constexpr block_id blocks = 2000;
+  memory_state ms{8, 8};
+  std::vector<key> keys;
+  for (std::size_t i = 0; i < key_count; ++i)
+    keys.push_back(k8(i * 1'000'003));
+  auto set_all = [&](block_id h) {
+    operation_list ops;
+    for (auto& k : keys)
+      ops.push_back({k, v64(h)});
+    return ops;
+  };
+  block_record_list history;
+  history.push_back(apply(ms, 0, set_all(0)));
+  // Even while no revert runs; bumped before and after each revert.
+  std::atomic<std::uint64_t> revert_gen{0};
+  std::atomic<bool> done{false};
+  std::atomic<std::size_t> failures{0};
+  std::atomic<std::size_t> reads{0};
+  auto reader = [&] {
+    std::uint64_t last_gen = 1; // Odd: no previous read to compare with.
+    std::uint64_t last_value = 0;
+    while (!done.load()) {
+      auto gen_before = revert_gen.load();
+      auto low = ms.applied();
+      auto vals = ms.get_many(keys);
+      auto high = ms.applied();
+      auto gen_after = revert_gen.load();
+      reads.fetch_add(1, std::memory_order_relaxed);
+      bool consistent = vals.size() == key_count && vals[0].size() == 8;
+      for (auto& v : vals)
+        consistent = consistent && v == vals[0];
+      if (!consistent) {
+        if (failures.fetch_add(1) < 5)
+          ADD_FAILURE() << "get_many mixed heights";
+        continue;
+      }
+      auto v = u64_from_bytes(vals[0]);
+      if (gen_before == gen_after && gen_before % 2 == 0) {
+        // No revert overlapped: the read is at a height in [low, high].
+        if (v < low || v > high) {
+          if (failures.fetch_add(1) < 5)
+            ADD_FAILURE() << "read height " << v << " outside [" << low
+                          << ", " << high << "]";
+        }
+        if (gen_before == last_gen && v < last_value) {
+          if (failures.fetch_add(1) < 5)
+            ADD_FAILURE() << "read height went back from " << last_value
+                          << " to " << v << " without a revert";
+        }
+        last_gen = gen_before;
+        last_value = v;
+      } else {
+        last_gen = 1;
+      }
+    }
+  };
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 3; ++i)
+    readers.emplace_back(reader);
+  std::size_t since_revert = 0;
+  block_id h = 0;
+  for (block_id n = 1; n <= blocks; ++n) {
+    ++h;
+    history.push_back(apply(ms, h, set_all(h)));
+    ++since_revert;
+    if (n % 97 == 0 && since_revert > 3) {
+      auto target = history[history.size() - 4]->height;
+      revert_gen.fetch_add(1);
+      ms.revert(above(history, target), target);
+      revert_gen.fetch_add(1);
+      history.resize(history.size() - 3);
+      since_revert = 0;
+      EXPECT_EQ(ms.applied(), target);
+      EXPECT_EQ(ms.get(keys[0]), v64(target));
+      h += 5; // The next block is well above the target.
+    }
+    if (history.size() > 64)
+      history.erase(history.begin(), history.begin() + 32);
+    if (n % 8 == 0)
+      std::this_thread::yield();
+  }
+  done.store(true);
+  for (auto& t : readers)
+    t.join();
+  EXPECT_EQ(failures.load(), 0u);
+  EXPECT_GT(reads.load(), 0u);
+  std::printf("reads %zu\n", reads.load());
+  EXPECT_EQ(ms.applied(), h);
+  EXPECT_EQ(ms.get_many(keys), std::vector<value>(key_count, v64(h)));
+  EXPECT_EQ(ms.size(), key_count);
+}

@@ -12,6 +12,7 @@
 #include <caf/expected.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -113,7 +114,7 @@ private:
   store_handle handle_;
   std::mutex call_mu_; // guards self_: a scoped actor serves one thread
   caf::scoped_actor self_;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};
 };
 
 } // namespace rollblock

@@ -14,16 +14,16 @@ namespace rollblock {
 /// data directory was created with, or the default when creating it.
 struct store_options {
   /// The data directory; created when missing.
-  std::string data_dir;
+  std::string data_dir{};
   /// The key width in bytes (8..64). Fixed at creation; reopening with another
   /// width fails with ec::config_mismatch. Unset: the stored width, or 8.
-  std::optional<std::size_t> key_width;
+  std::optional<std::size_t> key_width{};
   /// The durability mode. Persisted; a set value replaces the stored one.
   /// Unset: the stored mode, or synchronous.
-  std::optional<durability_mode> durability;
+  std::optional<durability_mode> durability{};
   /// How many blocks below the checkpoint the journal keeps for reverts.
   /// Persisted; unset: the stored window, or 100.
-  std::optional<std::uint64_t> min_rollback_window;
+  std::optional<std::uint64_t> min_rollback_window{};
   /// Checkpoint into LevelDB after this many durable blocks...
   std::uint64_t checkpoint_every_blocks = 64;
   /// ... or this long after the oldest uncheckpointed durable block.
