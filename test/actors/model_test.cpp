@@ -149,8 +149,9 @@ public:
                    + std::to_string(step_) + ", applied "
                    + std::to_string(model_.applied()));
       ASSERT_NO_FATAL_FAILURE(one_step());
-      if (step_ % 16 == 0)
+      if (step_ % 16 == 0) {
         ASSERT_NO_FATAL_FAILURE(check_all());
+      }
     }
     ASSERT_NO_FATAL_FAILURE(check_all());
     ASSERT_NO_FATAL_FAILURE(reopen(std::nullopt));
@@ -252,8 +253,9 @@ private:
 
   void check_keys(const operation_list& ops) {
     for (auto& op : ops)
-      if (op.k.size() == width_)
+      if (op.k.size() == width_) {
         ASSERT_NO_FATAL_FAILURE(check_key(op.k));
+      }
   }
 
   void check_heights() {
@@ -261,9 +263,10 @@ private:
     ASSERT_EQ(h.applied, model_.applied());
     ASSERT_LE(h.durable, h.applied);
     ASSERT_LE(h.current, h.durable);
-    if (mode_ == durability_mode::synchronous())
+    if (mode_ == durability_mode::synchronous()) {
       ASSERT_EQ(h.durable, h.applied) << "a synchronous apply returned before "
                                          "its block was durable";
+    }
   }
 
   /// The whole key space with fetch_many (in a shuffled order, with a
@@ -475,8 +478,9 @@ private:
     model_.revert(t);
     auto h = store_->heights();
     ASSERT_EQ(h.applied, t);
-    if (t < applied)
+    if (t < applied) {
       ASSERT_EQ(h.durable, t) << "a revert is durable when it returns";
+    }
     ASSERT_NO_FATAL_FAILURE(check_all());
   }
 
@@ -572,8 +576,9 @@ private:
     auto h = store_->heights();
     ASSERT_EQ(h.applied, model_.applied());
     ASSERT_EQ(h.durable, model_.applied());
-    if (!model_.fresh())
+    if (!model_.fresh()) {
       ASSERT_EQ(h.current, model_.applied());
+    }
   }
 
   std::uint64_t seed_;

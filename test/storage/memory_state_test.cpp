@@ -573,7 +573,7 @@ TEST(memory_state, revert_of_a_delete_whose_tombstone_was_purged) {
 
 TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
   constexpr std::size_t key_count = 12;
-  constexpr block_id blocks = 2000;
+  constexpr block_id blocks = 10000;
   memory_state ms{8, 8};
   std::vector<key> keys;
   for (std::size_t i = 0; i < key_count; ++i)
@@ -627,6 +627,7 @@ TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
       } else {
         last_gen = 1;
       }
+      std::this_thread::yield(); // Leave the writer some of the 2 cores.
     }
   };
   std::vector<std::thread> readers;
@@ -651,8 +652,7 @@ TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
     }
     if (history.size() > 64)
       history.erase(history.begin(), history.begin() + 32);
-    if (n % 8 == 0)
-      std::this_thread::yield();
+    std::this_thread::yield(); // Let the readers overlap every block.
   }
   done.store(true);
   for (auto& t : readers)

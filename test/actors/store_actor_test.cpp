@@ -1,0 +1,156 @@
+// The store embedded in a CAF application: spawned in the application's own
+// actor system and used through its typed handle, from an event-based actor
+// and from a scoped (blocking) actor.
+
+#include "rollblock/actors/spawn_store.hpp"
+#include "rollblock/messages/error.hpp"
+#include "support/temp_dir.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+using namespace rollblock;
+
+namespace {
+
+struct store_actor_test : ::testing::Test {
+  store_actor_test() : sys(init(cfg)) {
+  }
+
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    add_rollblock_types(cfg);
+    return cfg;
+  }
+
+  store_handle spawn(store_options opts = {}) {
+    opts.data_dir = dir.sub("data");
+    auto handle = spawn_store(sys, opts);
+    EXPECT_TRUE(handle) << describe(handle.error());
+    return std::move(*handle);
+  }
+
+  void shutdown(const store_actor& store) {
+    caf::scoped_actor self{sys};
+    self->request(store, caf::infinite, atom::shutdown::value)
+      .receive([](atom::ok) {},
+               [](caf::error& err) { FAIL() << describe(err); });
+  }
+
+  test::temp_dir dir;
+  caf::actor_system_config cfg;
+  caf::actor_system sys;
+};
+
+} // namespace
+
+TEST_F(store_actor_test, event_based_actor_applies_and_reads) {
+  auto store = spawn();
+  std::promise<std::vector<value>> result;
+  sys.spawn([store = store.actor, &result](caf::event_based_actor* self) {
+    auto ops = operation_list{{key_from_u64(1), "one"},
+                              {key_from_u64(2), "two"}};
+    self->request(store, caf::infinite, atom::apply::value, block_id{1}, ops)
+      .then(
+        [=, &result](block_id height) {
+          EXPECT_EQ(height, 1u);
+          std::vector<key> keys{key_from_u64(2), key_from_u64(3),
+                                key_from_u64(1)};
+          self->request(store, caf::infinite, atom::fetch::value, keys)
+            .then([&result](std::vector<value>& values) {
+                    result.set_value(std::move(values));
+                  },
+                  [&result](caf::error& err) {
+                    result.set_exception(std::make_exception_ptr(
+                      std::runtime_error(describe(err))));
+                  });
+        },
+        [&result](caf::error& err) {
+          result.set_exception(
+            std::make_exception_ptr(std::runtime_error(describe(err))));
+        });
+  });
+  EXPECT_EQ(result.get_future().get(),
+            (std::vector<value>{"two", "", "one"}));
+  shutdown(store.actor);
+}
+
+TEST_F(store_actor_test, errors_arrive_as_caf_errors_of_the_category) {
+  auto store = spawn();
+  caf::scoped_actor self{sys};
+  self->request(store.actor, caf::infinite, atom::apply::value, block_id{5},
+                operation_list{})
+    .receive([](block_id h) { EXPECT_EQ(h, 5u); },
+             [](caf::error& err) { FAIL() << describe(err); });
+  self->request(store.actor, caf::infinite, atom::apply::value, block_id{4},
+                operation_list{})
+    .receive([](block_id) { FAIL() << "height 4 accepted after 5"; },
+             [](caf::error& err) {
+               EXPECT_EQ(err.category(), error_category);
+               EXPECT_EQ(code_of(err), ec::block_id_not_increasing);
+               EXPECT_EQ(message_of(err),
+                         "block 4 is not above the applied height 5");
+             });
+  self->request(store.actor, caf::infinite, atom::heights::value)
+    .receive([](store_heights h) { EXPECT_EQ(h, (store_heights{5, 5, 0})); },
+             [](caf::error& err) { FAIL() << describe(err); });
+  self->request(store.actor, caf::infinite, atom::metrics::value)
+    .receive(
+      [](const metrics_snapshot& m) {
+        EXPECT_EQ(m.blocks_applied, 1u);
+        EXPECT_EQ(m.client_errors, 1u);
+      },
+      [](caf::error& err) { FAIL() << describe(err); });
+  self->request(store.actor, caf::infinite, atom::health::value)
+    .receive(
+      [](health_state state, const std::string&) {
+        EXPECT_EQ(state, health_state::healthy);
+      },
+      [](caf::error& err) { FAIL() << describe(err); });
+  shutdown(store.actor);
+}
+
+TEST_F(store_actor_test, reader_reads_without_a_round_trip) {
+  auto store = spawn();
+  caf::scoped_actor self{sys};
+  self->request(store.actor, caf::infinite, atom::apply::value, block_id{1},
+                operation_list{{key_from_u64(7), "seven"}})
+    .receive([](block_id) {}, [](caf::error& err) { FAIL() << describe(err); });
+  auto value = store.reader.fetch(key_from_u64(7));
+  ASSERT_TRUE(value);
+  EXPECT_EQ(*value, "seven");
+  EXPECT_EQ(store.reader.heights().applied, 1u);
+  shutdown(store.actor);
+  EXPECT_EQ(code_of(store.reader.fetch(key_from_u64(7)).error()),
+            ec::store_closed);
+}
+
+TEST_F(store_actor_test, many_requests_in_flight_are_answered_in_order) {
+  auto store = spawn({.durability = durability_mode::async(16)});
+  std::promise<std::vector<block_id>> result;
+  sys.spawn([store = store.actor, &result](caf::event_based_actor* self) {
+    auto replies = std::make_shared<std::vector<block_id>>();
+    for (block_id h = 1; h <= 100; ++h)
+      self
+        ->request(store, caf::infinite, atom::apply::value, h,
+                  operation_list{{key_from_u64(h), value_from_u64(h)}})
+        .then(
+          [replies, &result](block_id height) {
+            replies->push_back(height);
+            if (replies->size() == 100)
+              result.set_value(*replies);
+          },
+          [](caf::error&) {});
+  });
+  auto replies = result.get_future().get();
+  ASSERT_EQ(replies.size(), 100u);
+  for (block_id h = 1; h <= 100; ++h)
+    EXPECT_EQ(replies[h - 1], h);
+  EXPECT_EQ(*store.reader.fetch(key_from_u64(100)), value_from_u64(100));
+  shutdown(store.actor);
+}

@@ -1,0 +1,148 @@
+#include "rollblock/storage/checkpoint_builder.hpp"
+
+#include "rollblock/messages/error.hpp"
+#include "rollblock/storage/state_store.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace rollblock;
+using namespace rollblock::storage;
+
+namespace {
+
+using writes = std::vector<std::pair<key, value>>;
+
+key k8(std::uint64_t x) {
+  return key_from_u64(x, 8);
+}
+
+block_record_ptr record(block_id height, std::vector<key_change> changes) {
+  auto r = std::make_shared<block_record>();
+  r->height = height;
+  r->changes = std::move(changes);
+  return r;
+}
+
+} // namespace
+
+TEST(checkpoint_builder, empty_builder_takes_an_empty_batch) {
+  checkpoint_builder b;
+  EXPECT_EQ(b.blocks(), 0u);
+  auto batch = b.take(17);
+  EXPECT_EQ(batch.height, 17u);
+  EXPECT_TRUE(batch.writes.empty());
+  EXPECT_EQ(batch.revert_marker, std::nullopt);
+}
+
+TEST(checkpoint_builder, add_coalesces_last_wins_across_blocks) {
+  checkpoint_builder b;
+  b.add(record(1, {{k8(1), "a1", ""}, {k8(2), "b1", ""}}));
+  b.add(record(2, {{k8(3), "c2", ""}, {k8(1), "a2", "a1"}}));
+  b.add(record(5, {}));
+  b.add(record(9, {{k8(2), "", "b1"}, {k8(1), "a9", "a2"}, {k8(4), "", ""}}));
+  EXPECT_EQ(b.blocks(), 4u);
+  auto batch = b.take(9);
+  EXPECT_EQ(batch.height, 9u);
+  EXPECT_EQ(batch.revert_marker, std::nullopt);
+  // One write per key, in first-touched order, with the newest after value
+  // (an empty value deletes).
+  EXPECT_EQ(batch.writes, (writes{{k8(1), "a9"},
+                                  {k8(2), ""},
+                                  {k8(3), "c2"},
+                                  {k8(4), ""}}));
+}
+
+TEST(checkpoint_builder, add_undo_newest_first_yields_the_oldest_before) {
+  checkpoint_builder b;
+  // Blocks 3, 5 and 8 reverted: records come newest first.
+  b.add_undo(record(8, {{k8(1), "a8", "a5"}, {k8(3), "", "c3"}}));
+  b.add_undo(record(5, {{k8(1), "a5", "a3"}, {k8(2), "b5", ""}}));
+  b.add_undo(record(3, {{k8(1), "a3", "a0"}, {k8(3), "c3", ""},
+                        {k8(4), "", "d0"}}));
+  EXPECT_EQ(b.blocks(), 3u);
+  auto batch = b.take(2);
+  EXPECT_EQ(batch.height, 2u);
+  // The state below block 3: each key's before value of its oldest change.
+  EXPECT_EQ(batch.writes, (writes{{k8(1), "a0"},
+                                  {k8(3), ""},
+                                  {k8(2), ""},
+                                  {k8(4), "d0"}}));
+}
+
+TEST(checkpoint_builder, take_resets_the_builder) {
+  checkpoint_builder b;
+  b.add(record(1, {{k8(1), "a", ""}, {k8(2), "b", ""}}));
+  b.add(record(2, {{k8(1), "a2", "a"}}));
+  EXPECT_EQ(b.blocks(), 2u);
+  auto first = b.take(2);
+  EXPECT_EQ(first.writes, (writes{{k8(1), "a2"}, {k8(2), "b"}}));
+  EXPECT_EQ(b.blocks(), 0u);
+  auto empty = b.take(2);
+  EXPECT_EQ(empty.height, 2u);
+  EXPECT_TRUE(empty.writes.empty());
+  // Keys seen before the take start over: no stale positions.
+  b.add(record(3, {{k8(2), "b3", "b"}}));
+  b.add(record(4, {{k8(1), "a4", "a2"}, {k8(2), "b4", "b3"}}));
+  EXPECT_EQ(b.blocks(), 2u);
+  auto second = b.take(4);
+  EXPECT_EQ(second.height, 4u);
+  EXPECT_EQ(second.writes, (writes{{k8(2), "b4"}, {k8(1), "a4"}}));
+  EXPECT_EQ(b.blocks(), 0u);
+}
+
+TEST(checkpoint_builder, keys_outlive_the_callers_records) {
+  checkpoint_builder b;
+  {
+    auto r = record(1, {{k8(1), "a", ""}, {key_from_prefix("x", 8), "x", ""}});
+    b.add(r);
+  } // The builder keeps the record (and the keys it indexes) alive.
+  for (block_id h = 2; h < 200; ++h)
+    b.add(record(h, {{k8(h % 3), std::to_string(h), ""},
+                     {key_from_prefix("x", 8), std::to_string(h), ""}}));
+  EXPECT_EQ(b.blocks(), 199u);
+  auto batch = b.take(199);
+  EXPECT_EQ(batch.writes, (writes{{k8(1), "199"},
+                                  {key_from_prefix("x", 8), "199"},
+                                  {k8(2), "197"},
+                                  {k8(0), "198"}}));
+}
+
+TEST(checkpoint_builder, batch_writes_into_the_state_store) {
+  rollblock::test::temp_dir tmp;
+  state_store::options opts;
+  opts.dir = tmp.path();
+  opts.cache_bytes = 1 << 20;
+  opts.write_buffer_bytes = 1 << 20;
+  auto store = state_store::open(opts);
+  ASSERT_TRUE(store) << describe(store.error());
+  store_metadata meta;
+  ASSERT_FALSE((*store)->write_config(meta));
+  checkpoint_builder b;
+  b.add(record(1, {{k8(1), "a", ""}, {k8(2), "b", ""}}));
+  b.add(record(2, {{k8(2), "", "b"}, {k8(3), "c", ""}}));
+  ASSERT_FALSE((*store)->write_checkpoint(b.take(2)));
+  auto read = (*store)->read_metadata();
+  ASSERT_TRUE(read && *read);
+  EXPECT_EQ((**read).checkpoint, 2u);
+  writes all;
+  ASSERT_FALSE((*store)->for_each(
+    [&](const key& k, const value& v) { all.emplace_back(k, v); }));
+  EXPECT_EQ(all, (writes{{k8(1), "a"}, {k8(3), "c"}}));
+  // Undo block 2: back to the state at 1.
+  b.add_undo(record(2, {{k8(2), "", "b"}, {k8(3), "c", ""}}));
+  ASSERT_FALSE((*store)->write_checkpoint(b.take(1)));
+  all.clear();
+  ASSERT_FALSE((*store)->for_each(
+    [&](const key& k, const value& v) { all.emplace_back(k, v); }));
+  EXPECT_EQ(all, (writes{{k8(1), "a"}, {k8(2), "b"}}));
+  read = (*store)->read_metadata();
+  ASSERT_TRUE(read && *read);
+  EXPECT_EQ((**read).checkpoint, 1u);
+}
