@@ -245,7 +245,7 @@ bool memory_state::read_at(std::string_view k, block_id at,
       return true;
     }
     height = found->second.height;
-    if (true) {
+    if (height <= at) {
       out = found->second.v;
       return true;
     }

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <chrono>
 #include <map>
 #include <string>
@@ -659,7 +658,6 @@ TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
     t.join();
   EXPECT_EQ(failures.load(), 0u);
   EXPECT_GT(reads.load(), 0u);
-  std::printf("reads %zu\n", reads.load());
   EXPECT_EQ(ms.applied(), h);
   EXPECT_EQ(ms.get_many(keys), std::vector<value>(key_count, v64(h)));
   EXPECT_EQ(ms.size(), key_count);
