@@ -7,7 +7,7 @@ packages=(
   libcaf-dev libleveldb-dev libsnappy-dev libspdlog-dev libfmt-dev
   libboost-program-options-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  redis-tools python3-redis
+  libcpp-httplib-dev redis-tools python3-redis
 )
 missing=()
 for p in "${packages[@]}"; do
