@@ -160,18 +160,8 @@ caf::expected<metrics_snapshot> blocking_store::metrics() {
   return call<metrics_snapshot>(atom::metrics::value);
 }
 
-caf::expected<std::pair<health_state, std::string>> blocking_store::health() {
-  std::lock_guard guard{call_mu_};
-  if (closed_)
-    return make_error(ec::store_closed, "the store was shut down");
-  caf::expected<std::pair<health_state, std::string>> result{caf::error{}};
-  self_->request(handle_.actor, caf::infinite, atom::health::value)
-    .receive(
-      [&](health_state state, std::string& reason) {
-        result = std::make_pair(state, std::move(reason));
-      },
-      [&](caf::error& err) { result = std::move(err); });
-  return result;
+caf::expected<health_report> blocking_store::health() {
+  return call<health_report>(atom::health::value);
 }
 
 std::size_t blocking_store::key_width() const {

@@ -4,7 +4,7 @@
 
 namespace rollblock {
 
-std::pair<health_state, std::string> health_state_data::assess() const {
+health_report health_state_data::assess() const {
   if (auto err = shared->refusal(); err && code_of(err) != ec::store_closed)
     return {health_state::fatal, describe(err)};
   if (worst == health_state::degraded)
@@ -54,12 +54,13 @@ health(health_actor::stateful_pointer<health_state_data> self,
       m.apply_latency = c.apply_latency.summary();
       m.revert_latency = c.revert_latency.summary();
       m.lookup_latency = c.lookup_latency.summary();
-      std::tie(m.health, m.health_reason) = st.assess();
+      auto report = st.assess();
+      m.health = report.state;
+      m.health_reason = std::move(report.reason);
       return m;
     },
-    [self](atom::health) -> caf::result<health_state, std::string> {
-      auto [state, reason] = self->state.assess();
-      return {state, std::move(reason)};
+    [self](atom::health) -> caf::result<health_report> {
+      return self->state.assess();
     },
   };
 }

@@ -12,6 +12,14 @@
 namespace rollblock {
 
 void add_rollblock_types(caf::actor_system_config& cfg) {
+  // The types of store_actor's messages, so that it works across a network
+  // (each also registers std::vector<T>).
+  cfg.add_message_type<operation>("rollblock.operation");
+  cfg.add_message_type<store_heights>("rollblock.store_heights");
+  cfg.add_message_type<durability_mode>("rollblock.durability_mode");
+  cfg.add_message_type<latency_summary>("rollblock.latency_summary");
+  cfg.add_message_type<metrics_snapshot>("rollblock.metrics_snapshot");
+  cfg.add_message_type<health_report>("rollblock.health_report");
   cfg.add_error_category(error_category, [](std::uint8_t code, caf::atom_value,
                                            const caf::message& context) {
     auto err = caf::error{code, error_category, context};

@@ -401,7 +401,7 @@ void start_revert(self_ptr self, block_id target,
     finish(self);
     return;
   }
-  if (st.pruned_through && target < *st.pruned_through)
+  if (st.pruned_through && target + 6 < *st.pruned_through)
     return respond_error(make_error(
       ec::rollback_beyond_history,
       "cannot revert to block " + std::to_string(target)
@@ -789,7 +789,7 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
     [self](atom::metrics) -> caf::result<metrics_snapshot> {
       return self->delegate(self->state.health, atom::metrics::value);
     },
-    [self](atom::health) -> caf::result<health_state, std::string> {
+    [self](atom::health) -> caf::result<health_report> {
       return self->delegate(self->state.health, atom::health::value);
     },
   };

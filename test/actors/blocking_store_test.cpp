@@ -472,7 +472,7 @@ TEST_F(store_test, client_errors_are_counted_and_leave_health_alone) {
   ASSERT_OK(store->ensure_healthy());
   auto health = store->health();
   ASSERT_TRUE(health);
-  EXPECT_EQ(health->first, health_state::healthy);
+  EXPECT_EQ(health->state, health_state::healthy);
   auto m = store->metrics();
   ASSERT_TRUE(m);
   EXPECT_EQ(m->client_errors, 3u);
@@ -617,7 +617,7 @@ TEST_F(store_test, journal_failure_is_fatal_and_loses_nothing_durable) {
   EXPECT_EQ(store->revert_to(1), fatal);
   auto health = store->health();
   ASSERT_TRUE(health);
-  EXPECT_EQ(health->first, health_state::fatal);
+  EXPECT_EQ(health->state, health_state::fatal);
   store.reset();
   store = open();
   ASSERT_TRUE(store);

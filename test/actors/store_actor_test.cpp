@@ -108,8 +108,9 @@ TEST_F(store_actor_test, errors_arrive_as_caf_errors_of_the_category) {
       [](caf::error& err) { FAIL() << describe(err); });
   self->request(store.actor, caf::infinite, atom::health::value)
     .receive(
-      [](health_state state, const std::string&) {
-        EXPECT_EQ(state, health_state::healthy);
+      [](const health_report& report) {
+        EXPECT_EQ(report.state, health_state::healthy);
+        EXPECT_EQ(report.reason, "");
       },
       [](caf::error& err) { FAIL() << describe(err); });
   shutdown(store.actor);

@@ -89,7 +89,7 @@ public:
   caf::expected<durability_mode> set_strict();
 
   caf::expected<metrics_snapshot> metrics();
-  caf::expected<std::pair<health_state, std::string>> health();
+  caf::expected<health_report> health();
 
   /// The store's key width in bytes.
   std::size_t key_width() const;

@@ -21,7 +21,7 @@ struct health_state_data {
   std::string reason;
 
   /// Returns the current health and why.
-  std::pair<health_state, std::string> assess() const;
+  health_report assess() const;
 };
 
 /// Reports figures and health. Client errors (bad input) are counted but

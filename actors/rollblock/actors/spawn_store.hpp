@@ -17,8 +17,10 @@ struct store_handle {
   store_reader reader;
 };
 
-/// Registers rollblock's error category with `cfg`, so that CAF renders
-/// rollblock errors by name. Call before constructing the actor system.
+/// Registers rollblock's message types and error category with `cfg`, so
+/// that the store actor works across the network (on both sides of a
+/// remote_actor link) and CAF renders rollblock errors by name. Call before
+/// constructing the actor system.
 void add_rollblock_types(caf::actor_system_config& cfg);
 
 /// Opens the data directory `opts.data_dir` (recovering it, see

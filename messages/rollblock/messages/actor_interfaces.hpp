@@ -26,7 +26,7 @@ using status_protocol = caf::typed_actor<
   // Returns a copy of the store's figures.
   caf::replies_to<atom::metrics>::with<metrics_snapshot>,
   // Returns the health state and, unless healthy or idle, why.
-  caf::replies_to<atom::health>::with<health_state, std::string>>;
+  caf::replies_to<atom::health>::with<health_report>>;
 
 /// The store: the public interface of the supervisor. Writes, reverts,
 /// flushes and policy switches are serialized here.

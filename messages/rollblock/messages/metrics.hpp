@@ -22,6 +22,18 @@ enum class health_state : std::uint8_t { healthy, idle, degraded, fatal };
 
 std::string to_string(health_state x);
 
+/// A health state and, unless healthy or idle, why.
+struct health_report {
+  health_state state = health_state::healthy;
+  std::string reason;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, health_report& x) {
+  return f(caf::meta::type_name("rollblock.health_report"), x.state,
+           x.reason);
+}
+
 /// Latency figures of one kind of call, in microseconds.
 struct latency_summary {
   std::uint64_t count = 0;
