@@ -1,1 +1,755 @@
+#include "rollblock/storage/recovery.hpp"
+
+#include "rollblock/messages/error.hpp"
+#include "rollblock/storage/checkpoint_builder.hpp"
+#include "support/temp_dir.hpp"
+
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace rollblock;
+using namespace rollblock::storage;
+namespace fs = std::filesystem;
+
+namespace {
+
+using contents = std::vector<std::pair<key, value>>;
+
+key k8(std::uint64_t x) {
+  return key_from_u64(x, 8);
+}
+
+value v64(std::uint64_t x) {
+  return value_from_u64(x);
+}
+
+store_options options_for(const fs::path& dir) {
+  store_options opts;
+  opts.data_dir = dir.string();
+  opts.leveldb_cache_bytes = 1 << 20;
+  opts.leveldb_write_buffer_bytes = 1 << 20;
+  return opts;
+}
+
+/// Recovers and expects success.
+std::optional<recovered_store> recover_ok(const store_options& opts) {
+  auto r = recover(opts);
+  EXPECT_TRUE(r) << describe(r.error());
+  if (!r)
+    return std::nullopt;
+  return std::move(*r);
+}
+
+contents leveldb_contents(const state_store& state) {
+  contents result;
+  auto err = state.for_each(
+    [&](const key& k, const value& v) { result.emplace_back(k, v); });
+  EXPECT_FALSE(err) << describe(err);
+  return result;
+}
+
+store_metadata leveldb_meta(const state_store& state) {
+  auto meta = state.read_metadata();
+  EXPECT_TRUE(meta) << describe(meta.error());
+  if (!meta || !*meta) {
+    ADD_FAILURE() << "no metadata";
+    return {};
+  }
+  return **meta;
+}
+
+contents to_contents(const std::map<key, value>& m) {
+  return contents{m.begin(), m.end()};
+}
+
+/// Drives a recovered store the way the actors do, with the storage pieces:
+/// plan + install in memory, append to the journal, checkpoint into LevelDB.
+/// Destroying it without a final checkpoint is a crash.
+class driver {
+public:
+  explicit driver(recovered_store s) : s_(std::move(s)) {
+  }
+
+  recovered_store& store() {
+    return s_;
+  }
+
+  /// Applies block `h`; updates the expected state.
+  void apply(block_id h, const operation_list& ops) {
+    auto rec = s_.memory->plan(h, ops);
+    ASSERT_TRUE(rec) << describe(rec.error());
+    s_.memory->install(*rec);
+    auto err = s_.blocks->append(**rec);
+    ASSERT_FALSE(err) << describe(err);
+    pending_.add(*rec);
+    history_.push_back(*rec);
+    for (auto& op : ops) {
+      if (op.v.empty())
+        model_.erase(op.k);
+      else
+        model_[op.k] = op.v;
+    }
+    states_[h] = model_;
+  }
+
+  /// fsyncs the journal and writes every block since the last checkpoint
+  /// into LevelDB as checkpoint `h`.
+  void checkpoint(block_id h) {
+    auto err = s_.blocks->sync();
+    ASSERT_FALSE(err) << describe(err);
+    err = s_.state->write_checkpoint(pending_.take(h));
+    ASSERT_FALSE(err) << describe(err);
+  }
+
+  /// The expected contents after block `h`.
+  contents state_at(block_id h) {
+    return to_contents(states_.at(h));
+  }
+
+  /// The records of the blocks above `target`, newest first.
+  block_record_list above(block_id target) const {
+    block_record_list result;
+    for (auto it = history_.rbegin(); it != history_.rend(); ++it)
+      if ((*it)->height > target)
+        result.push_back(*it);
+    return result;
+  }
+
+private:
+  recovered_store s_;
+  checkpoint_builder pending_;
+  block_record_list history_;
+  std::map<key, value> model_;
+  std::map<block_id, std::map<key, value>> states_;
+};
+
+/// Block `h` of a test history: sets three keys, deletes one set earlier.
+operation_list ops_of(block_id h) {
+  operation_list ops{{k8(h % 10), v64(h)},
+                     {k8(100 + h), "h" + std::to_string(h)},
+                     {k8(1000 + h % 3), std::string(h % 50 + 1, 'v')}};
+  if (h >= 2)
+    ops.push_back({k8(100 + h - 2), ""});
+  return ops;
+}
+
+} // namespace
+
+// -- validate -----------------------------------------------------------------
+
+TEST(recovery, validate_accepts_defaults_and_bounds) {
+  auto opts = options_for("/nonexistent/dir");
+  EXPECT_FALSE(validate(opts));
+  opts.key_width = 8;
+  EXPECT_FALSE(validate(opts));
+  opts.key_width = 64;
+  EXPECT_FALSE(validate(opts));
+  opts.journal_segment_bytes = 4096;
+  opts.checkpoint_every_blocks = 1;
+  opts.durability = durability_mode::async_relaxed(1, 1);
+  EXPECT_FALSE(validate(opts));
+}
+
+TEST(recovery, validate_rejects_out_of_range_options) {
+  auto expect_invalid = [](const store_options& opts,
+                           const std::string& message) {
+    auto err = validate(opts);
+    ASSERT_TRUE(err) << message;
+    EXPECT_EQ(code_of(err), ec::invalid_argument);
+    EXPECT_EQ(message_of(err), message);
+  };
+  auto base = options_for("/tmp/unused");
+  auto o = base;
+  o.key_width = 7;
+  expect_invalid(o, "key width 7 is out of range: keys are 8 to 64 bytes");
+  o.key_width = 65;
+  expect_invalid(o, "key width 65 is out of range: keys are 8 to 64 bytes");
+  o.key_width = 0;
+  expect_invalid(o, "key width 0 is out of range: keys are 8 to 64 bytes");
+  o = base;
+  o.checkpoint_every_blocks = 0;
+  expect_invalid(o, "checkpoint_every_blocks must be at least 1");
+  o = base;
+  o.journal_segment_bytes = 4095;
+  expect_invalid(o, "journal_segment_bytes must be at least 4096, got 4095");
+  o.journal_segment_bytes = 0;
+  expect_invalid(o, "journal_segment_bytes must be at least 4096, got 0");
+  o = base;
+  o.data_dir = "";
+  expect_invalid(o, "data_dir is empty");
+  o = base;
+  auto d = durability_mode::async_relaxed(16, 4);
+  d.sync_every = 0;
+  o.durability = d;
+  auto err = validate(o);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(code_of(err), ec::invalid_argument);
+  d = durability_mode::async(16);
+  d.max_pending = 0;
+  o.durability = d;
+  err = validate(o);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(code_of(err), ec::invalid_argument);
+}
+
+TEST(recovery, recover_with_bad_options_touches_nothing) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  auto o = options_for(dir);
+  o.key_width = 65;
+  auto r = recover(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::invalid_argument);
+  EXPECT_EQ(message_of(r.error()),
+            "key width 65 is out of range: keys are 8 to 64 bytes");
+  EXPECT_FALSE(fs::exists(dir));
+  o = options_for(dir);
+  o.journal_segment_bytes = 100;
+  r = recover(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::invalid_argument);
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+// -- fresh directories ----------------------------------------------------------
+
+TEST(recovery, fresh_directory_is_created_empty) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "a" / "b";
+  auto s = recover_ok(options_for(dir));
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(fs::is_directory(dir / "state"));
+  EXPECT_TRUE(fs::is_directory(dir / "journal"));
+  EXPECT_TRUE(fs::exists(dir / "LOCK"));
+  EXPECT_EQ(s->heights, (store_heights{0, 0, 0}));
+  ASSERT_TRUE(s->memory);
+  EXPECT_TRUE(s->memory->fresh());
+  EXPECT_EQ(s->memory->applied(), 0u);
+  EXPECT_EQ(s->memory->size(), 0u);
+  EXPECT_EQ(s->memory->key_width(), 8u);
+  EXPECT_EQ(s->replayed_blocks, 0u);
+  EXPECT_EQ(s->replayed_changes, 0u);
+  EXPECT_TRUE(s->blocks->empty());
+  EXPECT_EQ(s->journal_report.entries, 0u);
+  EXPECT_EQ(s->journal_report.truncated_bytes, 0u);
+  store_metadata expected;
+  EXPECT_EQ(s->meta, expected);
+  EXPECT_EQ(s->meta.key_width, 8u);
+  EXPECT_EQ(s->meta.durability, durability_mode::synchronous());
+  EXPECT_EQ(s->meta.min_rollback_window, 100u);
+  EXPECT_EQ(s->meta.checkpoint, std::nullopt);
+  // The configuration is persisted at creation.
+  EXPECT_EQ(leveldb_meta(*s->state), expected);
+  // Genesis is allowed.
+  EXPECT_TRUE(s->memory->plan(0, {}));
+}
+
+TEST(recovery, reopening_a_directory_without_blocks_stays_fresh) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  o.key_width = 32;
+  { ASSERT_TRUE(recover_ok(o)); }
+  o.key_width.reset();
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->memory->fresh());
+  EXPECT_EQ(s->memory->key_width(), 32u);
+  EXPECT_EQ(s->meta.key_width, 32u);
+  EXPECT_EQ(s->heights, (store_heights{0, 0, 0}));
+}
+
+// -- replay -----------------------------------------------------------------
+
+TEST(recovery, replays_journal_entries_above_the_checkpoint) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents at4;
+  contents at10;
+  std::size_t changes_5_to_10 = 0;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    for (block_id h = 1; h <= 4; ++h)
+      d.apply(h, ops_of(h));
+    d.checkpoint(4);
+    for (block_id h = 5; h <= 10; ++h) {
+      d.apply(h, ops_of(h));
+      changes_5_to_10 += ops_of(h).size();
+    }
+    at4 = d.state_at(4);
+    at10 = d.state_at(10);
+    EXPECT_EQ(d.store().memory->snapshot(), at10);
+    EXPECT_EQ(leveldb_contents(*d.store().state), at4);
+  } // Crash: blocks 5..10 are only in the journal.
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->replayed_blocks, 6u);
+    EXPECT_EQ(s->replayed_changes, changes_5_to_10);
+    EXPECT_EQ(s->heights, (store_heights{10, 10, 10}));
+    EXPECT_EQ(s->memory->applied(), 10u);
+    EXPECT_FALSE(s->memory->fresh());
+    EXPECT_EQ(s->memory->snapshot(), at10);
+    EXPECT_EQ(s->memory->size(), at10.size());
+    EXPECT_EQ(s->journal_report.entries, 10u);
+    EXPECT_EQ(s->meta.checkpoint, 10u);
+    // The replayed blocks were checkpointed into LevelDB.
+    EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 10u);
+    EXPECT_EQ(leveldb_contents(*s->state), at10);
+    // The journal still holds every entry (for reverts).
+    EXPECT_EQ(s->blocks->first_height(), 1u);
+    EXPECT_EQ(s->blocks->last_height(), 10u);
+    auto again = s->memory->plan(10, {});
+    ASSERT_FALSE(again);
+    EXPECT_EQ(code_of(again.error()), ec::block_id_not_increasing);
+  }
+  // A second recovery has nothing left to replay.
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->replayed_blocks, 0u);
+  EXPECT_EQ(s->replayed_changes, 0u);
+  EXPECT_EQ(s->heights, (store_heights{10, 10, 10}));
+  EXPECT_EQ(s->memory->snapshot(), at10);
+  EXPECT_EQ(s->meta.checkpoint, 10u);
+}
+
+TEST(recovery, crash_before_any_checkpoint_replays_from_genesis) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents expected;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    d.apply(0, {{k8(1), "genesis"}, {k8(2), "two"}});
+    d.apply(7, {{k8(2), ""}, {k8(3), "seven"}});
+    d.apply(1000, {{k8(1), "thousand"}});
+    expected = d.state_at(1000);
+    EXPECT_EQ(leveldb_meta(*d.store().state).checkpoint, std::nullopt);
+  }
+  EXPECT_EQ(expected, (contents{{k8(1), "thousand"}, {k8(3), "seven"}}));
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->replayed_blocks, 3u);
+  EXPECT_EQ(s->replayed_changes, 5u);
+  EXPECT_EQ(s->heights, (store_heights{1000, 1000, 1000}));
+  EXPECT_FALSE(s->memory->fresh());
+  EXPECT_EQ(s->memory->snapshot(), expected);
+  EXPECT_EQ(s->memory->size(), 2u);
+  EXPECT_EQ(s->meta.checkpoint, 1000u);
+  EXPECT_EQ(leveldb_contents(*s->state), expected);
+  auto r = s->memory->plan(1000, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(message_of(r.error()),
+            "block 1000 is not above the applied height 1000");
+  EXPECT_TRUE(s->memory->plan(1001, {}));
+}
+
+TEST(recovery, sparse_heights_replay_above_a_sparse_checkpoint) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents at7;
+  contents expected;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    d.apply(0, {{k8(1), "genesis"}});
+    d.apply(7, {{k8(2), "seven"}, {k8(1), ""}});
+    d.checkpoint(7);
+    d.apply(1000, {{k8(3), "thousand"}, {k8(2), "2k"}});
+    d.apply(5000, {});
+    at7 = d.state_at(7);
+    expected = d.state_at(5000);
+  }
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->replayed_blocks, 2u);
+  EXPECT_EQ(s->replayed_changes, 2u);
+  EXPECT_EQ(s->heights, (store_heights{5000, 5000, 5000}));
+  EXPECT_EQ(s->memory->snapshot(), expected);
+  EXPECT_EQ(expected, (contents{{k8(2), "2k"}, {k8(3), "thousand"}}));
+  EXPECT_EQ(leveldb_contents(*s->state), expected);
+  EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 5000u);
+  EXPECT_NE(at7, expected);
+}
+
+TEST(recovery, checkpoint_at_the_last_block_replays_nothing) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents expected;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    for (block_id h = 1; h <= 5; ++h)
+      d.apply(h * 3, ops_of(h));
+    d.checkpoint(15);
+    expected = d.state_at(15);
+  }
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->replayed_blocks, 0u);
+  EXPECT_EQ(s->heights, (store_heights{15, 15, 15}));
+  EXPECT_EQ(s->memory->snapshot(), expected);
+  EXPECT_FALSE(s->memory->fresh());
+}
+
+TEST(recovery, checkpointed_genesis_is_not_fresh) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    d.apply(0, {{k8(1), "g"}});
+    d.checkpoint(0);
+  }
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->replayed_blocks, 0u);
+  EXPECT_EQ(s->heights, (store_heights{0, 0, 0}));
+  EXPECT_FALSE(s->memory->fresh());
+  EXPECT_EQ(s->memory->snapshot(), (contents{{k8(1), "g"}}));
+  auto r = s->memory->plan(0, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::block_id_not_increasing);
+  EXPECT_EQ(message_of(r.error()),
+            "block 0 is not above the applied height 0");
+}
+
+TEST(recovery, uncheckpointed_genesis_in_the_journal_is_not_fresh) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    d.apply(0, {});
+  }
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->replayed_blocks, 1u);
+  EXPECT_EQ(s->replayed_changes, 0u);
+  EXPECT_EQ(s->heights, (store_heights{0, 0, 0}));
+  EXPECT_FALSE(s->memory->fresh());
+  EXPECT_FALSE(s->memory->plan(0, {}));
+  EXPECT_EQ(s->meta.checkpoint, 0u);
+  EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 0u);
+}
+
+TEST(recovery, torn_journal_tail_is_cut_and_the_rest_replayed) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents at3;
+  std::uint64_t good_size = 0;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    for (block_id h = 1; h <= 3; ++h)
+      d.apply(h, ops_of(h));
+    at3 = d.state_at(3);
+    ASSERT_FALSE(d.store().blocks->sync());
+    good_size = d.store().blocks->size_bytes();
+  }
+  auto segment = tmp.path() / "journal" / "000001.rbj";
+  ASSERT_EQ(fs::file_size(segment), good_size);
+  {
+    // Half of an entry for block 4.
+    auto entry = encode_journal_entry(
+      block_record{4, {{k8(4), "torn", ""}}}, 8);
+    std::ofstream out{segment, std::ios::binary | std::ios::app};
+    out.write(entry.data(), static_cast<std::streamsize>(entry.size() / 2));
+  }
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->journal_report.entries, 3u);
+  EXPECT_GT(s->journal_report.truncated_bytes, 0u);
+  EXPECT_EQ(s->journal_report.truncated_offset, good_size);
+  EXPECT_EQ(fs::file_size(segment), good_size);
+  EXPECT_EQ(s->replayed_blocks, 3u);
+  EXPECT_EQ(s->heights, (store_heights{3, 3, 3}));
+  EXPECT_EQ(s->memory->snapshot(), at3);
+  EXPECT_EQ(s->memory->get(k8(4)), "");
+}
+
+// -- interrupted revert and prune -----------------------------------------------
+
+TEST(recovery, revert_marker_truncates_the_journal_and_is_cleared) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents at6;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    for (block_id h = 1; h <= 10; ++h)
+      d.apply(h, ops_of(h));
+    d.checkpoint(10);
+    at6 = d.state_at(6);
+    // A revert to 6: LevelDB gets the state at 6 and the marker in one
+    // batch; the process dies before the journal is truncated.
+    checkpoint_builder undo;
+    for (auto& r : d.above(6))
+      undo.add_undo(r);
+    EXPECT_EQ(undo.blocks(), 4u);
+    auto batch = undo.take(6);
+    batch.revert_marker = 6;
+    ASSERT_FALSE(d.store().state->write_checkpoint(batch));
+    EXPECT_EQ(leveldb_meta(*d.store().state).revert_marker, 6u);
+    EXPECT_EQ(leveldb_contents(*d.store().state), at6);
+    EXPECT_EQ(d.store().blocks->last_height(), 10u);
+  }
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->replayed_blocks, 0u);
+    EXPECT_EQ(s->heights, (store_heights{6, 6, 6}));
+    EXPECT_EQ(s->memory->applied(), 6u);
+    EXPECT_EQ(s->memory->snapshot(), at6);
+    EXPECT_EQ(s->meta.revert_marker, std::nullopt);
+    EXPECT_EQ(s->meta.checkpoint, 6u);
+    auto meta = leveldb_meta(*s->state);
+    EXPECT_EQ(meta.revert_marker, std::nullopt);
+    EXPECT_EQ(meta.checkpoint, 6u);
+    EXPECT_EQ(s->blocks->first_height(), 1u);
+    EXPECT_EQ(s->blocks->last_height(), 6u);
+    EXPECT_EQ(s->blocks->index().size(), 6u);
+    EXPECT_TRUE(s->memory->plan(7, {}));
+  }
+  // The journal was cut on disk too.
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->journal_report.entries, 6u);
+  EXPECT_EQ(s->blocks->last_height(), 6u);
+  EXPECT_EQ(s->heights, (store_heights{6, 6, 6}));
+  EXPECT_EQ(s->memory->snapshot(), at6);
+}
+
+TEST(recovery, revert_marker_to_a_height_never_applied) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents at500;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    d.apply(500, {{k8(1), "a"}, {k8(2), "b"}});
+    d.apply(1000, {{k8(1), ""}, {k8(3), "c"}});
+    d.checkpoint(1000);
+    at500 = d.state_at(500);
+    checkpoint_builder undo;
+    for (auto& r : d.above(750))
+      undo.add_undo(r);
+    auto batch = undo.take(750);
+    batch.revert_marker = 750;
+    ASSERT_FALSE(d.store().state->write_checkpoint(batch));
+  }
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->heights, (store_heights{750, 750, 750}));
+  EXPECT_EQ(s->memory->applied(), 750u);
+  EXPECT_EQ(s->memory->snapshot(), at500);
+  EXPECT_EQ(s->blocks->last_height(), 500u);
+  EXPECT_EQ(leveldb_meta(*s->state).revert_marker, std::nullopt);
+  auto r = s->memory->plan(750, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(message_of(r.error()),
+            "block 750 is not above the applied height 750");
+  EXPECT_TRUE(s->memory->plan(751, {}));
+}
+
+TEST(recovery, pruned_through_drops_whole_old_segments) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  o.journal_segment_bytes = 4096;
+  contents at100;
+  block_id pruned = 0;
+  std::size_t segments_before = 0;
+  std::size_t entries_kept = 0;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    for (block_id h = 1; h <= 100; ++h)
+      d.apply(h, ops_of(h));
+    d.checkpoint(100);
+    at100 = d.state_at(100);
+    auto& j = *d.store().blocks;
+    segments_before = j.index().back().segment;
+    ASSERT_GE(segments_before, 4u);
+    auto through = j.prunable_through(60);
+    ASSERT_TRUE(through);
+    pruned = *through;
+    ASSERT_LT(pruned, 60u);
+    for (auto& p : j.index())
+      if (p.height > pruned)
+        ++entries_kept;
+    // The prune is recorded; the process dies before deleting the files.
+    ASSERT_FALSE(d.store().state->write_pruned_through(pruned));
+  }
+  auto count_segments = [&] {
+    std::size_t n = 0;
+    for (auto& e : fs::directory_iterator{tmp.path() / "journal"})
+      if (e.path().extension() == ".rbj")
+        ++n;
+    return n;
+  };
+  EXPECT_EQ(count_segments(), segments_before);
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->meta.pruned_through, pruned);
+  EXPECT_EQ(s->blocks->first_height(), pruned + 1);
+  EXPECT_EQ(s->blocks->last_height(), 100u);
+  EXPECT_EQ(s->blocks->index().size(), entries_kept);
+  EXPECT_LT(count_segments(), segments_before);
+  EXPECT_EQ(count_segments(), segments_before
+                                - (s->blocks->index().front().segment - 1));
+  EXPECT_EQ(s->replayed_blocks, 0u);
+  EXPECT_EQ(s->heights, (store_heights{100, 100, 100}));
+  EXPECT_EQ(s->memory->snapshot(), at100);
+}
+
+// -- configuration --------------------------------------------------------------
+
+TEST(recovery, key_width_mismatch_on_reopen_names_both_widths) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  o.key_width = 16;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->meta.key_width, 16u);
+    EXPECT_EQ(s->memory->key_width(), 16u);
+    driver d{std::move(*s)};
+    d.apply(1, {{key_from_prefix("k", 16), "v"}});
+  }
+  o.key_width = 32;
+  auto bad = recover(o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(code_of(bad.error()), ec::config_mismatch);
+  EXPECT_EQ(message_of(bad.error()),
+            "data directory " + tmp.path().string()
+              + " holds 16-byte keys, but the options ask for 32-byte keys; "
+                "the key width is fixed at creation");
+  // Nothing is held open after the error: the same width opens fine.
+  o.key_width = 16;
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->memory->key_width(), 16u);
+  EXPECT_EQ(s->memory->get(key_from_prefix("k", 16)), "v");
+  EXPECT_EQ(s->heights, (store_heights{1, 1, 1}));
+  EXPECT_EQ(leveldb_meta(*s->state).key_width, 16u);
+}
+
+TEST(recovery, second_recover_while_open_is_data_dir_locked) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  {
+    auto first = recover_ok(o);
+    ASSERT_TRUE(first);
+    auto second = recover(o);
+    ASSERT_FALSE(second);
+    EXPECT_EQ(code_of(second.error()), ec::data_dir_locked);
+    EXPECT_NE(message_of(second.error()).find(tmp.path().string()),
+              std::string::npos)
+      << message_of(second.error());
+    // The first store is unaffected.
+    driver d{std::move(*first)};
+    d.apply(1, {{k8(1), "a"}});
+  }
+  auto again = recover_ok(o);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->heights, (store_heights{1, 1, 1}));
+}
+
+TEST(recovery, durability_and_window_options_override_and_persist) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  o.durability = durability_mode::async_relaxed(64, 10);
+  o.min_rollback_window = 500;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->meta.durability, durability_mode::async_relaxed(64, 10));
+    EXPECT_EQ(s->meta.min_rollback_window, 500u);
+    auto stored = leveldb_meta(*s->state);
+    EXPECT_EQ(stored.durability, durability_mode::async_relaxed(64, 10));
+    EXPECT_EQ(stored.min_rollback_window, 500u);
+  }
+  // Unset options keep the stored values.
+  auto plain = options_for(tmp.path());
+  {
+    auto s = recover_ok(plain);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->meta.durability, durability_mode::async_relaxed(64, 10));
+    EXPECT_EQ(s->meta.min_rollback_window, 500u);
+    EXPECT_EQ(s->meta.key_width, 8u);
+  }
+  // Only the durability is overridden; the window stays.
+  o = options_for(tmp.path());
+  o.durability = durability_mode::synchronous_relaxed(5);
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->meta.durability, durability_mode::synchronous_relaxed(5));
+    EXPECT_EQ(s->meta.min_rollback_window, 500u);
+  }
+  {
+    auto s = recover_ok(plain);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->meta.durability, durability_mode::synchronous_relaxed(5));
+    EXPECT_EQ(s->meta.min_rollback_window, 500u);
+    auto stored = leveldb_meta(*s->state);
+    EXPECT_EQ(stored.durability, durability_mode::synchronous_relaxed(5));
+    EXPECT_EQ(stored.min_rollback_window, 500u);
+  }
+  // Only the window is overridden; the durability stays.
+  o = options_for(tmp.path());
+  o.min_rollback_window = 7;
+  { ASSERT_TRUE(recover_ok(o)); }
+  auto s = recover_ok(plain);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->meta.durability, durability_mode::synchronous_relaxed(5));
+  EXPECT_EQ(s->meta.min_rollback_window, 7u);
+  auto stored = leveldb_meta(*s->state);
+  EXPECT_EQ(stored.durability, durability_mode::synchronous_relaxed(5));
+  EXPECT_EQ(stored.min_rollback_window, 7u);
+  EXPECT_EQ(stored.key_width, 8u);
+}
+
+TEST(recovery, config_changes_keep_blocks_and_checkpoint) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  contents expected;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    for (block_id h = 1; h <= 3; ++h)
+      d.apply(h, ops_of(h));
+    d.checkpoint(2);
+    expected = d.state_at(3);
+  }
+  o.durability = durability_mode::async(8);
+  o.min_rollback_window = 1;
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->replayed_blocks, 1u);
+  EXPECT_EQ(s->heights, (store_heights{3, 3, 3}));
+  EXPECT_EQ(s->memory->snapshot(), expected);
+  auto stored = leveldb_meta(*s->state);
+  EXPECT_EQ(stored.checkpoint, 3u);
+  EXPECT_EQ(stored.durability, durability_mode::async(8));
+  EXPECT_EQ(stored.min_rollback_window, 1u);
+}
