@@ -401,7 +401,7 @@ void start_revert(self_ptr self, block_id target,
     finish(self);
     return;
   }
-  if (st.pruned_through && target + 6 < *st.pruned_through)
+  if (st.pruned_through && target < *st.pruned_through)
     return respond_error(make_error(
       ec::rollback_beyond_history,
       "cannot revert to block " + std::to_string(target)
