@@ -51,6 +51,13 @@
 //     deleted, the directory is fsynced, and the cut is reported.
 //   A zero-length segment is valid. When no segment exists, open creates
 //   segment 000001.rbj.
+//
+// Read-only opening (options::repair = false)
+//   The same checks run and the same errors are returned, but no file is
+//   changed: the directory and segment 000001.rbj are not created, a torn
+//   tail is reported (file, offset, bytes) without truncating S or deleting
+//   later segments, and the index ends before the tail. Every change (append,
+//   sync, truncate_after, drop_through) is then refused with invalid_argument.
 
 #include "rollblock/storage/journal.hpp"
 
@@ -557,6 +564,23 @@ struct journal::impl {
     return err;
   }
 
+  /// Reports a torn tail at `offset` of segment `seg_idx` without changing
+  /// any file (a read-only open).
+  void report_tail(std::size_t seg_idx, std::uint64_t offset,
+                   std::uint64_t file_size, journal_open_report& rep) {
+    std::uint64_t cut = file_size - offset;
+    for (auto j = seg_idx + 1; j < segments.size(); ++j) {
+      struct stat st;
+      if (::stat(path_of(segments[j].seq).c_str(), &st) == 0) {
+        segments[j].size = static_cast<std::uint64_t>(st.st_size);
+        cut += segments[j].size;
+      }
+    }
+    rep.truncated_bytes = cut;
+    rep.truncated_file = path_of(segments[seg_idx].seq).string();
+    rep.truncated_offset = offset;
+  }
+
   /// Creates segment `seq`, fsyncs the directory and makes it active.
   caf::error create_segment(std::uint64_t seq) {
     auto path = path_of(seq);
@@ -667,6 +691,10 @@ caf::error journal::impl::scan(journal_open_report& rep) {
               + " offset " + std::to_string(later->second)
               + "; this is not a torn tail, so nothing was repaired: restore "
                 "the journal from a backup or move the damaged segment away");
+        if (!opts.repair) {
+          report_tail(i, off, buf.size(), rep);
+          return {};
+        }
         return cut_tail(i, off, buf.size(), rep);
       }
       index.push_back(journal_position{chk.header.height, seg.seq, off,
@@ -721,7 +749,8 @@ journal::open(const options& opts, journal_open_report* report) {
   if (opts.dir.empty())
     return make_error(ec::invalid_argument, "journal directory is empty");
   std::error_code ec_fs;
-  std::filesystem::create_directories(opts.dir, ec_fs);
+  if (opts.repair)
+    std::filesystem::create_directories(opts.dir, ec_fs);
   if (ec_fs)
     return make_error(ec::io_error, "creating journal directory "
                                       + opts.dir.string()
@@ -756,7 +785,10 @@ journal::open(const options& opts, journal_open_report* report) {
   journal_open_report rep;
   if (auto err = p->scan(rep))
     return err;
-  if (p->segments.empty()) {
+  if (!opts.repair) {
+    // Read-only: no active segment; every change is refused.
+    p->failed = make_error(ec::invalid_argument, "journal opened read-only");
+  } else if (p->segments.empty()) {
     if (auto err = p->create_segment(1))
       return err;
   } else if (auto err = p->open_active()) {

@@ -1261,3 +1261,171 @@ TEST(journal, failed_write_is_cut_back_and_reported_as_io_error) {
   EXPECT_EQ(rep.truncated_bytes, 0u);
   EXPECT_EQ(read_all_above(*j, 0), recs);
 }
+
+// -- read-only open (options::repair = false) ----------------------------------
+
+namespace {
+
+journal::options read_only(journal::options o) {
+  o.repair = false;
+  return o;
+}
+
+} // namespace
+
+TEST(journal, repair_false_reports_a_torn_tail_but_changes_no_file) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "journal";
+  auto seg1 = segment_path(dir, 1);
+  auto seg2 = segment_path(dir, 2);
+  std::vector<block_record> recs;
+  journal_position last;
+  {
+    auto j = open_ok(opts_for(dir));
+    ASSERT_TRUE(j);
+    recs = fill(*j, 4, 5);
+    last = j->index().back();
+  }
+  // Tear the last entry and leave a garbage later segment behind it.
+  fs::resize_file(seg1, last.offset + last.size - 7);
+  write_bytes(seg2, "not an entry at all, just some bytes");
+  auto bytes1 = read_bytes(seg1);
+  auto bytes2 = read_bytes(seg2);
+  auto total = bytes1.size() + bytes2.size();
+  journal_open_report rep;
+  auto j = open_ok(read_only(opts_for(dir)), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 2u);
+  EXPECT_EQ(rep.entries, 3u);
+  EXPECT_EQ(rep.truncated_bytes, last.size - 7 + bytes2.size());
+  EXPECT_EQ(rep.truncated_file, seg1.string());
+  EXPECT_EQ(rep.truncated_offset, last.offset);
+  // Nothing changed on disk; the index ends before the tail.
+  EXPECT_EQ(read_bytes(seg1), bytes1);
+  EXPECT_EQ(read_bytes(seg2), bytes2);
+  EXPECT_EQ(files_in(dir), (std::vector<std::string>{"000001.rbj",
+                                                     "000002.rbj"}));
+  EXPECT_EQ(j->size_bytes(), total);
+  ASSERT_EQ(j->index().size(), 3u);
+  EXPECT_EQ(j->first_height(), 1u);
+  EXPECT_EQ(j->last_height(), 3u);
+  auto kept = recs;
+  kept.pop_back();
+  EXPECT_EQ(read_all_above(*j, 0), kept);
+  // Every change is refused and leaves the files alone.
+  auto err = j->append(make_record(9, 2));
+  EXPECT_EQ(code_of(err), ec::invalid_argument);
+  EXPECT_NE(message_of(err).find("read-only"), std::string::npos)
+    << message_of(err);
+  EXPECT_EQ(code_of(j->sync()), ec::invalid_argument);
+  EXPECT_EQ(code_of(j->truncate_after(1)), ec::invalid_argument);
+  EXPECT_EQ(code_of(j->drop_through(3)), ec::invalid_argument);
+  EXPECT_EQ(j->index().size(), 3u);
+  EXPECT_EQ(read_bytes(seg1), bytes1);
+  EXPECT_EQ(read_bytes(seg2), bytes2);
+  j.reset();
+  // A repairing open reports the same tail, then cuts it.
+  journal_open_report repaired;
+  auto r = open_ok(opts_for(dir), &repaired);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(repaired.truncated_bytes, rep.truncated_bytes);
+  EXPECT_EQ(repaired.truncated_file, rep.truncated_file);
+  EXPECT_EQ(repaired.truncated_offset, rep.truncated_offset);
+  EXPECT_EQ(repaired.entries, rep.entries);
+  EXPECT_EQ(fs::file_size(seg1), last.offset);
+  EXPECT_EQ(files_in(dir), std::vector<std::string>{"000001.rbj"});
+}
+
+TEST(journal, repair_false_torn_tail_at_every_offset_of_last_entry) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  std::vector<block_record> recs{make_record(1, 3), make_record(2, 4)};
+  journal_position last;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    for (auto& r : recs)
+      append_ok(*j, r);
+    last = j->index().back();
+  }
+  auto pristine = read_bytes(seg);
+  for (auto cut = last.offset + 1; cut < last.offset + last.size; ++cut) {
+    SCOPED_TRACE("cut at " + std::to_string(cut));
+    auto torn = pristine.substr(0, cut);
+    write_bytes(seg, torn);
+    journal_open_report rep;
+    auto j = open_ok(read_only(opts_for(tmp.path())), &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.entries, 1u);
+    EXPECT_EQ(rep.truncated_bytes, cut - last.offset);
+    EXPECT_EQ(rep.truncated_offset, last.offset);
+    EXPECT_EQ(read_bytes(seg), torn);
+    EXPECT_EQ(read_all_above(*j, 0), std::vector<block_record>{recs[0]});
+  }
+}
+
+TEST(journal, repair_false_on_a_clean_journal_reads_everything) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  std::vector<block_record> recs;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    recs = fill(*j, 30, 10);
+  }
+  auto names = files_in(tmp.path());
+  ASSERT_GT(names.size(), 1u);
+  journal_open_report rep;
+  auto j = open_ok(read_only(o), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, names.size());
+  EXPECT_EQ(rep.entries, recs.size());
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_EQ(rep.truncated_file, "");
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+  EXPECT_EQ(files_in(tmp.path()), names);
+}
+
+TEST(journal, repair_false_creates_neither_directory_nor_segment) {
+  rollblock::test::temp_dir tmp;
+  auto missing = tmp.path() / "missing";
+  auto j = journal::open(read_only(opts_for(missing)));
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::io_error);
+  EXPECT_FALSE(fs::exists(missing));
+  auto empty = tmp.path() / "empty";
+  fs::create_directory(empty);
+  journal_open_report rep;
+  auto e = open_ok(read_only(opts_for(empty)), &rep);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(e->empty());
+  EXPECT_EQ(rep.segments, 0u);
+  EXPECT_EQ(e->size_bytes(), 0u);
+  EXPECT_TRUE(files_in(empty).empty());
+  EXPECT_EQ(code_of(e->append(make_record(1, 1))), ec::invalid_argument);
+  EXPECT_TRUE(files_in(empty).empty());
+}
+
+TEST(journal, repair_false_middle_corruption_is_still_journal_corrupt) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  journal_position middle;
+  {
+    auto j = open_ok(opts_for(tmp.path()));
+    ASSERT_TRUE(j);
+    fill(*j, 3, 5);
+    middle = j->index()[1];
+  }
+  auto bytes = read_bytes(seg);
+  bytes[middle.offset + 40 + 3] ^= 0x10;
+  write_bytes(seg, bytes);
+  auto j = journal::open(read_only(opts_for(tmp.path())));
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  auto msg = message_of(j.error());
+  EXPECT_NE(msg.find(seg.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offset " + std::to_string(middle.offset)),
+            std::string::npos)
+    << msg;
+  EXPECT_EQ(read_bytes(seg), bytes);
+}

@@ -28,9 +28,11 @@ struct journal_position {
 struct journal_open_report {
   std::size_t segments = 0;
   std::size_t entries = 0;
-  /// Bytes cut from the tail of the last segment (a torn or corrupt tail).
+  /// Bytes cut from the tail of the last segment (a torn or corrupt tail),
+  /// later segments included; with options::repair false, the bytes that a
+  /// repairing open would cut (nothing is cut).
   std::uint64_t truncated_bytes = 0;
-  /// The file and offset where the tail was cut, when it was.
+  /// The file and offset where the tail was (or would be) cut, when it was.
   std::string truncated_file;
   std::uint64_t truncated_offset = 0;
 };
@@ -58,11 +60,22 @@ public:
     std::size_t key_width = default_key_width;
     /// A new segment starts once the active one holds this many bytes.
     std::uint64_t segment_bytes = 64ull << 20;
+    /// Whether open() may change files. When false (a read-only open, e.g.
+    /// for offline inspection) open() changes no file: the directory and the
+    /// first segment are not created (a missing directory is ec::io_error), a
+    /// torn tail is reported in journal_open_report exactly as with repair
+    /// but not cut (the index simply ends before it), and later segments are
+    /// not deleted. Such a journal refuses every change (append, sync,
+    /// truncate_after, drop_through) with ec::invalid_argument ("journal
+    /// opened read-only"); reading (index, read_from, ...) works as usual,
+    /// and size_bytes() counts the files as they are, torn tail included.
+    bool repair = true;
   };
 
   /// Opens the journal in `opts.dir`, creating the directory when missing.
   /// Reads and verifies every entry. A torn or corrupt tail (a bad last entry
-  /// with no valid entry after it) is cut off and reported; a bad entry with a
+  /// with no valid entry after it) is cut off and reported (only reported
+  /// when `opts.repair` is false); a bad entry with a
   /// valid entry after it is ec::journal_corrupt naming file, offset and the
   /// last good height. Heights must increase along the journal
   /// (ec::journal_corrupt otherwise).

@@ -1,0 +1,883 @@
+#include "data_dir_inspector.hpp"
+
+#include "rollblock/messages/error.hpp"
+
+#include <leveldb/cache.h>
+#include <leveldb/db.h>
+#include <leveldb/env.h>
+#include <leveldb/filter_policy.h>
+#include <leveldb/iterator.h>
+#include <leveldb/options.h>
+#include <leveldb/status.h>
+#include <spdlog/spdlog.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdarg>
+#include <map>
+#include <set>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+
+namespace rollblock::admin {
+
+namespace fs = std::filesystem;
+using storage::journal_position;
+using storage::store_metadata;
+
+// -- progress -------------------------------------------------------------------
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+constexpr auto tty_delay = std::chrono::seconds{1};
+constexpr auto tty_every = std::chrono::milliseconds{250};
+constexpr auto log_every = std::chrono::seconds{5};
+
+} // namespace
+
+progress::progress(std::string what, std::uint64_t total)
+  : what_(std::move(what)),
+    total_(total),
+    tty_(::isatty(STDERR_FILENO) == 1),
+    start_(clock_type::now()),
+    next_(start_ + (tty_ ? tty_delay : log_every)) {
+  // nop
+}
+
+progress::~progress() {
+  finish();
+}
+
+void progress::update(std::uint64_t done) {
+  if ((++calls_ & 1023) != 0)
+    return;
+  auto now = clock_type::now();
+  if (now < next_)
+    return;
+  next_ = now + (tty_ ? tty_every : log_every);
+  show(done);
+}
+
+void progress::show(std::uint64_t done) {
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(
+                clock_type::now() - start_)
+                .count();
+  std::string text = what_ + ": " + std::to_string(done);
+  if (total_ > 0)
+    text += " of " + std::to_string(total_) + " ("
+            + std::to_string(done * 100 / total_) + "%)";
+  text += ", " + std::to_string(secs) + " s";
+  if (tty_) {
+    std::fprintf(stderr, "\r\x1b[K%s", text.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  } else {
+    spdlog::info("{}", text);
+  }
+}
+
+void progress::finish() {
+  if (drawn_) {
+    std::fprintf(stderr, "\r\x1b[K");
+    std::fflush(stderr);
+    drawn_ = false;
+  }
+}
+
+// -- helpers --------------------------------------------------------------------
+
+std::string to_hex(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+std::size_t verify_result::count(severity level) const {
+  return static_cast<std::size_t>(
+    std::count_if(findings.begin(), findings.end(),
+                  [level](const finding& f) { return f.level == level; }));
+}
+
+namespace {
+
+constexpr char state_prefix = 's';
+constexpr std::string_view meta_prefix = "m/";
+constexpr std::string_view format_version_key = "m/format_version";
+constexpr std::string_view key_width_key = "m/key_width";
+constexpr std::string_view durability_key = "m/durability";
+constexpr std::string_view min_rollback_window_key = "m/min_rollback_window";
+constexpr std::string_view checkpoint_key = "m/checkpoint";
+constexpr std::string_view pruned_through_key = "m/pruned_through";
+constexpr std::string_view revert_marker_key = "m/revert_marker";
+
+/// A value for messages: hex, cut after 32 bytes.
+std::string show_value(std::string_view v) {
+  if (v.empty())
+    return "nothing (absent)";
+  if (v.size() <= 32)
+    return to_hex(v);
+  return to_hex(v.substr(0, 32)) + "... (" + std::to_string(v.size())
+         + " bytes)";
+}
+
+std::string errno_text(int err) {
+  return std::error_code{err, std::generic_category()}.message();
+}
+
+/// Keeps LevelDB from writing its LOG file: the tool should leave as little
+/// trace as it can.
+class null_logger : public leveldb::Logger {
+public:
+  void Logv(const char*, std::va_list) override {
+    // nop
+  }
+};
+
+/// Reads the pid a lock holder wrote into DIR/LOCK; 0 when unknown.
+long holder_pid(const fs::path& dir) {
+  auto file = dir / "LOCK";
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  char buf[32];
+  auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+  ::close(fd);
+  long pid = 0;
+  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) {
+    pid = pid * 10 + (buf[i] - '0');
+    if (pid > 1'000'000'000)
+      return 0;
+  }
+  return pid;
+}
+
+/// Reports at most `limit` findings of one kind, then how many more.
+class limited {
+public:
+  limited(std::vector<finding>& out, std::string more_text,
+          std::size_t limit = 20)
+    : out_(out), more_text_(std::move(more_text)), limit_(limit) {
+  }
+
+  void add(std::string text) {
+    if (count_++ < limit_)
+      out_.push_back({severity::problem, std::move(text)});
+  }
+
+  void done() {
+    if (count_ > limit_)
+      out_.push_back({severity::problem,
+                      "... and " + std::to_string(count_ - limit_) + " more "
+                        + more_text_});
+  }
+
+  std::size_t count() const {
+    return count_;
+  }
+
+private:
+  std::vector<finding>& out_;
+  std::string more_text_;
+  std::size_t limit_;
+  std::size_t count_ = 0;
+};
+
+} // namespace
+
+// -- impl -----------------------------------------------------------------------
+
+struct data_dir_inspector::impl {
+  fs::path dir;
+  std::unique_ptr<storage::data_dir_lock> lock;
+  null_logger logger;
+  leveldb::Cache* cache = nullptr;
+  const leveldb::FilterPolicy* filter = nullptr;
+  leveldb::DB* db = nullptr;
+  std::optional<store_metadata> meta;
+  std::unique_ptr<storage::journal> journal;
+  storage::journal_open_report report;
+  // The segment read_entry has open.
+  mutable int fd = -1;
+  mutable std::uint64_t fd_seq = 0;
+
+  ~impl() {
+    if (fd >= 0)
+      ::close(fd);
+    journal.reset();
+    delete db; // LevelDB uses the cache and the filter until it is gone.
+    delete cache;
+    delete filter;
+  }
+
+  fs::path state_dir() const {
+    return dir / "state";
+  }
+
+  fs::path journal_dir() const {
+    return dir / "journal";
+  }
+
+  caf::error status_error(const leveldb::Status& st,
+                          const std::string& what) const {
+    if (st.IsCorruption())
+      return make_error(ec::state_corrupt,
+                        "the state database at " + state_dir().string()
+                          + " is corrupt: " + what + " failed with "
+                          + st.ToString());
+    return make_error(ec::io_error, what + " failed for the state database at "
+                                      + state_dir().string() + ": "
+                                      + st.ToString());
+  }
+
+  /// Opens LevelDB with paranoid checks, without creating it.
+  caf::error open_db() {
+    auto path = state_dir();
+    std::error_code ec_fs;
+    if (!fs::exists(path / "CURRENT", ec_fs))
+      return make_error(ec::state_corrupt,
+                        "there is no state database at " + path.string()
+                          + " (no CURRENT file): this is not a rollblock data "
+                            "directory, or its state was removed");
+    cache = leveldb::NewLRUCache(8 << 20);
+    filter = leveldb::NewBloomFilterPolicy(10);
+    leveldb::Options lo;
+    lo.create_if_missing = false;
+    lo.paranoid_checks = true;
+    lo.block_cache = cache;
+    lo.filter_policy = filter;
+    lo.info_log = &logger;
+    auto st = leveldb::DB::Open(lo, path.string(), &db);
+    if (!st.ok()) {
+      db = nullptr;
+      return status_error(st, "opening");
+    }
+    return {};
+  }
+
+  caf::expected<std::optional<std::string>>
+  read_raw(const leveldb::ReadOptions& ro, std::string_view name) const {
+    std::string result;
+    auto st = db->Get(ro, leveldb::Slice{name.data(), name.size()}, &result);
+    if (st.IsNotFound())
+      return std::optional<std::string>{};
+    if (!st.ok())
+      return status_error(st, "reading metadata record '" + std::string{name}
+                                + "'");
+    return std::optional<std::string>{std::move(result)};
+  }
+
+  caf::error malformed(std::string_view name, const std::string& why) const {
+    return make_error(ec::state_corrupt,
+                      "metadata record '" + std::string{name}
+                        + "' in the state database at " + state_dir().string()
+                        + " is malformed: " + why);
+  }
+
+  caf::expected<std::optional<std::uint64_t>>
+  read_u64(const leveldb::ReadOptions& ro, std::string_view name) const {
+    auto raw = read_raw(ro, name);
+    if (!raw)
+      return std::move(raw.error());
+    if (!*raw)
+      return std::optional<std::uint64_t>{};
+    if ((*raw)->size() != 8)
+      return malformed(name, "expected 8 bytes, found "
+                               + std::to_string((*raw)->size()));
+    return std::optional<std::uint64_t>{u64_from_bytes(**raw)};
+  }
+
+  caf::expected<std::uint64_t> read_required(const leveldb::ReadOptions& ro,
+                                             std::string_view name) const {
+    auto x = read_u64(ro, name);
+    if (!x)
+      return std::move(x.error());
+    if (!*x)
+      return malformed(name, "the record is missing");
+    return **x;
+  }
+
+  /// Reads the metadata as documented in state_store.cpp; nullopt when the
+  /// database holds none.
+  caf::expected<std::optional<store_metadata>> read_meta() const {
+    leveldb::ReadOptions ro;
+    ro.verify_checksums = true;
+    ro.snapshot = db->GetSnapshot();
+    struct release {
+      leveldb::DB* db;
+      const leveldb::Snapshot* snap;
+      ~release() {
+        db->ReleaseSnapshot(snap);
+      }
+    } guard{db, ro.snapshot};
+    auto version = read_u64(ro, format_version_key);
+    if (!version)
+      return std::move(version.error());
+    if (!*version)
+      return std::optional<store_metadata>{};
+    if (**version != storage::format_version)
+      return make_error(ec::format_version_mismatch,
+                        "the data directory was written by format version "
+                          + std::to_string(**version)
+                          + "; this build reads version "
+                          + std::to_string(storage::format_version));
+    store_metadata m;
+    auto width = read_required(ro, key_width_key);
+    if (!width)
+      return std::move(width.error());
+    if (*width < min_key_width || *width > max_key_width)
+      return malformed(key_width_key, "key width " + std::to_string(*width)
+                                        + " is outside 8..64");
+    m.key_width = static_cast<std::size_t>(*width);
+    auto dur = read_raw(ro, durability_key);
+    if (!dur)
+      return std::move(dur.error());
+    if (!*dur)
+      return malformed(durability_key, "the record is missing");
+    auto mode = parse_durability(**dur);
+    if (!mode)
+      return malformed(durability_key, message_of(mode.error()));
+    m.durability = *mode;
+    auto window = read_required(ro, min_rollback_window_key);
+    if (!window)
+      return std::move(window.error());
+    m.min_rollback_window = *window;
+    for (auto [name, field] :
+         {std::pair{checkpoint_key, &m.checkpoint},
+          std::pair{pruned_through_key, &m.pruned_through},
+          std::pair{revert_marker_key, &m.revert_marker}}) {
+      auto x = read_u64(ro, name);
+      if (!x)
+        return std::move(x.error());
+      *field = *x;
+    }
+    return std::optional<store_metadata>{std::move(m)};
+  }
+
+  caf::error open_journal(std::size_t key_width) {
+    std::error_code ec_fs;
+    if (!fs::is_directory(journal_dir(), ec_fs))
+      return make_error(ec::journal_corrupt,
+                        "the journal directory " + journal_dir().string()
+                          + " is missing");
+    storage::journal::options jo;
+    jo.dir = journal_dir();
+    jo.key_width = key_width;
+    jo.repair = false;
+    auto j = storage::journal::open(jo, &report);
+    if (!j)
+      return std::move(j.error());
+    journal = std::move(*j);
+    return {};
+  }
+
+  /// Iterates the LevelDB records with checksums verified, calling `f` for
+  /// each; from the first state key when `state_only`.
+  template <class F>
+  caf::error scan(bool state_only, progress* prog, F&& f) const {
+    leveldb::ReadOptions ro;
+    ro.verify_checksums = true;
+    ro.fill_cache = false;
+    std::unique_ptr<leveldb::Iterator> it{db->NewIterator(ro)};
+    if (state_only)
+      it->Seek(leveldb::Slice{&state_prefix, 1});
+    else
+      it->SeekToFirst();
+    std::uint64_t n = 0;
+    for (; it->Valid(); it->Next()) {
+      auto k = it->key();
+      if (state_only && (k.empty() || k[0] != state_prefix))
+        break;
+      f(std::string_view{k.data(), k.size()},
+        std::string_view{it->value().data(), it->value().size()});
+      if (prog != nullptr)
+        prog->update(++n);
+    }
+    if (auto st = it->status(); !st.ok())
+      return status_error(st, "reading its records");
+    return {};
+  }
+};
+
+// -- data_dir_inspector ---------------------------------------------------------
+
+data_dir_inspector::data_dir_inspector(std::unique_ptr<impl> p)
+  : impl_(std::move(p)), dir_(impl_->dir) {
+  // nop
+}
+
+data_dir_inspector::~data_dir_inspector() = default;
+
+caf::expected<std::unique_ptr<data_dir_inspector>>
+data_dir_inspector::lock(const fs::path& dir) {
+  std::error_code ec_fs;
+  if (!fs::is_directory(dir, ec_fs))
+    return make_error(ec::invalid_argument,
+                      "data directory " + dir.string() + " does not exist");
+  auto lk = storage::data_dir_lock::acquire(dir);
+  if (!lk) {
+    if (code_of(lk.error()) != ec::data_dir_locked)
+      return std::move(lk.error());
+    auto pid = holder_pid(dir);
+    auto holder = pid == 0 ? std::string{"another process (pid unknown)"}
+                           : "pid " + std::to_string(pid);
+    return make_error(ec::data_dir_locked, "data directory " + dir.string()
+                                             + " is in use by " + holder
+                                             + "; stop rollblockd first");
+  }
+  auto p = std::make_unique<impl>();
+  p->dir = dir;
+  p->lock = std::move(*lk);
+  return std::unique_ptr<data_dir_inspector>{
+    new data_dir_inspector(std::move(p))};
+}
+
+caf::error data_dir_inspector::open() {
+  auto& d = *impl_;
+  if (auto err = d.open_db())
+    return err;
+  auto meta = d.read_meta();
+  if (!meta)
+    return std::move(meta.error());
+  if (!*meta)
+    return make_error(ec::state_corrupt,
+                      "the state database at " + d.state_dir().string()
+                        + " holds no store metadata: rollblockd never "
+                          "finished opening this data directory");
+  d.meta = **meta;
+  if (auto err = d.open_journal(d.meta->key_width))
+    return make_error(code_of(err), message_of(err)
+                                      + "; run `rollblock verify` for details");
+  return {};
+}
+
+const store_metadata& data_dir_inspector::meta() const {
+  return *impl_->meta;
+}
+
+const storage::journal& data_dir_inspector::blocks() const {
+  return *impl_->journal;
+}
+
+const storage::journal_open_report& data_dir_inspector::journal_report() const {
+  return impl_->report;
+}
+
+fs::path data_dir_inspector::segment_path(std::uint64_t seq) const {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%06llu.rbj",
+                static_cast<unsigned long long>(seq));
+  return impl_->journal_dir() / name;
+}
+
+std::optional<height_range> data_dir_inspector::recoverable() const {
+  auto& m = *impl_->meta;
+  auto& j = *impl_->journal;
+  height_range r;
+  r.oldest = m.pruned_through.value_or(0);
+  if (m.revert_marker) {
+    // Opening the store completes the revert: nothing above the marker stays.
+    r.newest = *m.revert_marker;
+  } else if (m.checkpoint || !j.empty()) {
+    r.newest = std::max(m.checkpoint.value_or(0),
+                        j.empty() ? block_id{0} : j.last_height());
+  } else {
+    return std::nullopt;
+  }
+  if (r.oldest > r.newest)
+    return std::nullopt;
+  return r;
+}
+
+std::uint64_t data_dir_inspector::state_bytes() const {
+  std::uint64_t total = 0;
+  std::error_code err;
+  fs::directory_iterator it{impl_->state_dir(), err};
+  if (err)
+    return 0;
+  for (; it != fs::directory_iterator{}; it.increment(err)) {
+    if (err)
+      break;
+    std::error_code ignored;
+    if (it->is_regular_file(ignored)) {
+      auto n = it->file_size(ignored);
+      if (!ignored)
+        total += n;
+    }
+  }
+  return total;
+}
+
+caf::expected<block_record>
+data_dir_inspector::read_entry(const journal_position& pos) const {
+  auto& d = *impl_;
+  auto path = segment_path(pos.segment);
+  auto where = "journal " + path.string() + " at offset "
+               + std::to_string(pos.offset) + " (height "
+               + std::to_string(pos.height) + ")";
+  if (d.fd < 0 || d.fd_seq != pos.segment) {
+    if (d.fd >= 0)
+      ::close(d.fd);
+    d.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (d.fd < 0)
+      return make_error(ec::io_error, "cannot open journal segment "
+                                        + path.string() + ": "
+                                        + errno_text(errno));
+    d.fd_seq = pos.segment;
+  }
+  std::string buf(pos.size, '\0');
+  std::size_t got = 0;
+  while (got < buf.size()) {
+    auto n = ::pread(d.fd, buf.data() + got, buf.size() - got,
+                     static_cast<off_t>(pos.offset + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return make_error(ec::io_error, "reading " + where + " failed: "
+                                        + errno_text(errno));
+    if (n == 0)
+      return make_error(ec::journal_corrupt,
+                        where + " ends after " + std::to_string(got) + " of "
+                          + std::to_string(buf.size()) + " bytes");
+    got += static_cast<std::size_t>(n);
+  }
+  auto rec = storage::decode_journal_entry(buf, d.meta->key_width);
+  if (!rec)
+    return make_error(code_of(rec.error()),
+                      where + ": " + message_of(rec.error()));
+  if (rec->height != pos.height)
+    return make_error(ec::journal_corrupt,
+                      where + " holds height " + std::to_string(rec->height));
+  return rec;
+}
+
+caf::expected<std::uint64_t> data_dir_inspector::count_state_keys() {
+  std::uint64_t n = 0;
+  progress prog{"counting keys"};
+  if (auto err = impl_->scan(true, &prog,
+                             [&](std::string_view, std::string_view) { ++n; }))
+    return err;
+  return n;
+}
+
+caf::expected<std::uint64_t> data_dir_inspector::count_keys_at(block_id height) {
+  std::uint64_t n = 0;
+  if (auto err = state_at(height, [&](const key&, const value&) { ++n; }))
+    return err;
+  return n;
+}
+
+caf::error data_dir_inspector::state_at(
+  block_id height, const std::function<void(const key&, const value&)>& out) {
+  auto& d = *impl_;
+  auto range = recoverable();
+  if (!range)
+    return make_error(ec::invalid_argument,
+                      "the store in " + dir_.string()
+                        + " holds no block and no checkpoint, so there is no "
+                          "state to dump");
+  auto span = std::to_string(range->oldest) + ".."
+              + std::to_string(range->newest);
+  if (height > range->newest)
+    return make_error(ec::rollback_target_ahead,
+                      "height " + std::to_string(height)
+                        + " is above the newest height "
+                        + std::to_string(range->newest)
+                        + " of the store; the recoverable heights are "
+                        + span);
+  if (height < range->oldest)
+    return make_error(ec::rollback_beyond_history,
+                      "height " + std::to_string(height)
+                        + " is not reachable: the journal was pruned through "
+                          "block "
+                        + std::to_string(*d.meta->pruned_through)
+                        + ", so the recoverable heights are " + span);
+  // The journal entries between the checkpoint and `height`, as an overlay.
+  auto& index = d.journal->index();
+  auto checkpoint = d.meta->checkpoint;
+  std::map<key, value> overlay;
+  block_id lo;
+  block_id hi;
+  bool down = checkpoint && height < *checkpoint;
+  if (down) {
+    lo = height + 1; // undo (height, checkpoint], newest first
+    hi = *checkpoint;
+  } else {
+    lo = checkpoint ? *checkpoint + 1 : 0; // replay (checkpoint, height]
+    hi = height;
+  }
+  if (lo <= hi) {
+    auto first = std::lower_bound(index.begin(), index.end(), lo,
+                                  [](const journal_position& p, block_id h) {
+                                    return p.height < h;
+                                  });
+    auto last = std::upper_bound(first, index.end(), hi,
+                                 [](block_id h, const journal_position& p) {
+                                   return h < p.height;
+                                 });
+    progress prog{down ? "reading undo" : "reading journal",
+                  static_cast<std::uint64_t>(last - first)};
+    std::uint64_t n = 0;
+    for (auto i = first; i != last; ++i) {
+      auto rec = read_entry(*i);
+      if (!rec)
+        return std::move(rec.error());
+      for (auto& c : rec->changes) {
+        if (down) // The oldest undo of (height, checkpoint] wins.
+          overlay.try_emplace(c.k, std::move(c.before));
+        else
+          overlay.insert_or_assign(c.k, std::move(c.after));
+      }
+      prog.update(++n);
+    }
+  }
+  // Merge the overlay into the LevelDB state, in key order.
+  progress prog{"reading the state"};
+  auto pos = overlay.begin();
+  key k;
+  auto flush_below = [&](std::string_view bound, bool all) {
+    for (; pos != overlay.end() && (all || pos->first < bound); ++pos)
+      if (!pos->second.empty())
+        out(pos->first, pos->second);
+  };
+  value v;
+  auto err = d.scan(true, &prog, [&](std::string_view raw, std::string_view val) {
+    auto sk = raw.substr(1);
+    flush_below(sk, false);
+    if (pos != overlay.end() && pos->first == sk) {
+      if (!pos->second.empty())
+        out(pos->first, pos->second);
+      ++pos;
+      return;
+    }
+    k.assign(sk);
+    v.assign(val);
+    out(k, v);
+  });
+  if (err)
+    return err;
+  flush_below({}, true);
+  return {};
+}
+
+// -- verify ---------------------------------------------------------------------
+
+verify_result data_dir_inspector::verify() {
+  auto& d = *impl_;
+  verify_result r;
+  auto problem = [&](std::string text) {
+    r.findings.push_back({severity::problem, std::move(text)});
+  };
+  // LevelDB and its metadata.
+  if (auto err = d.open_db()) {
+    problem(message_of(err));
+    return r;
+  }
+  r.state_opened = true;
+  bool consistent = true; // Metadata and journal agree well enough for heights.
+  if (auto meta = d.read_meta(); !meta) {
+    problem(message_of(meta.error()));
+  } else if (!*meta) {
+    problem("the state database at " + d.state_dir().string()
+            + " holds no store metadata: rollblockd never finished opening "
+              "this data directory");
+  } else {
+    r.meta = **meta;
+    d.meta = **meta;
+  }
+  if (r.meta) {
+    auto& m = *r.meta;
+    auto h = [](block_id x) { return std::to_string(x); };
+    if (m.pruned_through && !m.checkpoint) {
+      problem("metadata: the journal was pruned through block "
+              + h(*m.pruned_through) + " but there is no checkpoint");
+      consistent = false;
+    }
+    if (m.pruned_through && m.checkpoint
+        && *m.checkpoint < *m.pruned_through) {
+      problem("metadata: the checkpoint " + h(*m.checkpoint)
+              + " is below the pruned height " + h(*m.pruned_through)
+              + ", so the journal cannot undo down to it");
+      consistent = false;
+    }
+    if (m.revert_marker && !m.checkpoint) {
+      problem("metadata: revert marker " + h(*m.revert_marker)
+              + " is set but there is no checkpoint");
+      consistent = false;
+    }
+    if (m.revert_marker && m.checkpoint && *m.revert_marker != *m.checkpoint) {
+      problem("metadata: revert marker " + h(*m.revert_marker)
+              + " differs from the checkpoint " + h(*m.checkpoint)
+              + " (a revert writes both in one batch)");
+      consistent = false;
+    }
+  }
+  // The journal, every entry, and the undo chain along it.
+  // The value each key touched by the journal must have at the checkpoint.
+  std::unordered_map<key, value> at_checkpoint;
+  bool journal_ok = false;
+  if (r.meta) {
+    auto& m = *r.meta;
+    if (auto err = d.open_journal(m.key_width)) {
+      problem(message_of(err));
+    } else {
+      r.journal_opened = true;
+      journal_ok = true;
+      r.journal_report = d.report;
+      auto& j = *d.journal;
+      r.journal_bytes = j.size_bytes();
+      if (d.report.truncated_bytes > 0)
+        r.findings.push_back(
+          {severity::repairable,
+           "journal " + d.report.truncated_file + ": a torn tail of "
+             + std::to_string(d.report.truncated_bytes) + " bytes at offset "
+             + std::to_string(d.report.truncated_offset)
+             + " would be cut when the store is opened (last good height "
+             + (j.empty() ? std::string{"none"}
+                          : std::to_string(j.last_height()))
+             + ")"});
+      if (!j.empty()) {
+        r.journal_first = j.first_height();
+        r.journal_last = j.last_height();
+      }
+      // With no pruned height the journal holds every block ever applied.
+      bool whole_history = !m.pruned_through;
+      auto c = m.checkpoint;
+      std::unordered_map<key, std::pair<value, block_id>> last;
+      limited undo_problems{r.findings, "undo mismatches"};
+      progress prog{"verify: journal entries", j.index().size()};
+      for (auto& pos : j.index()) {
+        auto rec = read_entry(pos);
+        prog.update(++r.journal_entries);
+        if (!rec) {
+          problem(message_of(rec.error()));
+          journal_ok = false;
+          continue;
+        }
+        r.journal_changes += rec->changes.size();
+        auto where = [&] {
+          return "journal " + segment_path(pos.segment).string()
+                 + " at offset " + std::to_string(pos.offset) + " (height "
+                 + std::to_string(pos.height) + ")";
+        };
+        for (auto& ch : rec->changes) {
+          auto it = last.find(ch.k);
+          if (it != last.end()) {
+            if (it->second.first != ch.before)
+              undo_problems.add(where() + ": the undo of key " + to_hex(ch.k)
+                                + " is " + show_value(ch.before)
+                                + " but the block at height "
+                                + std::to_string(it->second.second)
+                                + " left " + show_value(it->second.first));
+          } else if (whole_history && !ch.before.empty()) {
+            undo_problems.add(where() + ": the undo of key " + to_hex(ch.k)
+                              + " is " + show_value(ch.before)
+                              + " but no earlier block wrote the key (the "
+                                "journal was never pruned)");
+          }
+          if (!c || pos.height > *c)
+            at_checkpoint.try_emplace(ch.k, ch.before);
+          else
+            at_checkpoint.insert_or_assign(ch.k, ch.after);
+          last.insert_or_assign(ch.k, std::pair{ch.after, pos.height});
+        }
+      }
+      undo_problems.done();
+      if (undo_problems.count() > 0)
+        journal_ok = false;
+    }
+  }
+  // Every LevelDB record, checksums verified; state keys against the journal.
+  {
+    auto width = r.meta ? r.meta->key_width : 0;
+    auto c = r.meta ? r.meta->checkpoint : std::nullopt;
+    bool cross = r.meta && journal_ok;
+    bool whole_history = r.meta && !r.meta->pruned_through;
+    auto at_c = [&] {
+      return c ? "at the checkpoint " + std::to_string(*c)
+               : std::string{"in the state database (there is no checkpoint)"};
+    };
+    limited bad_records{r.findings, "bad state records"};
+    limited disagreements{r.findings, "keys where the state database and the "
+                                      "journal disagree"};
+    progress prog{"verify: state records"};
+    auto err = d.scan(false, &prog, [&](std::string_view k,
+                                        std::string_view v) {
+      if (k.starts_with(meta_prefix))
+        return; // Metadata, read above.
+      if (k.empty() || k[0] != state_prefix) {
+        bad_records.add("the state database holds a record with key "
+                        + to_hex(k) + " that is neither metadata nor state");
+        return;
+      }
+      auto sk = k.substr(1);
+      ++r.state_keys;
+      if (!r.meta)
+        return;
+      if (sk.size() != width) {
+        bad_records.add("state key " + to_hex(sk) + " has "
+                        + std::to_string(sk.size())
+                        + " bytes but the key width is "
+                        + std::to_string(width));
+        return;
+      }
+      if (v.empty())
+        bad_records.add("state key " + to_hex(sk)
+                        + " holds an empty value (deletes are never stored)");
+      else if (v.size() > max_value_size)
+        bad_records.add("state key " + to_hex(sk) + " holds a value of "
+                        + std::to_string(v.size()) + " bytes, more than "
+                        + std::to_string(max_value_size));
+      if (!cross)
+        return;
+      auto it = at_checkpoint.find(key{sk});
+      if (it != at_checkpoint.end()) {
+        if (it->second != v)
+          disagreements.add("key " + to_hex(sk) + " holds " + show_value(v)
+                            + " " + at_c() + " but the journal says "
+                            + show_value(it->second));
+        at_checkpoint.erase(it);
+      } else if (whole_history) {
+        disagreements.add("key " + to_hex(sk) + " holds " + show_value(v)
+                          + " " + at_c()
+                          + " but no journaled block wrote it (the journal "
+                            "was never pruned)");
+      }
+    });
+    if (err) {
+      problem(message_of(err));
+    } else {
+      r.state_checked = true;
+      if (cross) {
+        std::vector<const std::pair<const key, value>*> missing;
+        for (auto& kv : at_checkpoint)
+          if (!kv.second.empty())
+            missing.push_back(&kv);
+        std::sort(missing.begin(), missing.end(),
+                  [](auto* a, auto* b) { return a->first < b->first; });
+        for (auto* kv : missing)
+          disagreements.add("key " + to_hex(kv->first) + " is absent "
+                            + at_c() + " but the journal says it holds "
+                            + show_value(kv->second));
+      }
+    }
+    bad_records.done();
+    disagreements.done();
+  }
+  if (r.meta && r.journal_opened && journal_ok && consistent)
+    r.range = recoverable();
+  return r;
+}
+
+} // namespace rollblock::admin

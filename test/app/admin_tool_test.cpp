@@ -1,0 +1,649 @@
+// Runs the real `rollblock` admin tool against data directories built with
+// the storage pieces (exact heights, checkpoint and pruning) or with the
+// blocking store, and checks its output lines and exit codes.
+
+#include "rollblock/actors/blocking_store.hpp"
+#include "rollblock/messages/error.hpp"
+#include "rollblock/storage/data_dir_lock.hpp"
+#include "rollblock/storage/journal.hpp"
+#include "rollblock/storage/state_store.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+using namespace rollblock;
+namespace fs = std::filesystem;
+
+namespace {
+
+// -- running the tool -----------------------------------------------------------
+
+struct run_result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in{path, std::ios::binary};
+  return std::string{std::istreambuf_iterator<char>{in}, {}};
+}
+
+void write_bytes(const fs::path& path, std::string_view bytes) {
+  std::ofstream out{path, std::ios::binary | std::ios::trunc};
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+/// Runs `rollblock args...` with stdout and stderr captured in files.
+run_result run_tool(const std::vector<std::string>& args) {
+  rollblock::test::temp_dir io;
+  auto out_path = io.sub("stdout");
+  auto err_path = io.sub("stderr");
+  std::vector<std::string> all{ADMIN_TOOL};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  run_result r;
+  int rc = posix_spawn(&pid, ADMIN_TOOL, &actions, nullptr, argv.data(),
+                       environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    ADD_FAILURE() << "posix_spawn of " << ADMIN_TOOL << " failed: " << rc;
+    return r;
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_bytes(out_path);
+  r.err = read_bytes(err_path);
+  return r;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
+  return lines;
+}
+
+bool has_line_starting(const std::string& text, const std::string& prefix) {
+  auto lines = lines_of(text);
+  return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.starts_with(prefix);
+  });
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+// -- building data directories --------------------------------------------------
+
+using state_map = std::map<key, value>;
+
+/// The state after every applied height.
+struct model {
+  std::map<block_id, state_map> after;
+
+  state_map at(block_id h) const {
+    auto it = after.upper_bound(h);
+    if (it == after.begin())
+      return {};
+    return std::prev(it)->second;
+  }
+};
+
+std::string hex_dump(const state_map& s) {
+  std::string out;
+  for (auto& [k, v] : s)
+    out += hex(k) + " " + hex(v) + "\n";
+  return out;
+}
+
+struct block_spec {
+  block_id height;
+  std::vector<std::pair<key, value>> writes; // distinct keys; "" deletes
+};
+
+/// Blocks at `heights`, each writing three of twelve keys (some deletes,
+/// values of varying length), the same on every run.
+std::vector<block_spec> make_blocks(const std::vector<block_id>& heights,
+                                    std::uint32_t seed = 7) {
+  std::mt19937 rng{seed};
+  std::vector<block_spec> blocks;
+  for (auto h : heights) {
+    block_spec b{h, {}};
+    std::vector<int> used;
+    while (used.size() < 3) {
+      int k = static_cast<int>(rng() % 12);
+      if (std::find(used.begin(), used.end(), k) != used.end())
+        continue;
+      used.push_back(k);
+      value v;
+      if (rng() % 5 != 0)
+        v = "v" + std::to_string(h) + "-" + std::to_string(k)
+            + std::string(rng() % 20, 'x');
+      b.writes.emplace_back(key_from_u64(static_cast<std::uint64_t>(k) + 1),
+                            v);
+    }
+    blocks.push_back(std::move(b));
+  }
+  return blocks;
+}
+
+std::vector<block_id> heights_from(block_id first, block_id last,
+                                   std::vector<block_id> skip = {}) {
+  std::vector<block_id> hs;
+  for (auto h = first; h <= last; ++h)
+    if (std::find(skip.begin(), skip.end(), h) == skip.end())
+      hs.push_back(h);
+  return hs;
+}
+
+struct build_spec {
+  std::vector<block_spec> blocks;
+  std::optional<block_id> checkpoint;
+  /// Prune whole segments below this height (after the checkpoint).
+  std::optional<block_id> prune_keep_from;
+  std::uint64_t segment_bytes = 64ull << 20;
+};
+
+struct built {
+  model m;
+  std::optional<block_id> pruned_through;
+  std::vector<storage::journal_position> index;
+};
+
+/// Builds a data directory in `dir` with the storage pieces: the journal of
+/// `spec.blocks`, LevelDB at the checkpoint, and the pruned segments gone.
+built build_store(const fs::path& dir, const build_spec& spec) {
+  built b;
+  auto state = storage::state_store::open({dir / "state"});
+  EXPECT_TRUE(state) << describe(state.error());
+  storage::store_metadata meta;
+  EXPECT_FALSE((*state)->write_config(meta));
+  storage::journal::options jo;
+  jo.dir = dir / "journal";
+  jo.segment_bytes = spec.segment_bytes;
+  auto j = storage::journal::open(jo);
+  EXPECT_TRUE(j) << describe(j.error());
+  state_map cur;
+  for (auto& blk : spec.blocks) {
+    block_record r;
+    r.height = blk.height;
+    for (auto& [k, v] : blk.writes) {
+      auto it = cur.find(k);
+      r.changes.push_back({k, v, it == cur.end() ? value{} : it->second});
+      if (v.empty())
+        cur.erase(k);
+      else
+        cur[k] = v;
+    }
+    EXPECT_FALSE((*j)->append(r));
+    b.m.after[blk.height] = cur;
+  }
+  EXPECT_FALSE((*j)->sync());
+  if (spec.checkpoint) {
+    storage::checkpoint_batch batch;
+    batch.height = *spec.checkpoint;
+    for (auto& kv : b.m.at(*spec.checkpoint))
+      batch.writes.push_back(kv);
+    EXPECT_FALSE((*state)->write_checkpoint(batch));
+  }
+  if (spec.prune_keep_from) {
+    auto through = (*j)->prunable_through(*spec.prune_keep_from);
+    EXPECT_TRUE(through);
+    if (through) {
+      EXPECT_FALSE((*state)->write_pruned_through(*through));
+      EXPECT_FALSE((*j)->drop_through(*through));
+      b.pruned_through = through;
+    }
+  }
+  b.index = (*j)->index();
+  return b;
+}
+
+std::string segment_name(std::uint64_t seq) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%06llu.rbj",
+                static_cast<unsigned long long>(seq));
+  return name;
+}
+
+std::uint64_t journal_bytes(const fs::path& dir) {
+  std::uint64_t n = 0;
+  for (auto& e : fs::directory_iterator{dir / "journal"})
+    n += e.file_size();
+  return n;
+}
+
+std::size_t changes_of(const std::vector<block_spec>& blocks) {
+  std::size_t n = 0;
+  for (auto& b : blocks)
+    n += b.writes.size();
+  return n;
+}
+
+/// Blocks 1..24 without 5, 10, 15 and 20, checkpoint at 12: one segment.
+struct small_store {
+  rollblock::test::temp_dir tmp;
+  fs::path dir = tmp.path() / "data";
+  build_spec spec{make_blocks(heights_from(1, 24, {5, 10, 15, 20})), 12,
+                  std::nullopt};
+  built b = build_store(dir, spec);
+};
+
+/// Blocks 1..40 in 4 KiB segments, checkpoint at 30, pruned below 20.
+struct pruned_store {
+  rollblock::test::temp_dir tmp;
+  fs::path dir = tmp.path() / "data";
+  build_spec spec{make_blocks(heights_from(1, 40, {33}), 11), 30, 20, 1024};
+  built b = build_store(dir, spec);
+};
+
+} // namespace
+
+// -- verify ---------------------------------------------------------------------
+
+TEST(admin_tool, verify_clean_store) {
+  small_store s;
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+  auto seg = s.dir / "journal" / segment_name(1);
+  EXPECT_EQ(
+    lines_of(r.out),
+    (std::vector<std::string>{
+      "verifying data directory " + s.dir.string(),
+      "metadata: format version 1, key width 8, durability sync, rollback "
+      "window 100",
+      "heights: checkpoint 12, pruned through none, revert marker none",
+      "journal: 20 entries (" + std::to_string(changes_of(s.spec.blocks))
+        + " changes) in 1 segment, heights 1..24, "
+        + std::to_string(fs::file_size(seg)) + " bytes",
+      "state: " + std::to_string(s.b.m.at(12).size())
+        + " keys in the state database, checksums verified",
+      "recoverable heights: 0..24",
+      "result: clean",
+    }));
+}
+
+TEST(admin_tool, verify_pruned_store_across_segments) {
+  pruned_store s;
+  ASSERT_TRUE(s.b.pruned_through);
+  auto p = *s.b.pruned_through;
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  auto lines = lines_of(r.out);
+  ASSERT_GE(lines.size(), 7u) << r.out;
+  EXPECT_EQ(lines[2], "heights: checkpoint 30, pruned through "
+                        + std::to_string(p) + ", revert marker none");
+  EXPECT_EQ(lines[5], "recoverable heights: " + std::to_string(p) + "..40");
+  EXPECT_EQ(lines.back(), "result: clean");
+}
+
+TEST(admin_tool, verify_flipped_byte_in_middle_entry_is_corrupt) {
+  small_store s;
+  auto seg = s.dir / "journal" / segment_name(1);
+  auto middle = s.b.index[5];
+  auto bytes = read_bytes(seg);
+  bytes[middle.offset + 40 + 2] ^= 0x20; // A payload byte.
+  write_bytes(seg, bytes);
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_TRUE(has_line_starting(
+    r.out, "problem: journal " + seg.string() + " is corrupt at offset "
+             + std::to_string(middle.offset)
+             + " (payload checksum mismatch; last good height "
+             + std::to_string(s.b.index[4].height) + ")"))
+    << r.out;
+  EXPECT_TRUE(has_line_starting(r.out, "recoverable heights: unknown"))
+    << r.out;
+  EXPECT_EQ(lines_of(r.out).back(), "result: corrupt, 1 problem");
+  EXPECT_EQ(read_bytes(seg), bytes); // Nothing repaired.
+}
+
+TEST(admin_tool, verify_torn_tail_is_repairable_and_left_alone) {
+  small_store s;
+  auto seg = s.dir / "journal" / segment_name(1);
+  auto last = s.b.index.back();
+  fs::resize_file(seg, last.offset + last.size - 5);
+  auto bytes = read_bytes(seg);
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 8u) << r.out;
+  EXPECT_EQ(lines[3], "journal: 19 entries (57 changes) in 1 segment, "
+                      "heights 1..23, "
+                        + std::to_string(bytes.size()) + " bytes");
+  EXPECT_EQ(lines[5], "recoverable heights: 0..23");
+  EXPECT_EQ(lines[6], "repairable: journal " + seg.string()
+                        + ": a torn tail of " + std::to_string(last.size - 5)
+                        + " bytes at offset " + std::to_string(last.offset)
+                        + " would be cut when the store is opened (last good "
+                          "height 23)");
+  EXPECT_EQ(lines[7],
+            "result: clean, 1 repairable issue (opening the store repairs it)");
+  EXPECT_EQ(read_bytes(seg), bytes);
+}
+
+TEST(admin_tool, verify_finds_state_that_disagrees_with_the_journal) {
+  small_store s;
+  // A key whose value at the checkpoint 12 the journal knows.
+  auto at12 = s.b.m.at(12);
+  ASSERT_FALSE(at12.empty());
+  auto k = at12.begin()->first;
+  {
+    auto state = storage::state_store::open({s.dir / "state"});
+    ASSERT_TRUE(state);
+    storage::checkpoint_batch batch;
+    batch.height = 12;
+    batch.writes.emplace_back(k, "bogus");
+    ASSERT_FALSE((*state)->write_checkpoint(batch));
+  }
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_TRUE(has_line_starting(r.out, "problem: key " + hex(k) + " holds "
+                                         + hex("bogus")
+                                         + " at the checkpoint 12 but the "
+                                           "journal says "
+                                         + hex(at12.begin()->second)))
+    << r.out;
+  EXPECT_EQ(lines_of(r.out).back(), "result: corrupt, 1 problem");
+}
+
+// -- info -----------------------------------------------------------------------
+
+TEST(admin_tool, info_reports_the_figures) {
+  pruned_store s;
+  ASSERT_TRUE(s.b.pruned_through);
+  auto p = *s.b.pruned_through;
+  auto r = run_tool({"info", "--data-dir", s.dir.string()});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+  auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 18u) << r.out;
+  std::size_t segments = 0;
+  for ([[maybe_unused]] auto& e : fs::directory_iterator{s.dir / "journal"})
+    ++segments;
+  // The line with the LevelDB size varies with LevelDB's files.
+  ASSERT_TRUE(lines[14].starts_with("leveldb bytes: ")) << r.out;
+  EXPECT_GT(std::stoull(lines[14].substr(15)), 0u);
+  lines.erase(lines.begin() + 14);
+  EXPECT_EQ(lines,
+            (std::vector<std::string>{
+              "data directory: " + s.dir.string(),
+              "format version: 1",
+              "key width: 8",
+              "durability mode: sync",
+              "rollback window: 100",
+              "checkpoint height: 30",
+              "pruned through: " + std::to_string(p),
+              "revert marker: none",
+              "journal first height: " + std::to_string(s.b.index[0].height),
+              "journal last height: 40",
+              "journal entries: " + std::to_string(s.b.index.size()),
+              "journal segments: " + std::to_string(segments),
+              "journal bytes: " + std::to_string(journal_bytes(s.dir)),
+              "journal torn tail: none",
+              "recoverable heights: " + std::to_string(p) + "..40",
+              "live keys at the checkpoint: "
+                + std::to_string(s.b.m.at(30).size()),
+              "live keys at height 40: " + std::to_string(s.b.m.at(40).size()),
+            }));
+  EXPECT_GT(p, 0u);
+  EXPECT_EQ(s.b.index[0].height, p + 1);
+}
+
+// -- dump -----------------------------------------------------------------------
+
+TEST(admin_tool, dump_at_heights_above_at_and_below_the_checkpoint) {
+  pruned_store s;
+  ASSERT_TRUE(s.b.pruned_through);
+  auto p = *s.b.pruned_through;
+  // 33 was never applied: its state is the state at 32.
+  std::vector<block_id> heights{40, 35, 33, 31, 30, 29, 25, p + 1, p};
+  for (auto h : heights) {
+    SCOPED_TRACE("height " + std::to_string(h));
+    auto r = run_tool(
+      {"--data-dir", s.dir.string(), "dump", "--at", std::to_string(h)});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(r.out, hex_dump(s.b.m.at(h)));
+    EXPECT_FALSE(r.out.empty());
+  }
+  // Raw: key bytes, a tab, value bytes, a newline.
+  auto r = run_tool(
+    {"--data-dir", s.dir.string(), "dump", "--at", "27", "--format", "raw"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::string raw;
+  for (auto& [k, v] : s.b.m.at(27))
+    raw += k + "\t" + v + "\n";
+  EXPECT_EQ(r.out, raw);
+}
+
+TEST(admin_tool, dump_refuses_heights_outside_the_recoverable_range) {
+  pruned_store s;
+  ASSERT_TRUE(s.b.pruned_through);
+  auto p = *s.b.pruned_through;
+  auto span = std::to_string(p) + "..40";
+  auto below = run_tool({"--data-dir", s.dir.string(), "dump", "--at",
+                         std::to_string(p - 1)});
+  EXPECT_EQ(below.code, 1);
+  EXPECT_EQ(below.out, "");
+  EXPECT_EQ(below.err, "rollblock: height " + std::to_string(p - 1)
+                         + " is not reachable: the journal was pruned through "
+                           "block "
+                         + std::to_string(p)
+                         + ", so the recoverable heights are " + span + "\n");
+  auto above = run_tool({"--data-dir", s.dir.string(), "dump", "--at", "41"});
+  EXPECT_EQ(above.code, 1);
+  EXPECT_EQ(above.out, "");
+  EXPECT_EQ(above.err, "rollblock: height 41 is above the newest height 40 "
+                       "of the store; the recoverable heights are "
+                         + span + "\n");
+}
+
+TEST(admin_tool, dump_without_a_checkpoint_replays_the_journal) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  build_spec spec{make_blocks(heights_from(0, 9, {4}), 3), std::nullopt,
+                  std::nullopt};
+  auto b = build_store(dir, spec);
+  for (block_id h : {0, 3, 4, 9}) {
+    SCOPED_TRACE("height " + std::to_string(h));
+    auto r = run_tool({"--data-dir", dir.string(), "dump", "--at",
+                       std::to_string(h)});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, hex_dump(b.m.at(h)));
+  }
+  auto r = run_tool({"--data-dir", dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has_line_starting(r.out, "heights: checkpoint none,")) << r.out;
+  EXPECT_TRUE(has_line_starting(r.out, "recoverable heights: 0..9")) << r.out;
+}
+
+TEST(admin_tool, dump_of_a_store_with_a_torn_tail_ends_before_it) {
+  small_store s;
+  auto seg = s.dir / "journal" / segment_name(1);
+  auto last = s.b.index.back();
+  fs::resize_file(seg, last.offset + 3);
+  auto r = run_tool({"--data-dir", s.dir.string(), "dump", "--at", "23"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, hex_dump(s.b.m.at(23)));
+  auto at24 = run_tool({"--data-dir", s.dir.string(), "dump", "--at", "24"});
+  EXPECT_EQ(at24.code, 1);
+  EXPECT_EQ(fs::file_size(seg), last.offset + 3);
+}
+
+// -- a store written by the actors ----------------------------------------------
+
+TEST(admin_tool, store_written_by_blocking_store_verifies_and_dumps) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  store_options opts;
+  opts.data_dir = dir.string();
+  opts.journal_segment_bytes = 4096;
+  opts.checkpoint_every_blocks = 4;
+  opts.min_rollback_window = 5;
+  model m;
+  {
+    auto store = blocking_store::open(opts);
+    ASSERT_TRUE(store) << describe(store.error());
+    state_map cur;
+    auto apply = [&](const block_spec& blk) {
+      operation_list ops;
+      for (auto& [k, v] : blk.writes) {
+        ops.push_back({k, v});
+        if (v.empty())
+          cur.erase(k);
+        else
+          cur[k] = v;
+      }
+      ASSERT_FALSE((*store)->apply(blk.height, ops));
+      m.after[blk.height] = cur;
+    };
+    for (auto& blk : make_blocks(heights_from(1, 40), 5))
+      apply(blk);
+    ASSERT_FALSE((*store)->revert_to(30)) << "revert";
+    m.after.erase(m.after.upper_bound(30), m.after.end());
+    cur = m.at(30);
+    for (auto& blk : make_blocks(heights_from(31, 36), 9))
+      apply(blk);
+    ASSERT_FALSE((*store)->close());
+  }
+  auto v = run_tool({"--data-dir", dir.string(), "verify"});
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+  EXPECT_EQ(lines_of(v.out).back(), "result: clean") << v.out;
+  auto info = run_tool({"--data-dir", dir.string(), "info"});
+  ASSERT_EQ(info.code, 0) << info.err;
+  std::string range;
+  for (auto& line : lines_of(info.out))
+    if (line.starts_with("recoverable heights: "))
+      range = line.substr(21);
+  auto dots = range.find("..");
+  ASSERT_NE(dots, std::string::npos) << info.out;
+  auto oldest = std::stoull(range.substr(0, dots));
+  auto newest = std::stoull(range.substr(dots + 2));
+  EXPECT_EQ(newest, 36u);
+  EXPECT_LE(oldest, 36u);
+  for (auto h = oldest; h <= newest; ++h) {
+    SCOPED_TRACE("height " + std::to_string(h));
+    auto r = run_tool(
+      {"--data-dir", dir.string(), "dump", "--at", std::to_string(h)});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, hex_dump(m.at(h)));
+  }
+  if (oldest > 0) {
+    auto r = run_tool({"--data-dir", dir.string(), "dump", "--at",
+                       std::to_string(oldest - 1)});
+    EXPECT_EQ(r.code, 1);
+  }
+}
+
+// -- usage and locking ----------------------------------------------------------
+
+TEST(admin_tool, bad_usage_is_one_line_naming_the_flag_and_exit_2) {
+  struct bad_case {
+    std::vector<std::string> args;
+    std::string named;
+  };
+  std::vector<bad_case> cases{
+    {{"--frobnicate", "verify"}, "'--frobnicate'"},
+    {{"verify", "--data-dir"}, "'--data-dir'"},
+    {{"dump"}, "'--at HEIGHT'"},
+    {{"dump", "--at", "twelve"}, "'--at'"},
+    {{"dump", "--at=-1"}, "'--at'"},
+    {{"dump", "--at", "3", "--format", "xml"}, "'--format'"},
+    {{"verify", "--at", "3"}, "'--at'"},
+    {{"info", "--format", "raw"}, "'--format'"},
+    {{"frob"}, "'frob'"},
+    {{"verify", "info"}, "'info'"},
+    {{}, "no command"},
+  };
+  for (auto& c : cases) {
+    std::string joined;
+    for (auto& a : c.args)
+      joined += a + " ";
+    SCOPED_TRACE(joined);
+    auto r = run_tool(c.args);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_TRUE(r.err.starts_with("rollblock: ")) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find(c.named), std::string::npos) << r.err;
+  }
+}
+
+TEST(admin_tool, help_prints_usage_and_exits_0) {
+  auto r = run_tool({"--help"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_TRUE(r.out.starts_with("Usage: rollblock")) << r.out;
+  EXPECT_NE(r.out.find("--data-dir"), std::string::npos);
+  EXPECT_NE(r.out.find("--format"), std::string::npos);
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(admin_tool, locked_data_directory_is_refused) {
+  small_store s;
+  auto lock = storage::data_dir_lock::acquire(s.dir);
+  ASSERT_TRUE(lock);
+  for (auto cmd : {"verify", "info"}) {
+    auto r = run_tool({"--data-dir", s.dir.string(), cmd});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "rollblock: data directory " + s.dir.string()
+                       + " is in use by pid " + std::to_string(::getpid())
+                       + "; stop rollblockd first\n");
+  }
+  lock->reset();
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+}
+
+TEST(admin_tool, missing_data_directory_is_refused_and_not_created) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "nothing";
+  auto r = run_tool({"--data-dir", dir.string(), "info"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err,
+            "rollblock: data directory " + dir.string() + " does not exist\n");
+  EXPECT_FALSE(fs::exists(dir));
+}
