@@ -51,7 +51,6 @@ Commands:
   dump --at HEIGHT    print the state as of HEIGHT (a recoverable height),
                       sorted by key, to stdout
 
-Options:
 )";
 
 constexpr const char* format_text = R"(
