@@ -626,3 +626,36 @@ TEST_F(store_test, journal_failure_is_fatal_and_loses_nothing_durable) {
   EXPECT_EQ(get(*store, k(6)), "");
   ASSERT_OK(store->ensure_healthy());
 }
+
+TEST_F(store_test, async_journal_failure_reverts_undurable_blocks_in_memory) {
+  auto store = open({.durability = durability_mode::async(1000)});
+  ASSERT_TRUE(store);
+  for (block_id h = 1; h <= 3; ++h)
+    ASSERT_OK(store->apply(h, {{k(h), v(h)}}));
+  ASSERT_EQ(*store->flush(), 3u);
+  caf::error fatal;
+  {
+    test::file_size_limit limit{1};
+    ASSERT_TRUE(limit.ok());
+    // Async: the apply is acknowledged once queued; the journal then fails.
+    ASSERT_OK(store->apply(4, {{k(4), std::string(5000, 'x')}}));
+    auto flushed = store->flush();
+    ASSERT_FALSE(flushed);
+    fatal = flushed.error();
+  }
+  EXPECT_EQ(code_of(fatal), ec::durability_failure);
+  EXPECT_EQ(store->apply(5, {}), fatal);
+  EXPECT_EQ(store->ensure_healthy(), fatal);
+  // Reads fail with the fatal error, and memory goes back to the durable
+  // height (the supervisor has the mutation actor revert block 4).
+  EXPECT_EQ(store->fetch(k(4)).error(), fatal);
+  for (int i = 0; i < 500 && store->applied_height() != 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  EXPECT_EQ(store->applied_height(), 3u);
+  store.reset();
+  store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->applied_height(), 3u);
+  EXPECT_EQ(get(*store, k(3)), v(3));
+  EXPECT_EQ(get(*store, k(4)), "");
+}
