@@ -73,7 +73,7 @@ pid_t spawn_self(const std::string& env_name, const std::string& env_value) {
 
 } // namespace
 
-TEST(DataDirLock, AcquireCreatesTheDirectoryAndWritesThePid) {
+TEST(data_dir_lock, acquire_creates_the_directory_and_writes_the_pid) {
   rollblock::test::temp_dir tmp;
   auto dir = tmp.path() / "nested" / "data";
   auto lock = data_dir_lock::acquire(dir);
@@ -83,7 +83,7 @@ TEST(DataDirLock, AcquireCreatesTheDirectoryAndWritesThePid) {
   EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
 }
 
-TEST(DataDirLock, SecondAcquireInTheSameProcessFails) {
+TEST(data_dir_lock, second_acquire_in_the_same_process_fails) {
   rollblock::test::temp_dir tmp;
   auto dir = tmp.path() / "data";
   auto first = data_dir_lock::acquire(dir);
@@ -99,7 +99,7 @@ TEST(DataDirLock, SecondAcquireInTheSameProcessFails) {
   EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
 }
 
-TEST(DataDirLock, ReleaseAllowsReacquire) {
+TEST(data_dir_lock, release_allows_reacquire) {
   rollblock::test::temp_dir tmp;
   auto dir = tmp.path() / "data";
   auto first = data_dir_lock::acquire(dir);
@@ -110,7 +110,7 @@ TEST(DataDirLock, ReleaseAllowsReacquire) {
   EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
 }
 
-TEST(DataDirLock, StaleLockFileIsTakenOverAndOverwritten) {
+TEST(data_dir_lock, stale_lock_file_is_taken_over_and_overwritten) {
   rollblock::test::temp_dir tmp;
   auto dir = tmp.path() / "data";
   std::filesystem::create_directories(dir);
@@ -123,7 +123,7 @@ TEST(DataDirLock, StaleLockFileIsTakenOverAndOverwritten) {
   EXPECT_EQ(read_file(dir / "LOCK"), std::to_string(::getpid()) + "\n");
 }
 
-TEST(DataDirLock, PathThatIsAFileGivesIoError) {
+TEST(data_dir_lock, path_that_is_a_file_gives_io_error) {
   rollblock::test::temp_dir tmp;
   auto file = tmp.path() / "not-a-dir";
   { std::ofstream out{file}; }
@@ -134,7 +134,7 @@ TEST(DataDirLock, PathThatIsAFileGivesIoError) {
   EXPECT_NE(msg.find(file.string()), std::string::npos) << msg;
 }
 
-TEST(DataDirLock, LockHeldByAnotherProcessUntilItIsKilled) {
+TEST(data_dir_lock, lock_held_by_another_process_until_it_is_killed) {
   rollblock::test::temp_dir tmp;
   auto dir = tmp.path() / "data";
   auto pid = spawn_self(holder_env, dir.string());

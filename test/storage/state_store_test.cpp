@@ -137,7 +137,7 @@ pid_t spawn_self(const std::string& env_name, const std::string& env_value) {
 
 } // namespace
 
-TEST(StateStore, FreshStoreHasNoMetadata) {
+TEST(state_store, fresh_store_has_no_metadata) {
   test::temp_dir tmp;
   auto store = open_store(tmp.path() / "state");
   ASSERT_TRUE(store);
@@ -150,7 +150,7 @@ TEST(StateStore, FreshStoreHasNoMetadata) {
   EXPECT_EQ(*v, value{});
 }
 
-TEST(StateStore, WriteConfigRoundTrip) {
+TEST(state_store, write_config_round_trip) {
   test::temp_dir tmp;
   auto store = open_store(tmp.path() / "state");
   ASSERT_TRUE(store);
@@ -169,7 +169,7 @@ TEST(StateStore, WriteConfigRoundTrip) {
   }
 }
 
-TEST(StateStore, CheckpointBatchRoundTrip) {
+TEST(state_store, checkpoint_batch_round_trip) {
   test::temp_dir tmp;
   auto store = open_store(tmp.path() / "state");
   ASSERT_TRUE(store);
@@ -230,7 +230,7 @@ TEST(StateStore, CheckpointBatchRoundTrip) {
   EXPECT_GT(store->size_bytes(), max_value_size);
 }
 
-TEST(StateStore, CheckpointHeightRevertMarkerAndPrunedThrough) {
+TEST(state_store, checkpoint_height_revert_marker_and_pruned_through) {
   test::temp_dir tmp;
   auto store = open_store(tmp.path() / "state");
   ASSERT_TRUE(store);
@@ -277,7 +277,7 @@ TEST(StateStore, CheckpointHeightRevertMarkerAndPrunedThrough) {
   check(__LINE__);
 }
 
-TEST(StateStore, ReopenPersistsEverything) {
+TEST(state_store, reopen_persists_everything) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   auto expected_meta = sample_config();
@@ -314,7 +314,7 @@ TEST(StateStore, ReopenPersistsEverything) {
   EXPECT_GT(store->size_bytes(), 0u);
 }
 
-TEST(StateStore, FormatVersionMismatch) {
+TEST(state_store, format_version_mismatch) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   {
@@ -335,7 +335,7 @@ TEST(StateStore, FormatVersionMismatch) {
     << msg;
 }
 
-TEST(StateStore, FormatVersionMismatchWithoutOtherRecords) {
+TEST(state_store, format_version_mismatch_without_other_records) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   put_raw(dir, "m/format_version", value_from_u64(999));
@@ -347,7 +347,7 @@ TEST(StateStore, FormatVersionMismatchWithoutOtherRecords) {
   EXPECT_NE(message_of(meta.error()).find("999"), std::string::npos);
 }
 
-TEST(StateStore, MalformedMetadataRecordIsStateCorrupt) {
+TEST(state_store, malformed_metadata_record_is_state_corrupt) {
   struct damage {
     std::string record;
     std::string bytes;
@@ -387,7 +387,7 @@ TEST(StateStore, MalformedMetadataRecordIsStateCorrupt) {
   }
 }
 
-TEST(StateStore, MissingConfigRecordIsStateCorrupt) {
+TEST(state_store, missing_config_record_is_state_corrupt) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   put_raw(dir, "m/format_version", value_from_u64(format_version));
@@ -399,7 +399,7 @@ TEST(StateStore, MissingConfigRecordIsStateCorrupt) {
   EXPECT_NE(message_of(meta.error()).find("m/key_width"), std::string::npos);
 }
 
-TEST(StateStore, OpenOnAFileIsIoError) {
+TEST(state_store, open_on_a_file_is_io_error) {
   test::temp_dir tmp;
   auto file = tmp.path() / "state";
   { std::ofstream out{file}; }
@@ -409,7 +409,7 @@ TEST(StateStore, OpenOnAFileIsIoError) {
   EXPECT_NE(message_of(store.error()).find(file.string()), std::string::npos);
 }
 
-TEST(StateStore, OpenWithADamagedCurrentFileIsStateCorrupt) {
+TEST(state_store, open_with_a_damaged_current_file_is_state_corrupt) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   {
@@ -427,7 +427,7 @@ TEST(StateStore, OpenWithADamagedCurrentFileIsStateCorrupt) {
   EXPECT_NE(message_of(store.error()).find(dir.string()), std::string::npos);
 }
 
-TEST(StateStore, SecondOpenOfTheSameDatabaseFails) {
+TEST(state_store, second_open_of_the_same_database_fails) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   auto first = open_store(dir);
@@ -441,7 +441,7 @@ TEST(StateStore, SecondOpenOfTheSameDatabaseFails) {
 // A checkpoint is all or nothing across a real crash: a child process writes
 // checkpoints in a loop (batch i sets every key to crash_value(i) and the
 // checkpoint to i) and is SIGKILLed after a random few milliseconds.
-TEST(StateStore, CheckpointIsAtomicAcrossSigkill) {
+TEST(state_store, checkpoint_is_atomic_across_sigkill) {
   std::mt19937_64 rng{std::random_device{}()};
   std::uniform_int_distribution<int> delay_ms{1, 40};
   constexpr int rounds = 12;
