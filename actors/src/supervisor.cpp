@@ -199,6 +199,75 @@ void commit(self_ptr self, block_record_ptr record,
     finish(self);
 }
 
+/// Runs a mutating call in order: refuses at once while fatal or closed,
+/// else queues `call(promise)`, which must end with finish().
+template <class T, class Call>
+caf::result<T> queued(self_ptr self, Call call) {
+  if (auto err = self->state.shared->refusal())
+    return err;
+  auto promise = self->make_response_promise<T>();
+  enqueue(self, [self, call = std::move(call), promise]() mutable {
+    if (auto err = self->state.shared->refusal()) {
+      promise.deliver(err);
+      return finish(self);
+    }
+    call(std::move(promise));
+  });
+  return promise;
+}
+
+/// Applies a block (a queued call): the mutation actor checks and installs
+/// it, then commit() journals it. `reply` makes the answer from the record.
+template <class T, class Reply>
+void apply_block(self_ptr self, block_id height, operation_list ops,
+                 caf::typed_response_promise<T> promise, Reply reply) {
+  auto& st = self->state;
+  if (st.staged) {
+    promise.deliver(client_error(
+      self, make_error(ec::block_in_progress,
+                       "cannot apply block " + std::to_string(height)
+                         + " while a block is staged")));
+    return finish(self);
+  }
+  auto start = clock_type::now();
+  self
+    ->request(st.mutation, caf::infinite, atom::apply::value, height,
+              std::move(ops))
+    .then(
+      [self, start, promise, reply](block_record_ptr& record) mutable {
+        auto answer = reply(*record);
+        commit(self, std::move(record), start,
+               [promise, answer](const caf::error& err) mutable {
+                 if (err)
+                   promise.deliver(err);
+                 else
+                   promise.deliver(answer);
+               });
+      },
+      [self, promise](caf::error& err) mutable {
+        promise.deliver(client_error(self, err));
+        finish(self);
+      });
+}
+
+/// Forwards a staged-block call to the mutation actor (a queued call) and
+/// answers with `reply` applied to its result of type R.
+template <class R, class T, class Reply, class... Ts>
+void stage(self_ptr self, caf::typed_response_promise<T> promise, Reply reply,
+           Ts&&... xs) {
+  self
+    ->request(self->state.mutation, caf::infinite, std::forward<Ts>(xs)...)
+    .then(
+      [self, promise, reply](R& result) mutable {
+        promise.deliver(reply(result));
+        finish(self);
+      },
+      [self, promise](caf::error& err) mutable {
+        promise.deliver(client_error(self, err));
+        finish(self);
+      });
+}
+
 /// Writes the durable blocks handed to persistence as one checkpoint, then
 /// prunes the journal below checkpoint - rollback window.
 void checkpoint(self_ptr self) {
@@ -515,52 +584,16 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
   return {
     [self](atom::apply, block_id height,
            operation_list& ops) -> caf::result<block_id> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<block_id>();
-      enqueue(self, [self, height, ops = std::move(ops), promise]() mutable {
-        auto& st = self->state;
-        if (auto err = st.shared->refusal()) {
-          promise.deliver(err);
-          return finish(self);
-        }
-        if (st.staged) {
-          promise.deliver(client_error(
-            self, make_error(ec::block_in_progress,
-                             "cannot apply block " + std::to_string(height)
-                               + " while a block is staged")));
-          return finish(self);
-        }
-        auto start = clock_type::now();
-        self
-          ->request(st.mutation, caf::infinite, atom::apply::value, height,
-                    std::move(ops))
-          .then(
-            [self, start, promise](block_record_ptr& record) mutable {
-              auto height = record->height;
-              commit(self, std::move(record), start,
-                     [height, promise](const caf::error& err) mutable {
-                       if (err)
-                         promise.deliver(err);
-                       else
-                         promise.deliver(height);
-                     });
-            },
-            [self, promise](caf::error& err) mutable {
-              promise.deliver(client_error(self, err));
-              finish(self);
-            });
-      });
-      return promise;
+      return queued<block_id>(
+        self, [self, height, ops = std::move(ops)](auto promise) mutable {
+          apply_block(self, height, std::move(ops), std::move(promise),
+                      [](const block_record& record) { return record.height; });
+        });
     },
     [self](atom::revert, block_id target) -> caf::result<block_id> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<block_id>();
-      enqueue(self, [self, target, promise]() mutable {
+      return queued<block_id>(self, [self, target](auto promise) {
         start_revert(self, target, std::move(promise));
       });
-      return promise;
     },
     [self](atom::fetch, const key& k) -> caf::result<value> {
       auto result = store_reader{self->state.shared}.fetch(k);
@@ -576,118 +609,47 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
       return std::move(*result);
     },
     [self](atom::pop, block_id height, key& k) -> caf::result<value> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<value>();
-      enqueue(self, [self, height, k = std::move(k), promise]() mutable {
-        auto& st = self->state;
-        if (auto err = st.shared->refusal()) {
-          promise.deliver(err);
-          return finish(self);
-        }
-        if (st.staged) {
-          promise.deliver(client_error(
-            self, make_error(ec::block_in_progress,
-                             "cannot pop in block " + std::to_string(height)
-                               + " while a block is staged")));
-          return finish(self);
-        }
-        auto start = clock_type::now();
-        operation_list ops{operation{std::move(k), {}}};
-        self
-          ->request(st.mutation, caf::infinite, atom::apply::value, height,
-                    std::move(ops))
-          .then(
-            [self, start, promise](block_record_ptr& record) mutable {
-              auto before = record->changes.front().before;
-              commit(self, std::move(record), start,
-                     [before, promise](const caf::error& err) mutable {
-                       if (err)
-                         promise.deliver(err);
-                       else
-                         promise.deliver(before);
-                     });
-            },
-            [self, promise](caf::error& err) mutable {
-              promise.deliver(client_error(self, err));
-              finish(self);
-            });
-      });
-      return promise;
+      return queued<value>(
+        self, [self, height, k = std::move(k)](auto promise) mutable {
+          operation_list ops{operation{std::move(k), {}}};
+          apply_block(self, height, std::move(ops), std::move(promise),
+                      [](const block_record& record) {
+                        return record.changes.front().before;
+                      });
+        });
     },
     [self](atom::start, block_id height) -> caf::result<atom::ok> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<atom::ok>();
-      enqueue(self, [self, height, promise]() mutable {
-        auto& st = self->state;
-        if (st.staged) {
+      return queued<atom::ok>(self, [self, height](auto promise) {
+        if (self->state.staged) {
           promise.deliver(client_error(
             self, make_error(ec::block_in_progress,
                              "cannot start block " + std::to_string(height)
                                + ": a block is staged already")));
           return finish(self);
         }
-        self->request(st.mutation, caf::infinite, atom::start::value, height)
-          .then(
-            [self, promise](atom::ok) mutable {
-              self->state.staged = true;
-              promise.deliver(atom::ok::value);
-              finish(self);
-            },
-            [self, promise](caf::error& err) mutable {
-              promise.deliver(client_error(self, err));
-              finish(self);
-            });
+        stage<atom::ok>(self, std::move(promise), [self](atom::ok) {
+          self->state.staged = true;
+          return atom::ok::value;
+        }, atom::start::value, height);
       });
-      return promise;
     },
     [self](atom::set, key& k, value& v) -> caf::result<atom::ok> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<atom::ok>();
-      enqueue(self, [self, k = std::move(k), v = std::move(v),
-                     promise]() mutable {
-        self
-          ->request(self->state.mutation, caf::infinite, atom::set::value,
-                    std::move(k), std::move(v))
-          .then(
-            [self, promise](atom::ok) mutable {
-              promise.deliver(atom::ok::value);
-              finish(self);
-            },
-            [self, promise](caf::error& err) mutable {
-              promise.deliver(client_error(self, err));
-              finish(self);
-            });
-      });
-      return promise;
+      return queued<atom::ok>(
+        self, [self, k = std::move(k), v = std::move(v)](auto promise) mutable {
+          stage<atom::ok>(self, std::move(promise),
+                          [](atom::ok) { return atom::ok::value; },
+                atom::set::value, std::move(k), std::move(v));
+        });
     },
     [self](atom::pop, key& k) -> caf::result<value> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<value>();
-      enqueue(self, [self, k = std::move(k), promise]() mutable {
-        self
-          ->request(self->state.mutation, caf::infinite, atom::pop::value,
-                    std::move(k))
-          .then(
-            [self, promise](value& before) mutable {
-              promise.deliver(std::move(before));
-              finish(self);
-            },
-            [self, promise](caf::error& err) mutable {
-              promise.deliver(client_error(self, err));
-              finish(self);
-            });
+      return queued<value>(self, [self, k = std::move(k)](auto promise) mutable {
+        stage<value>(self, std::move(promise),
+                     [](value& before) { return before; },
+              atom::pop::value, std::move(k));
       });
-      return promise;
     },
     [self](atom::end) -> caf::result<block_id> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<block_id>();
-      enqueue(self, [self, promise]() mutable {
+      return queued<block_id>(self, [self](auto promise) mutable {
         auto start = clock_type::now();
         self->request(self->state.mutation, caf::infinite, atom::end::value)
           .then(
@@ -707,25 +669,21 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
               finish(self);
             });
       });
-      return promise;
     },
     [self](atom::heights) -> caf::result<store_heights> {
       return self->state.shared->heights();
     },
     [self](atom::flush) -> caf::result<block_id> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<block_id>();
-      enqueue(self, [self, promise]() mutable {
-        flush_all(self, [self, promise](caf::expected<block_id> durable) mutable {
-          if (durable)
-            promise.deliver(*durable);
-          else
-            promise.deliver(durable.error());
-          finish(self);
-        });
+      return queued<block_id>(self, [self](auto promise) mutable {
+        flush_all(self,
+                  [self, promise](caf::expected<block_id> durable) mutable {
+                    if (durable)
+                      promise.deliver(*durable);
+                    else
+                      promise.deliver(durable.error());
+                    finish(self);
+                  });
       });
-      return promise;
     },
     [self](atom::shutdown) -> caf::result<atom::ok> {
       auto promise = self->make_response_promise<atom::ok>();
@@ -764,27 +722,19 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
       return atom::ok::value;
     },
     [self](atom::relaxed, std::uint32_t n) -> caf::result<durability_mode> {
-      if (auto err = self->state.shared->refusal())
-        return err;
       if (n == 0)
         return client_error(self,
                             make_error(ec::invalid_argument,
                                        "relaxed mode needs a sync interval "
                                        "of at least 1 block"));
-      auto promise = self->make_response_promise<durability_mode>();
-      enqueue(self, [self, n, promise]() mutable {
+      return queued<durability_mode>(self, [self, n](auto promise) {
         switch_policy(self, self->state.mode.relaxed(n), std::move(promise));
       });
-      return promise;
     },
     [self](atom::strict) -> caf::result<durability_mode> {
-      if (auto err = self->state.shared->refusal())
-        return err;
-      auto promise = self->make_response_promise<durability_mode>();
-      enqueue(self, [self, promise]() mutable {
+      return queued<durability_mode>(self, [self](auto promise) {
         switch_policy(self, self->state.mode.strict(), std::move(promise));
       });
-      return promise;
     },
     [self](atom::metrics) -> caf::result<metrics_snapshot> {
       return self->delegate(self->state.health, atom::metrics::value);
