@@ -111,11 +111,13 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   anon_send_exit(resp->actor, caf::exit_reason::user_shutdown);
   if (opts.caf_port)
     sys.middleman().unpublish(store->actor, *opts.caf_port);
-  auto heights = store->reader.heights();
   if (auto err = ask(sys, store->actor, atom::shutdown::value)) {
     spdlog::critical("final flush failed: {}", describe(err));
     return exit_failure;
   }
+  // Read after the shutdown: the writes RESP clients sent before close_all
+  // were still queued at the store until then.
+  auto heights = store->reader.heights();
   spdlog::info("stopped at block {} (all durable and checkpointed)",
                heights.applied);
   return EXIT_SUCCESS;
