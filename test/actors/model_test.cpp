@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <iostream>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -18,6 +20,9 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_set>
 #include <vector>
 
 using namespace rollblock;
@@ -118,8 +123,11 @@ std::string show(const value& v) {
 /// One seed's run: a store, the model and the random choices.
 class run {
 public:
-  run(std::uint64_t seed, std::size_t width)
-    : seed_(seed), rng_(seed), width_(width), data_(dir_.sub("data")) {
+  /// With `concurrent`, a reader thread reads the whole key space with
+  /// fetch_many all along; every result must be the state of one height.
+  run(std::uint64_t seed, std::size_t width, bool concurrent = false)
+    : seed_(seed), rng_(seed), width_(width), data_(dir_.sub("data")),
+      concurrent_(concurrent) {
     // A closed key space, so that the model and store can be compared whole;
     // random bytes over the full width.
     std::uniform_int_distribution<int> byte(0, 255);
@@ -136,6 +144,10 @@ public:
   }
 
   ~run() {
+    if (reader_.joinable()) {
+      stop_ = true;
+      reader_.join();
+    }
     if (store_)
       store_->close();
   }
@@ -143,6 +155,8 @@ public:
   void execute(int steps) {
     ASSERT_NO_FATAL_FAILURE(open(random_mode(), true));
     ASSERT_NO_FATAL_FAILURE(check_all());
+    if (concurrent_)
+      start_reader();
     for (step_ = 0; step_ < steps; ++step_) {
       SCOPED_TRACE("seed " + std::to_string(seed_) + ", key width "
                    + std::to_string(width_) + ", step "
@@ -154,6 +168,9 @@ public:
       }
     }
     ASSERT_NO_FATAL_FAILURE(check_all());
+    if (concurrent_) {
+      ASSERT_NO_FATAL_FAILURE(stop_reader());
+    }
     ASSERT_NO_FATAL_FAILURE(reopen(std::nullopt));
     ASSERT_NO_FATAL_FAILURE(check_all());
     EXPECT_FALSE(store_->close());
@@ -163,11 +180,70 @@ public:
         << " steps, applied " << model_.applied() << ", applies " << applies_
         << ", reverts " << reverts_ << " (" << refused_reverts_
         << " beyond history), reopens " << reopens_ << ", refused calls "
-        << invalid_ << "\n";
+        << invalid_;
+    if (concurrent_)
+      out << ", concurrent fetch_many reads " << reads_ << " ("
+          << distinct_reads_ << " distinct states seen, " << states_.size()
+          << " states in the history)";
+    out << "\n";
     std::cout << out.str();
   }
 
 private:
+  // -- the concurrent reader ----------------------------------------------------
+
+  /// A digest of the values of keys_, in order.
+  static std::uint64_t digest(const std::vector<value>& values) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (auto& v : values) {
+      h ^= std::hash<std::string_view>{}(v) + 0x9e3779b97f4a7c15ull + (h << 6)
+           + (h >> 2);
+      h ^= v.size() * 0x100000001b3ull;
+    }
+    return h;
+  }
+
+  /// Remembers the model's current state as one the reader may see.
+  void record_state() {
+    if (!concurrent_)
+      return;
+    std::vector<value> values;
+    values.reserve(keys_.size());
+    for (auto& k : keys_)
+      values.push_back(model_.get(k));
+    states_.insert(digest(values));
+  }
+
+  void start_reader() {
+    record_state();
+    stop_ = false;
+    reader_ = std::thread{[this, store = store_.get()] {
+      while (!stop_.load()) {
+        auto got = store->fetch_many(keys_);
+        if (!got) {
+          reader_error_ = describe(got.error());
+          return;
+        }
+        ++reads_;
+        seen_.insert(digest(*got));
+      }
+    }};
+  }
+
+  void stop_reader() {
+    stop_ = true;
+    reader_.join();
+    ASSERT_EQ(reader_error_, "") << "concurrent fetch_many failed";
+    distinct_reads_ = seen_.size();
+    std::size_t torn = 0;
+    for (auto h : seen_)
+      torn += states_.count(h) == 0 ? 1 : 0;
+    ASSERT_EQ(torn, 0u) << "concurrent fetch_many returned " << torn
+                        << " results that are the state of no height "
+                           "(of "
+                        << seen_.size() << " distinct results)";
+  }
+
   // -- randomness --------------------------------------------------------------
 
   std::uint64_t uniform(std::uint64_t lo, std::uint64_t hi) {
@@ -365,8 +441,8 @@ private:
       return do_apply();
     if (r < 530)
       return do_pop();
-    if (r < 560)
-      return do_staged();
+    if (r < 560) // reads see staged writes: not one height, by design
+      return concurrent_ ? do_apply() : do_staged();
     if (r < 700)
       return do_revert();
     if (r < 850)
@@ -375,7 +451,7 @@ private:
       return do_policy();
     if (r < 890)
       return do_flush();
-    if (r < 905)
+    if (r < 905 && !concurrent_)
       return reopen(chance(0.7) ? std::optional{random_mode()} : std::nullopt);
     return check_sample();
   }
@@ -387,6 +463,7 @@ private:
     auto err = store_->apply(h, ops);
     ASSERT_FALSE(err) << "apply " << h << ": " << describe(err);
     model_.apply(h, ops);
+    record_state();
     ASSERT_NO_FATAL_FAILURE(check_heights());
     ASSERT_NO_FATAL_FAILURE(check_keys(ops));
   }
@@ -400,6 +477,7 @@ private:
     ASSERT_EQ(*got, want) << "pop returned the wrong previous value";
     operation_list ops{{k, {}}};
     model_.apply(h, ops);
+    record_state();
     ASSERT_NO_FATAL_FAILURE(check_heights());
     ASSERT_NO_FATAL_FAILURE(check_key(k));
   }
@@ -476,6 +554,7 @@ private:
       FAIL() << "revert to " << t << " succeeded after a revert to "
              << *refused_max_ << " was refused as beyond the history";
     model_.revert(t);
+    record_state();
     auto h = store_->heights();
     ASSERT_EQ(h.applied, t);
     if (t < applied) {
@@ -598,6 +677,14 @@ private:
   int refused_reverts_ = 0;
   int reopens_ = 0;
   int invalid_ = 0;
+  bool concurrent_ = false;
+  std::thread reader_;
+  std::atomic<bool> stop_{false};
+  std::string reader_error_;
+  std::unordered_set<std::uint64_t> seen_;   // reader thread only
+  std::unordered_set<std::uint64_t> states_; // main thread only
+  std::uint64_t reads_ = 0;
+  std::size_t distinct_reads_ = 0;
 };
 
 /// The seeds: ROLLBLOCK_MODEL_SEED=<n> runs that one seed only.
@@ -613,14 +700,15 @@ std::vector<std::uint64_t> seeds(std::uint64_t base, int count) {
 int steps() {
   if (auto env = std::getenv("ROLLBLOCK_MODEL_STEPS"))
     return std::stoi(env);
-  return 2500;
+  return 3000;
 }
 
-void run_seeds(std::uint64_t base, std::size_t width) {
-  for (auto seed : seeds(base, 2)) {
+void run_seeds(std::uint64_t base, std::size_t width, int count = 2,
+               bool concurrent = false) {
+  for (auto seed : seeds(base, count)) {
     SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with "
                  "ROLLBLOCK_MODEL_SEED=" + std::to_string(seed) + ")");
-    run r{seed, width};
+    run r{seed, width, concurrent};
     r.execute(steps());
     if (::testing::Test::HasFailure()) {
       std::cout << "FAILED with seed " << seed << " (key width " << width
@@ -646,4 +734,11 @@ TEST(model, key_width_32) {
 
 TEST(model, key_width_64) {
   run_seeds(4004, 64);
+}
+
+// A reader thread runs fetch_many over the whole key space all along, while
+// the main thread applies, pops and reverts: every result must be exactly the
+// state of one height (no staged blocks and no reopens in this one).
+TEST(model, concurrent_fetch_many_reads_one_height) {
+  run_seeds(5005, 16, 1, true);
 }
