@@ -9,6 +9,8 @@
 #include <leveldb/iterator.h>
 #include <leveldb/options.h>
 #include <leveldb/status.h>
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
@@ -79,7 +81,7 @@ void progress::show(std::uint64_t done) {
     std::fflush(stderr);
     drawn_ = true;
   } else {
-    spdlog::info("{}", text);
+    logger().info("{}", text);
   }
 }
 

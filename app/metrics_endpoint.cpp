@@ -5,6 +5,8 @@
 #include <caf/scoped_actor.hpp>
 
 #include <httplib.h>
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <sstream>
@@ -129,7 +131,7 @@ metrics_endpoint::start(caf::actor_system& sys, store_actor store,
                                       + ":" + std::to_string(port));
   result->port_ = static_cast<std::uint16_t>(bound);
   result->thread_ = std::thread{[&server] { server.listen_after_bind(); }};
-  spdlog::info("serving /metrics and /health on {}:{}", bind, result->port_);
+  logger().info("serving /metrics and /health on {}:{}", bind, result->port_);
   return result;
 }
 

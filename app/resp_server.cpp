@@ -11,6 +11,8 @@
 #include <caf/send.hpp>
 
 #include <fmt/format.h>
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -868,7 +870,7 @@ void run(broker_ptr self, client& c) {
       break;
     if (r == resp_parser::result::error) {
       ++st.protocol_errors;
-      spdlog::debug("RESP client {}: {}; closing it", c.id, parser.error());
+      logger().debug("RESP client {}: {}; closing it", c.id, parser.error());
       buffer out;
       put_error(out, "ERR " + parser.error());
       close_after(c, std::move(out));
@@ -989,7 +991,7 @@ caf::behavior resp_broker(broker_ptr self, store_handle store,
     },
     [self](const caf::io::acceptor_closed_msg&) {
       if (!self->state.closed)
-        spdlog::error("RESP server: the listening socket closed");
+        logger().error("RESP server: the listening socket closed");
       self->state.doorman.reset();
     },
     [self](resp_atom::clients) {

@@ -8,6 +8,7 @@
 
 #include "rollblock/actors/spawn_store.hpp"
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/logger.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -50,12 +51,12 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   store_opts.min_rollback_window = opts.min_rollback_window;
   auto store = spawn_store(sys, store_opts);
   if (!store) {
-    spdlog::critical("cannot open the store: {}", describe(store.error()));
+    logger().critical("cannot open the store: {}", describe(store.error()));
     return exit_failure;
   }
   auto close_store = [&] {
     if (auto err = ask(sys, store->actor, atom::shutdown::value))
-      spdlog::error("closing the store failed: {}", describe(err));
+      logger().error("closing the store failed: {}", describe(err));
   };
   resp_server_options resp_opts;
   resp_opts.bind_address = opts.bind;
@@ -64,23 +65,23 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   resp_opts.max_clients = opts.max_clients;
   auto resp = spawn_resp_server(sys, *store, resp_opts);
   if (!resp) {
-    spdlog::critical("cannot serve RESP on {}:{}: {}", opts.bind, opts.port,
+    logger().critical("cannot serve RESP on {}:{}: {}", opts.bind, opts.port,
                      describe(resp.error()));
     close_store();
     return exit_failure;
   }
-  spdlog::info("serving RESP on {}:{}", opts.bind, resp->port);
+  logger().info("serving RESP on {}:{}", opts.bind, resp->port);
   if (opts.caf_port) {
     auto port = sys.middleman().publish(store->actor, *opts.caf_port,
                                         opts.bind.c_str(), true);
     if (!port) {
-      spdlog::critical("cannot publish the store to CAF clients on {}:{}: {}",
+      logger().critical("cannot publish the store to CAF clients on {}:{}: {}",
                        opts.bind, *opts.caf_port, describe(port.error()));
       anon_send_exit(resp->actor, caf::exit_reason::user_shutdown);
       close_store();
       return exit_failure;
     }
-    spdlog::info("serving CAF clients on {}:{}", opts.bind, *port);
+    logger().info("serving CAF clients on {}:{}", opts.bind, *port);
   }
   std::unique_ptr<metrics_endpoint> metrics;
   if (opts.metrics_port) {
@@ -94,7 +95,7 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
     auto endpoint = metrics_endpoint::start(sys, store->actor, opts.bind,
                                             *opts.metrics_port, clients);
     if (!endpoint) {
-      spdlog::critical("{}", describe(endpoint.error()));
+      logger().critical("{}", describe(endpoint.error()));
       anon_send_exit(resp->actor, caf::exit_reason::user_shutdown);
       close_store();
       return exit_failure;
@@ -103,22 +104,22 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   }
   int signal = 0;
   sigwait(&signals, &signal);
-  spdlog::info("received {}: closing clients, flushing and checkpointing",
+  logger().info("received {}: closing clients, flushing and checkpointing",
                signal == SIGTERM ? "SIGTERM" : "SIGINT");
   metrics.reset();
   if (auto err = ask(sys, resp->actor, resp_atom::close_all::value))
-    spdlog::warn("closing RESP clients: {}", describe(err));
+    logger().warn("closing RESP clients: {}", describe(err));
   anon_send_exit(resp->actor, caf::exit_reason::user_shutdown);
   if (opts.caf_port)
     sys.middleman().unpublish(store->actor, *opts.caf_port);
   if (auto err = ask(sys, store->actor, atom::shutdown::value)) {
-    spdlog::critical("final flush failed: {}", describe(err));
+    logger().critical("final flush failed: {}", describe(err));
     return exit_failure;
   }
   // Read after the shutdown: the writes RESP clients sent before close_all
   // were still queued at the store until then.
   auto heights = store->reader.heights();
-  spdlog::info("stopped at block {} (all durable and checkpointed)",
+  logger().info("stopped at block {} (all durable and checkpointed)",
                heights.applied);
   return EXIT_SUCCESS;
 }

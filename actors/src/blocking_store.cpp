@@ -4,6 +4,8 @@
 
 #include <caf/send.hpp>
 
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace rollblock {
@@ -55,7 +57,7 @@ blocking_store::~blocking_store() {
   auto err = close();
   if (!err || code_of(err) == ec::store_closed)
     return;
-  spdlog::error("closing the store failed: {}", describe(err));
+  logger().error("closing the store failed: {}", describe(err));
   if (!closed_) // e.g. a staged block: stop the actors without a flush
     caf::anon_send_exit(handle_.actor, caf::exit_reason::user_shutdown);
 }

@@ -2,6 +2,8 @@
 
 #include "rollblock/messages/error.hpp"
 
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,7 +20,7 @@ caf::error journal_state::sync() {
                          "journal fsync failed; blocks above "
                            + std::to_string(durable)
                            + " may not be durable: " + describe(err));
-    spdlog::critical("{}", describe(failure));
+    logger().critical("{}", describe(failure));
     return failure;
   }
   unsynced = 0;
@@ -47,7 +49,7 @@ journal(journal_actor::stateful_pointer<journal_state> self,
                                 "journal append of block "
                                   + std::to_string(record->height)
                                   + " failed: " + describe(err));
-        spdlog::critical("{}", describe(st.failure));
+        logger().critical("{}", describe(st.failure));
         return st.failure;
       }
       st.shared->counters().journal_bytes.store(st.blocks->size_bytes(),

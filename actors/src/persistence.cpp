@@ -2,6 +2,8 @@
 
 #include "rollblock/messages/error.hpp"
 
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace rollblock {
@@ -10,7 +12,7 @@ caf::error persistence_state::fail(const caf::error& err,
                                    const std::string& what) {
   failure = make_error(ec::durability_failure,
                        what + " failed: " + describe(err));
-  spdlog::critical("{}", describe(failure));
+  logger().critical("{}", describe(failure));
   return failure;
 }
 

@@ -7,6 +7,8 @@
 #include <caf/message.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace rollblock {
@@ -37,7 +39,7 @@ caf::expected<store_handle> spawn_store(caf::actor_system& sys,
   auto shared = std::make_shared<store_shared>(state->memory,
                                                state->meta.durability,
                                                state->heights);
-  spdlog::info("opened {} at block {} ({} keys, {}-byte keys, {})",
+  logger().info("opened {} at block {} ({} keys, {}-byte keys, {})",
                opts.data_dir, state->heights.applied, state->memory->size(),
                state->meta.key_width, to_string(state->meta.durability));
   auto actor = sys.spawn(supervisor, state, shared, opts);

@@ -10,6 +10,8 @@
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace rollblock {
@@ -78,7 +80,7 @@ void enter_fatal(self_ptr self, const caf::error& err) {
   auto& st = self->state;
   if (st.shared->refusal())
     return;
-  spdlog::critical("rollblock store is now fatal: {}", describe(err));
+  logger().critical("rollblock store is now fatal: {}", describe(err));
   st.shared->set_fatal(err);
   self->send(st.health, atom::fault::value, health_state::fatal,
              describe(err));
@@ -91,7 +93,7 @@ void enter_fatal(self_ptr self, const caf::error& err) {
                 std::move(newest_first), durable)
     .then([](atom::ok) {},
           [](caf::error& revert_err) {
-            spdlog::critical("reverting undurable blocks in memory failed: "
+            logger().critical("reverting undurable blocks in memory failed: "
                              "{}",
                              describe(revert_err));
           });
@@ -516,7 +518,7 @@ void switch_policy(self_ptr self, durability_mode mode,
                 auto& st = self->state;
                 st.mode = mode;
                 st.shared->set_durability(mode);
-                spdlog::info("durability mode is now {}", to_string(mode));
+                logger().info("durability mode is now {}", to_string(mode));
                 promise.deliver(mode);
                 finish(self);
               },
@@ -580,7 +582,7 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
     caf::anon_send_exit(persistence, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(health, caf::exit_reason::user_shutdown);
   });
-  spdlog::debug("store serving at block {}", heights.applied);
+  logger().debug("store serving at block {}", heights.applied);
   return {
     [self](atom::apply, block_id height,
            operation_list& ops) -> caf::result<block_id> {
@@ -698,7 +700,7 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
         auto close = [self, promise](caf::error err) mutable {
           auto& st = self->state;
           if (err)
-            spdlog::error("closing after a failure: {}", describe(err));
+            logger().error("closing after a failure: {}", describe(err));
           st.shared->set_closed();
           st.shutdown_promise = promise;
           self->send_exit(st.mutation, caf::exit_reason::user_shutdown);

@@ -3,6 +3,8 @@
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/checkpoint_builder.hpp"
 
+#include "rollblock/storage/logger.hpp"
+
 #include <spdlog/spdlog.h>
 
 
@@ -91,12 +93,12 @@ caf::expected<recovered_store> recover(const store_options& opts) {
   result.blocks = std::move(*blocks);
   auto& report = result.journal_report;
   if (report.truncated_bytes > 0)
-    spdlog::warn("journal: cut a torn tail of {} bytes at offset {} of {}",
+    logger().warn("journal: cut a torn tail of {} bytes at offset {} of {}",
                  report.truncated_bytes, report.truncated_offset,
                  report.truncated_file);
   // -- interrupted revert or prune
   if (meta.revert_marker) {
-    spdlog::info("completing an interrupted revert to block {}",
+    logger().info("completing an interrupted revert to block {}",
                  *meta.revert_marker);
     if (auto err = result.blocks->truncate_after(*meta.revert_marker))
       return err;
@@ -134,7 +136,7 @@ caf::expected<recovered_store> recover(const store_options& opts) {
     if (auto err = result.state->write_checkpoint(replayed.take(last)))
       return err;
     meta.checkpoint = last;
-    spdlog::info("replayed {} blocks ({} changes) from the journal up to "
+    logger().info("replayed {} blocks ({} changes) from the journal up to "
                  "block {}",
                  result.replayed_blocks, result.replayed_changes, last);
   }
