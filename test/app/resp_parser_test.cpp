@@ -314,9 +314,8 @@ TEST(resp_parser, big_block_apply_in_many_chunks) {
   // 20,000 ops of 8-byte keys and values, fed in 4 KiB chunks.
   std::vector<std::string> args{"BLOCK.APPLY", "12345"};
   for (int i = 0; i < 20000; ++i) {
-    char k[9];
-    std::snprintf(k, sizeof(k), "k%07d", i);
-    args.emplace_back(k);
+    auto digits = std::to_string(i);
+    args.push_back("k" + std::string(7 - digits.size(), '0') + digits);
     args.emplace_back(std::string(8, static_cast<char>('a' + i % 26)));
   }
   auto input = array(args) + "PING\r\n";
