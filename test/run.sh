@@ -10,5 +10,5 @@ cmake --preset default >/dev/null
 cmake --build --preset default -j "$jobs"
 ctest --preset default -j "$jobs"
 cmake --preset asan-ubsan >/dev/null
-cmake --build --preset asan-ubsan -j "$jobs"
+cmake --build --preset asan-ubsan -j "$jobs" --target engine_tests
 ctest --preset asan-ubsan -j "$jobs" -L 'messages|storage|actors'
