@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ pkg-config
   libcaf-dev libleveldb-dev libsnappy-dev libspdlog-dev libfmt-dev
   libboost-program-options-dev libxxhash-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev liblmdb-dev
   libcpp-httplib-dev redis-tools python3-redis
 )
 missing=()
