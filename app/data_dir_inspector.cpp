@@ -1,15 +1,8 @@
 #include "data_dir_inspector.hpp"
 
 #include "rollblock/messages/error.hpp"
-
-#include <leveldb/cache.h>
-#include <leveldb/db.h>
-#include <leveldb/env.h>
-#include <leveldb/filter_policy.h>
-#include <leveldb/iterator.h>
-#include <leveldb/options.h>
-#include <leveldb/status.h>
 #include "rollblock/storage/logger.hpp"
+#include "rollblock/storage/state_store.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -19,7 +12,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstdarg>
 #include <map>
 #include <set>
 #include <system_error>
@@ -116,13 +108,6 @@ namespace {
 
 constexpr char state_prefix = 's';
 constexpr std::string_view meta_prefix = "m/";
-constexpr std::string_view format_version_key = "m/format_version";
-constexpr std::string_view key_width_key = "m/key_width";
-constexpr std::string_view durability_key = "m/durability";
-constexpr std::string_view min_rollback_window_key = "m/min_rollback_window";
-constexpr std::string_view checkpoint_key = "m/checkpoint";
-constexpr std::string_view pruned_through_key = "m/pruned_through";
-constexpr std::string_view revert_marker_key = "m/revert_marker";
 
 /// A value for messages: hex, cut after 32 bytes.
 std::string show_value(std::string_view v) {
@@ -137,15 +122,6 @@ std::string show_value(std::string_view v) {
 std::string errno_text(int err) {
   return std::error_code{err, std::generic_category()}.message();
 }
-
-/// Keeps LevelDB from writing its LOG file: the tool should leave as little
-/// trace as it can.
-class null_logger : public leveldb::Logger {
-public:
-  void Logv(const char*, std::va_list) override {
-    // nop
-  }
-};
 
 /// Reads the pid a lock holder wrote into DIR/LOCK; 0 when unknown.
 long holder_pid(const fs::path& dir) {
@@ -203,10 +179,7 @@ private:
 struct data_dir_inspector::impl {
   fs::path dir;
   std::unique_ptr<storage::data_dir_lock> lock;
-  null_logger logger;
-  leveldb::Cache* cache = nullptr;
-  const leveldb::FilterPolicy* filter = nullptr;
-  leveldb::DB* db = nullptr;
+  std::unique_ptr<storage::state_store> state;
   std::optional<store_metadata> meta;
   std::unique_ptr<storage::journal> journal;
   storage::journal_open_report report;
@@ -217,10 +190,6 @@ struct data_dir_inspector::impl {
   ~impl() {
     if (fd >= 0)
       ::close(fd);
-    journal.reset();
-    delete db; // LevelDB uses the cache and the filter until it is gone.
-    delete cache;
-    delete filter;
   }
 
   fs::path state_dir() const {
@@ -231,140 +200,22 @@ struct data_dir_inspector::impl {
     return dir / "journal";
   }
 
-  caf::error status_error(const leveldb::Status& st,
-                          const std::string& what) const {
-    if (st.IsCorruption())
-      return make_error(ec::state_corrupt,
-                        "the state database at " + state_dir().string()
-                          + " is corrupt: " + what + " failed with "
-                          + st.ToString());
-    return make_error(ec::io_error, what + " failed for the state database at "
-                                      + state_dir().string() + ": "
-                                      + st.ToString());
-  }
-
-  /// Opens LevelDB with paranoid checks, without creating it.
+  /// Opens LevelDB read-only (paranoid checks, nothing created or logged).
   caf::error open_db() {
-    auto path = state_dir();
-    std::error_code ec_fs;
-    if (!fs::exists(path / "CURRENT", ec_fs))
-      return make_error(ec::state_corrupt,
-                        "there is no state database at " + path.string()
-                          + " (no CURRENT file): this is not a rollblock data "
-                            "directory, or its state was removed");
-    cache = leveldb::NewLRUCache(8 << 20);
-    filter = leveldb::NewBloomFilterPolicy(10);
-    leveldb::Options lo;
-    lo.create_if_missing = false;
-    lo.paranoid_checks = true;
-    lo.block_cache = cache;
-    lo.filter_policy = filter;
-    lo.info_log = &logger;
-    auto st = leveldb::DB::Open(lo, path.string(), &db);
-    if (!st.ok()) {
-      db = nullptr;
-      return status_error(st, "opening");
-    }
+    storage::state_store::options opts;
+    opts.dir = state_dir();
+    opts.cache_bytes = 8 << 20;
+    opts.read_only = true;
+    auto opened = storage::state_store::open(opts);
+    if (!opened)
+      return std::move(opened.error());
+    state = std::move(*opened);
     return {};
   }
 
-  caf::expected<std::optional<std::string>>
-  read_raw(const leveldb::ReadOptions& ro, std::string_view name) const {
-    std::string result;
-    auto st = db->Get(ro, leveldb::Slice{name.data(), name.size()}, &result);
-    if (st.IsNotFound())
-      return std::optional<std::string>{};
-    if (!st.ok())
-      return status_error(st, "reading metadata record '" + std::string{name}
-                                + "'");
-    return std::optional<std::string>{std::move(result)};
-  }
-
-  caf::error malformed(std::string_view name, const std::string& why) const {
-    return make_error(ec::state_corrupt,
-                      "metadata record '" + std::string{name}
-                        + "' in the state database at " + state_dir().string()
-                        + " is malformed: " + why);
-  }
-
-  caf::expected<std::optional<std::uint64_t>>
-  read_u64(const leveldb::ReadOptions& ro, std::string_view name) const {
-    auto raw = read_raw(ro, name);
-    if (!raw)
-      return std::move(raw.error());
-    if (!*raw)
-      return std::optional<std::uint64_t>{};
-    if ((*raw)->size() != 8)
-      return malformed(name, "expected 8 bytes, found "
-                               + std::to_string((*raw)->size()));
-    return std::optional<std::uint64_t>{u64_from_bytes(**raw)};
-  }
-
-  caf::expected<std::uint64_t> read_required(const leveldb::ReadOptions& ro,
-                                             std::string_view name) const {
-    auto x = read_u64(ro, name);
-    if (!x)
-      return std::move(x.error());
-    if (!*x)
-      return malformed(name, "the record is missing");
-    return **x;
-  }
-
-  /// Reads the metadata as documented in state_store.cpp; nullopt when the
-  /// database holds none.
+  /// Reads the metadata; nullopt when the database holds none.
   caf::expected<std::optional<store_metadata>> read_meta() const {
-    leveldb::ReadOptions ro;
-    ro.verify_checksums = true;
-    ro.snapshot = db->GetSnapshot();
-    struct release {
-      leveldb::DB* db;
-      const leveldb::Snapshot* snap;
-      ~release() {
-        db->ReleaseSnapshot(snap);
-      }
-    } guard{db, ro.snapshot};
-    auto version = read_u64(ro, format_version_key);
-    if (!version)
-      return std::move(version.error());
-    if (!*version)
-      return std::optional<store_metadata>{};
-    if (**version != storage::format_version)
-      return make_error(ec::format_version_mismatch,
-                        "the data directory was written by format version "
-                          + std::to_string(**version)
-                          + "; this build reads version "
-                          + std::to_string(storage::format_version));
-    store_metadata m;
-    auto width = read_required(ro, key_width_key);
-    if (!width)
-      return std::move(width.error());
-    if (*width < min_key_width || *width > max_key_width)
-      return malformed(key_width_key, "key width " + std::to_string(*width)
-                                        + " is outside 8..64");
-    m.key_width = static_cast<std::size_t>(*width);
-    auto dur = read_raw(ro, durability_key);
-    if (!dur)
-      return std::move(dur.error());
-    if (!*dur)
-      return malformed(durability_key, "the record is missing");
-    auto mode = parse_durability(**dur);
-    if (!mode)
-      return malformed(durability_key, message_of(mode.error()));
-    m.durability = *mode;
-    auto window = read_required(ro, min_rollback_window_key);
-    if (!window)
-      return std::move(window.error());
-    m.min_rollback_window = *window;
-    for (auto [name, field] :
-         {std::pair{checkpoint_key, &m.checkpoint},
-          std::pair{pruned_through_key, &m.pruned_through},
-          std::pair{revert_marker_key, &m.revert_marker}}) {
-      auto x = read_u64(ro, name);
-      if (!x)
-        return std::move(x.error());
-      *field = *x;
-    }
-    return std::optional<store_metadata>{std::move(m)};
+    return state->read_metadata();
   }
 
   caf::error open_journal(std::size_t key_width) {
@@ -388,27 +239,14 @@ struct data_dir_inspector::impl {
   /// each; from the first state key when `state_only`.
   template <class F>
   caf::error scan(bool state_only, progress* prog, F&& f) const {
-    leveldb::ReadOptions ro;
-    ro.verify_checksums = true;
-    ro.fill_cache = false;
-    std::unique_ptr<leveldb::Iterator> it{db->NewIterator(ro)};
-    if (state_only)
-      it->Seek(leveldb::Slice{&state_prefix, 1});
-    else
-      it->SeekToFirst();
     std::uint64_t n = 0;
-    for (; it->Valid(); it->Next()) {
-      auto k = it->key();
+    return state->for_each_record([&](std::string_view k, std::string_view v) {
       if (state_only && (k.empty() || k[0] != state_prefix))
-        break;
-      f(std::string_view{k.data(), k.size()},
-        std::string_view{it->value().data(), it->value().size()});
+        return;
+      f(k, v);
       if (prog != nullptr)
         prog->update(++n);
-    }
-    if (auto st = it->status(); !st.ok())
-      return status_error(st, "reading its records");
-    return {};
+    });
   }
 };
 
@@ -503,22 +341,7 @@ std::optional<height_range> data_dir_inspector::recoverable() const {
 }
 
 std::uint64_t data_dir_inspector::state_bytes() const {
-  std::uint64_t total = 0;
-  std::error_code err;
-  fs::directory_iterator it{impl_->state_dir(), err};
-  if (err)
-    return 0;
-  for (; it != fs::directory_iterator{}; it.increment(err)) {
-    if (err)
-      break;
-    std::error_code ignored;
-    if (it->is_regular_file(ignored)) {
-      auto n = it->file_size(ignored);
-      if (!ignored)
-        total += n;
-    }
-  }
-  return total;
+  return impl_->state ? impl_->state->size_bytes() : 0;
 }
 
 caf::expected<block_record>

@@ -34,6 +34,7 @@
 #include <leveldb/cache.h>
 #include <leveldb/db.h>
 #include <leveldb/filter_policy.h>
+#include <leveldb/env.h>
 #include <leveldb/iterator.h>
 #include <leveldb/options.h>
 #include <leveldb/status.h>
@@ -83,8 +84,18 @@ caf::error status_error(const leveldb::Status& st, const std::string& what,
 
 } // namespace
 
+/// Keeps LevelDB from writing its LOG file (read-only opening).
+class null_logger : public leveldb::Logger {
+public:
+  void Logv(const char*, std::va_list) override {
+    // nop
+  }
+};
+
 struct state_store::impl {
   std::filesystem::path dir;
+  bool read_only = false;
+  null_logger quiet;
   leveldb::Cache* cache = nullptr;
   const leveldb::FilterPolicy* filter = nullptr;
   leveldb::DB* db = nullptr;
@@ -97,6 +108,10 @@ struct state_store::impl {
   }
 
   caf::error write(leveldb::WriteBatch& batch, const std::string& what) {
+    if (read_only)
+      return make_error(ec::invalid_argument,
+                        what + " refused: the state database at "
+                          + dir.string() + " was opened read-only");
     leveldb::WriteOptions wo;
     wo.sync = true;
     auto st = db->Write(wo, &batch);
@@ -167,16 +182,31 @@ caf::expected<std::unique_ptr<state_store>>
 state_store::open(const options& opts) {
   auto p = std::make_unique<impl>();
   p->dir = opts.dir;
-  std::error_code err;
-  std::filesystem::create_directories(opts.dir, err);
-  if (err)
-    return make_error(ec::io_error, "cannot create the state directory "
-                                      + opts.dir.string() + ": "
-                                      + err.message());
+  p->read_only = opts.read_only;
+  if (opts.read_only) {
+    // LevelDB would create the directory before finding no database in it.
+    std::error_code err;
+    if (!std::filesystem::exists(opts.dir / "CURRENT", err))
+      return make_error(ec::state_corrupt,
+                        "there is no state database at " + opts.dir.string()
+                          + " (no CURRENT file): this is not a rollblock data "
+                            "directory, or its state was removed");
+  } else {
+    std::error_code err;
+    std::filesystem::create_directories(opts.dir, err);
+    if (err)
+      return make_error(ec::io_error, "cannot create the state directory "
+                                        + opts.dir.string() + ": "
+                                        + err.message());
+  }
   p->cache = leveldb::NewLRUCache(opts.cache_bytes);
   p->filter = leveldb::NewBloomFilterPolicy(10);
   leveldb::Options lo;
-  lo.create_if_missing = true;
+  lo.create_if_missing = !opts.read_only;
+  if (opts.read_only) {
+    lo.paranoid_checks = true;
+    lo.info_log = &p->quiet;
+  }
   lo.write_buffer_size = opts.write_buffer_bytes;
   lo.block_cache = p->cache;
   lo.filter_policy = p->filter;
@@ -324,6 +354,7 @@ caf::error
 state_store::for_each(const std::function<void(const key&, const value&)>& f)
   const {
   leveldb::ReadOptions ro;
+  ro.verify_checksums = true;
   ro.fill_cache = false; // A full scan would only evict the hot blocks.
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
   key k;
@@ -338,6 +369,20 @@ state_store::for_each(const std::function<void(const key&, const value&)>& f)
   }
   if (auto st = it->status(); !st.ok())
     return status_error(st, "iterating the state", impl_->dir);
+  return {};
+}
+
+caf::error state_store::for_each_record(
+  const std::function<void(std::string_view, std::string_view)>& f) const {
+  leveldb::ReadOptions ro;
+  ro.verify_checksums = true;
+  ro.fill_cache = false;
+  std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    f(std::string_view{it->key().data(), it->key().size()},
+      std::string_view{it->value().data(), it->value().size()});
+  if (auto st = it->status(); !st.ok())
+    return status_error(st, "reading the records", impl_->dir);
   return {};
 }
 

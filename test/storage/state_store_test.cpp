@@ -548,3 +548,43 @@ const bool crash_writer_mode = [] {
 }();
 
 } // namespace
+
+TEST(state_store, read_only_opening_creates_nothing_and_refuses_writes) {
+  test::temp_dir tmp;
+  state_store::options ro;
+  ro.dir = tmp.path() / "missing";
+  ro.read_only = true;
+  auto missing = state_store::open(ro);
+  ASSERT_FALSE(missing);
+  EXPECT_FALSE(std::filesystem::exists(ro.dir));
+  {
+    auto store = open_store(tmp.path() / "state");
+    ASSERT_TRUE(store);
+    ASSERT_FALSE(store->write_config(sample_config()));
+    checkpoint_batch batch;
+    batch.height = 3;
+    batch.writes = {{key_from_u64(1), value{"one"}}};
+    ASSERT_FALSE(store->write_checkpoint(batch));
+  }
+  ro.dir = tmp.path() / "state";
+  auto log = tmp.path() / "state" / "LOG";
+  auto log_size = std::filesystem::file_size(log);
+  auto store = state_store::open(ro);
+  ASSERT_TRUE(store) << describe(store.error());
+  auto meta = (*store)->read_metadata();
+  ASSERT_TRUE(meta);
+  ASSERT_TRUE(*meta);
+  EXPECT_EQ((*meta)->checkpoint, std::optional<block_id>{3});
+  auto err = (*store)->write_config(sample_config());
+  EXPECT_EQ(code_of(err), ec::invalid_argument);
+  EXPECT_NE(message_of(err).find("opened read-only"), std::string::npos);
+  EXPECT_EQ(code_of((*store)->clear_revert_marker()), ec::invalid_argument);
+  std::vector<std::string> records;
+  ASSERT_FALSE((*store)->for_each_record(
+    [&](std::string_view k, std::string_view) { records.emplace_back(k); }));
+  // Metadata records ("m/...") and the one state record ("s" + key).
+  EXPECT_EQ(records.back(), "s" + key_from_u64(1));
+  EXPECT_EQ(records.front(), "m/checkpoint");
+  // LevelDB's own log is left alone.
+  EXPECT_EQ(std::filesystem::file_size(log), log_size);
+}

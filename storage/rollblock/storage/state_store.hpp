@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -56,6 +57,11 @@ public:
     std::filesystem::path dir;
     std::size_t cache_bytes = 64ull << 20;
     std::size_t write_buffer_bytes = 64ull << 20;
+    /// Opens an existing database for inspection (ec::state_corrupt when
+    /// there is none): nothing is created, LevelDB
+    /// runs with paranoid checks and writes no LOG file, and every write
+    /// returns ec::invalid_argument.
+    bool read_only = false;
   };
 
   /// Opens (or creates) the LevelDB database in `opts.dir`. Returns
@@ -93,6 +99,11 @@ public:
   /// Calls `f` for every stored key/value pair in key order. Stops with the
   /// error LevelDB reports, if any.
   caf::error for_each(const std::function<void(const key&, const value&)>& f) const;
+
+  /// Calls `f` with every record as stored (prefixed key, value), metadata
+  /// included, in key order, with checksums verified. For inspection tools.
+  caf::error for_each_record(
+    const std::function<void(std::string_view, std::string_view)>& f) const;
 
   /// Returns LevelDB's approximate on-disk size in bytes.
   std::uint64_t size_bytes() const;
