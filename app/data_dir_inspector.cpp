@@ -123,24 +123,6 @@ std::string errno_text(int err) {
   return std::error_code{err, std::generic_category()}.message();
 }
 
-/// Reads the pid a lock holder wrote into DIR/LOCK; 0 when unknown.
-long holder_pid(const fs::path& dir) {
-  auto file = dir / "LOCK";
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
-  char buf[32];
-  auto n = ::pread(fd, buf, sizeof(buf) - 1, 0);
-  ::close(fd);
-  long pid = 0;
-  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) {
-    pid = pid * 10 + (buf[i] - '0');
-    if (pid > 1'000'000'000)
-      return 0;
-  }
-  return pid;
-}
-
 /// Reports at most `limit` findings of one kind, then how many more.
 class limited {
 public:
@@ -266,16 +248,8 @@ data_dir_inspector::lock(const fs::path& dir) {
     return make_error(ec::invalid_argument,
                       "data directory " + dir.string() + " does not exist");
   auto lk = storage::data_dir_lock::acquire(dir);
-  if (!lk) {
-    if (code_of(lk.error()) != ec::data_dir_locked)
-      return std::move(lk.error());
-    auto pid = holder_pid(dir);
-    auto holder = pid == 0 ? std::string{"another process (pid unknown)"}
-                           : "pid " + std::to_string(pid);
-    return make_error(ec::data_dir_locked, "data directory " + dir.string()
-                                             + " is in use by " + holder
-                                             + "; stop rollblockd first");
-  }
+  if (!lk)
+    return std::move(lk.error());
   auto p = std::make_unique<impl>();
   p->dir = dir;
   p->lock = std::move(*lk);

@@ -97,8 +97,7 @@ struct verify_result {
 class data_dir_inspector {
 public:
   /// Takes the lock of `dir`, which must exist. A running rollblockd gives
-  /// ec::data_dir_locked: "data directory DIR is in use by pid N; stop
-  /// rollblockd first".
+  /// data_dir_lock's ec::data_dir_locked, naming the holder's pid.
   static caf::expected<std::unique_ptr<data_dir_inspector>>
   lock(const std::filesystem::path& dir);
 

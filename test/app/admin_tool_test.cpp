@@ -630,8 +630,9 @@ TEST(admin_tool, locked_data_directory_is_refused) {
     EXPECT_EQ(r.code, 1);
     EXPECT_EQ(r.out, "");
     EXPECT_EQ(r.err, "rollblock: data directory " + s.dir.string()
-                       + " is in use by pid " + std::to_string(::getpid())
-                       + "; stop rollblockd first\n");
+                       + " is locked by another process (pid "
+                       + std::to_string(::getpid())
+                       + "); stop that process or use another directory\n");
   }
   lock->reset();
   auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
