@@ -1,6 +1,7 @@
 #include "rollblock/storage/memory_state.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/logger.hpp"
 
 #include <xxhash.h>
 
@@ -13,8 +14,9 @@ std::size_t memory_state::key_hash::operator()(std::string_view k) const {
   return static_cast<std::size_t>(XXH3_64bits(k.data(), k.size()));
 }
 
-memory_state::memory_state(std::size_t key_width, std::size_t shard_count)
-  : key_width_(key_width) {
+memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
+                           std::size_t optimistic_attempts)
+  : key_width_(key_width), optimistic_attempts_(optimistic_attempts) {
   shards_.reserve(shard_count);
   for (std::size_t i = 0; i < shard_count; ++i)
     shards_.push_back(std::make_unique<shard>());
@@ -233,12 +235,14 @@ memory_state::block_undo_ptr memory_state::find_undo(block_id height) const {
   return nullptr;
 }
 
-bool memory_state::read_at(std::string_view k, block_id at,
-                           value& out) const {
+bool memory_state::read_at(std::string_view k, block_id at, value& out,
+                           bool locked) const {
   auto& s = *shards_[shard_of(k)];
   block_id height = 0;
   {
-    std::shared_lock guard{s.mu};
+    std::shared_lock guard{s.mu, std::defer_lock};
+    if (!locked)
+      guard.lock();
     auto found = s.map.find(k);
     if (found == s.map.end()) {
       out.clear();
@@ -269,22 +273,34 @@ bool memory_state::read_at(std::string_view k, block_id at,
 
 template <class Read>
 void memory_state::read_consistent(Read read) const {
-  for (;;) {
+  for (std::size_t attempt = 0; attempt < optimistic_attempts_; ++attempt) {
     auto epoch = epoch_.load(std::memory_order_acquire);
     if (epoch % 2 == 1) {
       std::this_thread::yield(); // a revert runs: it holds every shard anyway
       continue;
     }
     auto at = applied_.load(std::memory_order_acquire);
-    if (read(at) && epoch_.load(std::memory_order_acquire) == epoch
+    if (read(at, false) && epoch_.load(std::memory_order_acquire) == epoch
         && floor_.load(std::memory_order_acquire) <= at)
       return;
   }
+  // Hold every shard (in the order reverts take them): no revert can run and
+  // no entry can change. Entries of a block being installed are newer than
+  // the applied height, and that block's undo is the newest one kept.
+  std::vector<std::shared_lock<std::shared_mutex>> guards;
+  guards.reserve(shards_.size());
+  for (auto& s : shards_)
+    guards.emplace_back(s->mu);
+  if (!read(applied_.load(std::memory_order_acquire), true))
+    logger().critical("memory_state: a locked read found no undo for an "
+                      "entry above the applied height; the in-memory state "
+                      "is inconsistent");
 }
 
 value memory_state::get(const key& k) const {
   value result;
-  read_consistent([&](block_id at) { return read_at(k, at, result); });
+  read_consistent(
+    [&](block_id at, bool locked) { return read_at(k, at, result, locked); });
   if (staging_.load(std::memory_order_acquire)) {
     std::lock_guard guard{stage_mu_};
     if (auto found = staged_.find(k); found != staged_.end())
@@ -295,9 +311,9 @@ value memory_state::get(const key& k) const {
 
 std::vector<value> memory_state::get_many(const std::vector<key>& keys) const {
   std::vector<value> result(keys.size());
-  read_consistent([&](block_id at) {
+  read_consistent([&](block_id at, bool locked) {
     for (std::size_t i = 0; i < keys.size(); ++i)
-      if (!read_at(keys[i], at, result[i]))
+      if (!read_at(keys[i], at, result[i], locked))
         return false;
     return true;
   });

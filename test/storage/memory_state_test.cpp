@@ -570,10 +570,14 @@ TEST(memory_state, revert_of_a_delete_whose_tombstone_was_purged) {
 
 // -- concurrency --------------------------------------------------------------
 
-TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
+namespace {
+
+/// Readers check that every get_many is one height while blocks apply and
+/// revert; `optimistic_attempts` 0 sends every read down the locked path.
+void check_concurrent_reads(std::size_t optimistic_attempts) {
   constexpr std::size_t key_count = 12;
   constexpr block_id blocks = 10000;
-  memory_state ms{8, 8};
+  memory_state ms{8, 8, optimistic_attempts};
   std::vector<key> keys;
   for (std::size_t i = 0; i < key_count; ++i)
     keys.push_back(k8(i * 1'000'003));
@@ -661,4 +665,14 @@ TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
   EXPECT_EQ(ms.applied(), h);
   EXPECT_EQ(ms.get_many(keys), std::vector<value>(key_count, v64(h)));
   EXPECT_EQ(ms.size(), key_count);
+}
+
+} // namespace
+
+TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
+  check_concurrent_reads(memory_state::default_optimistic_attempts);
+}
+
+TEST(memory_state, locked_reads_are_one_height_while_blocks_are_applied) {
+  check_concurrent_reads(0);
 }

@@ -37,8 +37,14 @@ public:
   /// How many recent blocks keep their undo in memory for readers.
   static constexpr std::size_t undo_depth = 16;
 
+  /// How often a reader retries without locks before it takes them all.
+  static constexpr std::size_t default_optimistic_attempts = 64;
+
   /// REQUIRES: min_key_width <= key_width <= max_key_width.
-  explicit memory_state(std::size_t key_width, std::size_t shard_count = 64);
+  /// `optimistic_attempts` 0 makes every read take all shard locks (tests).
+  explicit memory_state(
+    std::size_t key_width, std::size_t shard_count = 64,
+    std::size_t optimistic_attempts = default_optimistic_attempts);
   ~memory_state();
   memory_state(const memory_state&) = delete;
   memory_state& operator=(const memory_state&) = delete;
@@ -136,11 +142,16 @@ private:
   std::size_t shard_of(std::string_view k) const;
 
   /// Reads one key at height `at` into `out`; returns false when the reader
-  /// must start over (the needed undo is gone).
-  bool read_at(std::string_view k, block_id at, value& out) const;
+  /// must start over (the needed undo is gone). Takes the key's shard lock
+  /// unless the caller holds every shard lock (`locked`).
+  bool read_at(std::string_view k, block_id at, value& out,
+               bool locked = false) const;
 
-  /// Runs `read(height)` until it succeeds at one height with no revert
-  /// overlapping it. `read` returns false when it must start over.
+  /// Runs `read(height, locked)` until it succeeds at one height with no
+  /// revert overlapping it; `read` returns false when it must start over.
+  /// After optimistic_attempts_ failures (a reader starved by a fast
+  /// writer) it reads once more holding every shard lock, which no writer
+  /// can overlap.
   template <class Read>
   void read_consistent(Read read) const;
 
@@ -151,6 +162,7 @@ private:
   void expire_undo(const block_undo_ptr& oldest);
 
   std::size_t key_width_;
+  std::size_t optimistic_attempts_;
   std::vector<std::unique_ptr<shard>> shards_;
   std::atomic<block_id> applied_{0};
   std::atomic<bool> fresh_{true};
