@@ -531,6 +531,33 @@ auto on_store_error(broker_ptr self, std::uint64_t id, std::uint64_t seq) {
   };
 }
 
+/// Sends one request to the store and completes reply slot `seq` of
+/// connection `id` with `render(out, result)`, or with the store's error.
+template <class Result, class Render, class... Ts>
+void ask_store(broker_ptr self, std::uint64_t id, std::uint64_t seq,
+               Render render, Ts&&... xs) {
+  self
+    ->request(self->state.store->actor, caf::infinite,
+              std::forward<Ts>(xs)...)
+    .then(
+      [self, id, seq, render](Result& result) {
+        buffer out;
+        render(out, result);
+        complete(self, id, seq, std::move(out));
+      },
+      on_store_error(self, id, seq));
+}
+
+/// Renders an integer reply.
+void put_height(buffer& out, block_id h) {
+  put_integer(out, h);
+}
+
+/// Renders +OK for a policy switch.
+void put_ok(buffer& out, const durability_mode&) {
+  put_simple(out, "OK");
+}
+
 /// Runs a read now, or queues it behind the writes it must see.
 template <class F>
 void submit_read(broker_ptr self, client& c, std::size_t cost, F&& f) {
@@ -723,16 +750,8 @@ void on_command(broker_ptr self, client& c,
       submit_store(
         c, size_of(args),
         [self, id, height, ops = std::move(ops)](std::uint64_t seq) mutable {
-          self
-            ->request(self->state.store->actor, caf::infinite,
-                      atom::apply::value, height, std::move(ops))
-            .then(
-              [self, id, seq](block_id h) {
-                buffer out;
-                put_integer(out, h);
-                complete(self, id, seq, std::move(out));
-              },
-              on_store_error(self, id, seq));
+          ask_store<block_id>(self, id, seq, put_height, atom::apply::value,
+                              height, std::move(ops));
         });
       return;
     }
@@ -745,16 +764,10 @@ void on_command(broker_ptr self, client& c,
       submit_store(c, size_of(args),
                    [self, id, height,
                     k = make_key(args[2], width)](std::uint64_t seq) {
-                     self
-                       ->request(self->state.store->actor, caf::infinite,
-                                 atom::pop::value, height, k)
-                       .then(
-                         [self, id, seq](const value& v) {
-                           buffer out;
-                           put_value(out, v);
-                           complete(self, id, seq, std::move(out));
-                         },
-                         on_store_error(self, id, seq));
+                     ask_store<value>(
+                       self, id, seq,
+                       [](buffer& out, const value& v) { put_value(out, v); },
+                       atom::pop::value, height, k);
                    });
       return;
     }
@@ -765,31 +778,14 @@ void on_command(broker_ptr self, client& c,
         return;
       }
       submit_store(c, 64, [self, id, target](std::uint64_t seq) {
-        self
-          ->request(self->state.store->actor, caf::infinite,
-                    atom::revert::value, target)
-          .then(
-            [self, id, seq](block_id h) {
-              buffer out;
-              put_integer(out, h);
-              complete(self, id, seq, std::move(out));
-            },
-            on_store_error(self, id, seq));
+        ask_store<block_id>(self, id, seq, put_height, atom::revert::value,
+                            target);
       });
       return;
     }
     case command_id::flush:
       submit_store(c, 64, [self, id](std::uint64_t seq) {
-        self
-          ->request(self->state.store->actor, caf::infinite,
-                    atom::flush::value)
-          .then(
-            [self, id, seq](block_id h) {
-              buffer out;
-              put_integer(out, h);
-              complete(self, id, seq, std::move(out));
-            },
-            on_store_error(self, id, seq));
+        ask_store<block_id>(self, id, seq, put_height, atom::flush::value);
       });
       return;
     case command_id::relaxed: {
@@ -799,31 +795,14 @@ void on_command(broker_ptr self, client& c,
         return;
       }
       submit_store(c, 64, [self, id, n](std::uint64_t seq) {
-        self
-          ->request(self->state.store->actor, caf::infinite,
-                    atom::relaxed::value, static_cast<std::uint32_t>(n))
-          .then(
-            [self, id, seq](durability_mode) {
-              buffer out;
-              put_simple(out, "OK");
-              complete(self, id, seq, std::move(out));
-            },
-            on_store_error(self, id, seq));
+        ask_store<durability_mode>(self, id, seq, put_ok, atom::relaxed::value,
+                                   static_cast<std::uint32_t>(n));
       });
       return;
     }
     case command_id::strict:
       submit_store(c, 64, [self, id](std::uint64_t seq) {
-        self
-          ->request(self->state.store->actor, caf::infinite,
-                    atom::strict::value)
-          .then(
-            [self, id, seq](durability_mode) {
-              buffer out;
-              put_simple(out, "OK");
-              complete(self, id, seq, std::move(out));
-            },
-            on_store_error(self, id, seq));
+        ask_store<durability_mode>(self, id, seq, put_ok, atom::strict::value);
       });
       return;
     case command_id::info: {
@@ -833,17 +812,13 @@ void on_command(broker_ptr self, client& c,
       submit_store(c, 64,
                    [self, id, sections = std::move(sections)](
                      std::uint64_t seq) {
-                     self
-                       ->request(self->state.store->actor, caf::infinite,
-                                 atom::metrics::value)
-                       .then(
-                         [self, id, seq,
-                          sections](const metrics_snapshot& m) {
-                           buffer out;
-                           put_bulk(out, info_text(self->state, m, sections));
-                           complete(self, id, seq, std::move(out));
-                         },
-                         on_store_error(self, id, seq));
+                     ask_store<metrics_snapshot>(
+                       self, id, seq,
+                       [self, sections](buffer& out,
+                                        const metrics_snapshot& m) {
+                         put_bulk(out, info_text(self->state, m, sections));
+                       },
+                       atom::metrics::value);
                    });
       return;
     }
