@@ -7,6 +7,7 @@
 #include "rollblock/storage/data_dir_lock.hpp"
 #include "rollblock/storage/journal.hpp"
 #include "rollblock/storage/state_store.hpp"
+#include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -43,15 +44,8 @@ struct run_result {
   std::string err;
 };
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in{path, std::ios::binary};
-  return std::string{std::istreambuf_iterator<char>{in}, {}};
-}
-
-void write_bytes(const fs::path& path, std::string_view bytes) {
-  std::ofstream out{path, std::ios::binary | std::ios::trunc};
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using rollblock::test::read_bytes;
+using rollblock::test::write_bytes;
 
 /// Runs `rollblock args...` with stdout and stderr captured in files.
 run_result run_tool(const std::vector<std::string>& args) {

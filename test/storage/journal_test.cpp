@@ -2,6 +2,7 @@
 
 #include "rollblock/messages/error.hpp"
 #include "support/file_size_limit.hpp"
+#include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -77,15 +78,8 @@ std::uint64_t entry_size_of(const block_record& r, std::size_t key_width) {
 
 // -- files --------------------------------------------------------------------
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in{path, std::ios::binary};
-  return std::string{std::istreambuf_iterator<char>{in}, {}};
-}
-
-void write_bytes(const fs::path& path, std::string_view bytes) {
-  std::ofstream out{path, std::ios::binary | std::ios::trunc};
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using rollblock::test::read_bytes;
+using rollblock::test::write_bytes;
 
 fs::path segment_path(const fs::path& dir, std::uint64_t seq) {
   char name[32];
