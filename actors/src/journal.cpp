@@ -92,6 +92,7 @@ journal(journal_actor::stateful_pointer<journal_state> self,
       auto& st = self->state;
       if (st.failure)
         return st.failure;
+      st.shared->fault_point("journal.truncate");
       if (auto err = st.blocks->truncate_after(height)) {
         st.failure = err;
         return err;

@@ -300,6 +300,30 @@ TEST_F(supervision_test, interrupted_revert_fails_and_changes_nothing) {
   EXPECT_EQ(get(*store, k(6)), "");
 }
 
+TEST_F(supervision_test, revert_past_its_marker_is_completed_by_the_reopen) {
+  // LevelDB holds the target state and the revert marker when the journal
+  // dies: recovery truncates the journal, so the revert succeeds.
+  auto store = open({.checkpoint_every_blocks = 1000});
+  ASSERT_TRUE(store);
+  for (block_id h = 1; h <= 10; ++h)
+    ASSERT_OK(apply(*store, h));
+  plan->arm("journal.truncate");
+  ASSERT_OK(store->revert_to(5));
+  EXPECT_EQ(plan->thrown(), 1);
+  EXPECT_EQ(store->heights(), (store_heights{5, 5, 5}));
+  EXPECT_EQ(get(*store, k(0)), v(5));
+  EXPECT_EQ(get(*store, k(6)), "");
+  EXPECT_EQ(store->metrics()->journal_restarts, 1u);
+  EXPECT_CODE(apply(*store, 5), ec::block_id_not_increasing);
+  ASSERT_OK(apply(*store, 6));
+  store.reset();
+  store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->applied_height(), 6u);
+  EXPECT_EQ(get(*store, k(7)), "");
+  EXPECT_EQ(get(*store, k(0)), v(6));
+}
+
 TEST_F(supervision_test, interrupted_flush_and_policy_switch_are_retried) {
   auto store = open({.durability = durability_mode::synchronous(),
                      .checkpoint_every_blocks = 1000});

@@ -90,7 +90,9 @@ struct supervisor_state {
 /// block passes them: "mutation.apply" (before a block is checked),
 /// "mutation.installed" (installed in memory, not yet answered),
 /// "mutation.set" (a staged write), "journal.append" (before the write),
-/// "journal.appended" (written, not yet fsynced), "persistence.checkpoint"
+/// "journal.appended" (written, not yet fsynced), "journal.truncate" (a
+/// revert's truncation, after LevelDB got the revert marker),
+/// "persistence.checkpoint"
 /// (queued for the next checkpoint), "persistence.flush" (before the
 /// WriteBatch), "health.metrics" (a metrics request).
 store_actor::behavior_type
