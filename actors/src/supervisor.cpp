@@ -41,7 +41,10 @@
 //   flush                     | retried: the durable height after the reopen
 //   relaxed, strict           | retried after the reopen
 //   shutdown                  | retried after the reopen
-//   fetch, heights, healthy   | answered inline by the supervisor: unaffected
+//   fetch, heights, healthy   | answered inline: unaffected; until the
+//                             | reopened state replaces the old one, reads
+//                             | see the old (it may hold the interrupted,
+//                             | unacknowledged block)
 //   metrics, health           | forwarded to the health actor: when that one
 //                             | dies, the caller gets CAF's error
 //                             | (sec::request_receiver_down): retry

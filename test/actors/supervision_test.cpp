@@ -377,6 +377,27 @@ TEST_F(supervision_test, health_actor_is_just_respawned) {
   EXPECT_EQ(get(*store, k(0)), v(2));
 }
 
+TEST_F(supervision_test, degraded_ends_with_the_restart_window) {
+  auto store = open({.restart_window = std::chrono::seconds{1}});
+  ASSERT_TRUE(store);
+  plan->arm("journal.append");
+  EXPECT_CODE(apply(*store, 1), ec::actor_restarted);
+  auto during = store->health();
+  ASSERT_TRUE(during);
+  EXPECT_EQ(during->state, health_state::degraded);
+  EXPECT_EQ(during->reason,
+            "restarted the journal actor after it terminated: "
+              + caf::to_string(
+                caf::error{caf::exit_reason::unhandled_exception}));
+  // Once the window has passed without another crash: serving again.
+  std::this_thread::sleep_for(std::chrono::milliseconds{1100});
+  auto after = store->health();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->state, health_state::serving);
+  EXPECT_EQ(after->reason, "");
+  EXPECT_EQ(store->metrics()->journal_restarts, 1u);
+}
+
 // -- the restart limit -------------------------------------------------------------
 
 TEST_F(supervision_test, restart_loop_turns_fatal_with_the_limit_error) {
