@@ -41,9 +41,9 @@ struct store_options {
   std::uint32_t max_restarts = 3;
   std::chrono::seconds restart_window{60};
   /// For tests only (rollblockd never sets it): the store actors call it with
-  /// the name of each fault point they pass (see fault_points in
-  /// actors/supervisor.hpp); an exception it throws crashes that actor the
-  /// way a bug would. Unset: no calls.
+  /// the name of each fault point they pass (the list is in
+  /// rollblock/actors/supervisor.hpp); an exception it throws crashes that
+  /// actor the way a bug would. Unset: no calls.
   std::function<void(std::string_view point)> fault_hook{};
 };
 
