@@ -349,6 +349,25 @@ TEST_F(supervision_test, interrupted_flush_and_policy_switch_are_retried) {
   EXPECT_EQ(store->applied_height(), 5u);
 }
 
+TEST_F(supervision_test, interrupted_shutdown_is_retried) {
+  auto store = open({.durability = durability_mode::async(16),
+                     .checkpoint_every_blocks = 1000});
+  ASSERT_TRUE(store);
+  for (block_id h = 1; h <= 8; ++h)
+    ASSERT_OK(apply(*store, h));
+  // The shutdown's flush crashes persistence; the reopened store is closed
+  // by the retried shutdown.
+  plan->arm("persistence.flush");
+  ASSERT_OK(store->close());
+  EXPECT_EQ(plan->thrown(), 1);
+  EXPECT_CODE(apply(*store, 9), ec::store_closed);
+  store.reset();
+  store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->heights(), (store_heights{8, 8, 8}));
+  EXPECT_EQ(get(*store, k(0)), v(8));
+}
+
 TEST_F(supervision_test, health_actor_is_just_respawned) {
   auto store = open();
   ASSERT_TRUE(store);
