@@ -1,17 +1,24 @@
 #include "rollblock/storage/checkpoint_builder.hpp"
 
 #include <algorithm>
+#include <cassert>
 
 namespace rollblock::storage {
 
 void checkpoint_builder::put(const key& k, std::string_view stored,
                              const value& v) {
-  auto [it, added] = position_.try_emplace(k, batch_.writes.size());
+  if (position_.key_width() != k.size()) {
+    // A store's keys all have one width: this is the first key.
+    assert(position_.empty());
+    position_ = flat_key_map<std::size_t>{k.size()};
+  }
+  auto [position, added] = position_.try_emplace(k);
   if (added) {
+    *position = batch_.writes.size();
     batch_.writes.emplace_back(k, v);
     stored_.push_back(stored);
   } else {
-    batch_.writes[it->second].second = v;
+    batch_.writes[*position].second = v;
   }
 }
 

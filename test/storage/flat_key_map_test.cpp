@@ -121,16 +121,22 @@ TEST(flat_key_map, erase_if_removes_exactly_the_matching_entries) {
   EXPECT_TRUE(m.empty());
 }
 
-TEST(flat_key_map, reserve_avoids_growth_and_clear_releases) {
+TEST(flat_key_map, reserve_avoids_growth_clear_keeps_release_frees) {
   flat_key_map<int> m{8};
   m.reserve(1000);
   auto cap = m.capacity();
   EXPECT_GE(cap * 7, 1000u * 8);
   for (int i = 0; i < 1000; ++i)
-    m.try_emplace(k8(i));
+    *m.try_emplace(k8(i)).first = i + 1;
   EXPECT_EQ(m.capacity(), cap);
   EXPECT_EQ(m.memory_bytes(), cap * (1 + 8 + sizeof(int)));
   m.clear();
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_EQ(m.capacity(), cap);
+  EXPECT_EQ(m.find(k8(1)), nullptr);
+  EXPECT_TRUE(m.try_emplace(k8(1)).second);
+  EXPECT_EQ(*m.find(k8(1)), 0); // a fresh value, not the old one
+  m.release();
   EXPECT_EQ(m.size(), 0u);
   EXPECT_EQ(m.capacity(), 0u);
   EXPECT_EQ(m.find(k8(1)), nullptr);

@@ -1,10 +1,10 @@
 #pragma once
 
 #include "rollblock/messages/block_record.hpp"
+#include "rollblock/storage/flat_key_map.hpp"
 #include "rollblock/storage/state_store.hpp"
 
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace rollblock::storage {
@@ -44,8 +44,10 @@ private:
   /// Per write in batch_: the key's value in LevelDB before the batch. Views
   /// into held_ records.
   std::vector<std::string_view> stored_;
-  std::unordered_map<std::string_view, std::size_t> position_;
-  /// Keeps the records alive: position_ and stored_ view their strings.
+  /// Key -> its write in batch_ (the table takes the key width at the
+  /// first key).
+  flat_key_map<std::size_t> position_{0};
+  /// Keeps the records alive: stored_ views their strings.
   block_record_list held_;
 };
 

@@ -147,8 +147,15 @@ public:
         f(key_view(slot), values_[slot]);
   }
 
-  /// Removes every entry and releases the memory.
+  /// Removes every entry and keeps the capacity.
   void clear() {
+    std::fill(tags_.begin(), tags_.end(), std::uint8_t{0});
+    std::fill(values_.begin(), values_.end(), T{});
+    size_ = 0;
+  }
+
+  /// Removes every entry and releases the memory.
+  void release() {
     tags_ = {};
     keys_ = {};
     values_ = {};
