@@ -49,6 +49,7 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   store_opts.key_width = opts.key_bytes;
   store_opts.durability = opts.durability;
   store_opts.min_rollback_window = opts.min_rollback_window;
+  store_opts.memory_budget = opts.memory_budget;
   auto store = spawn_store(sys, store_opts);
   if (!store) {
     logger().critical("cannot open the store: {}", describe(store.error()));

@@ -552,7 +552,7 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
     persistence,
     std::make_shared<std::unique_ptr<storage::state_store>>(
       std::move(recovered->state)),
-    recovered->meta);
+    recovered->meta, recovered->memory);
   st.health = self->spawn<caf::monitored>(health, shared);
   st.children_alive = 4;
   self->set_down_handler([self](caf::down_msg& msg) {

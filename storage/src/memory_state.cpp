@@ -2,10 +2,12 @@
 
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/logger.hpp"
+#include "rollblock/storage/state_store.hpp"
 
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 namespace rollblock::storage {
@@ -24,6 +26,54 @@ memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
 
 memory_state::~memory_state() = default;
 
+namespace {
+
+/// What the allocator adds to every block it hands out (glibc: the chunk
+/// header, rounded).
+constexpr std::size_t malloc_overhead = 16;
+
+} // namespace
+
+std::size_t memory_state::heap_bytes(const std::string& s) {
+  // libstdc++ keeps up to 15 characters inline.
+  return s.capacity() > 15 ? s.capacity() + 1 + malloc_overhead : 0;
+}
+
+std::size_t memory_state::entry_bytes(const key& k, const value& v) {
+  // A hash node (next pointer, the pair, the cached hash) and its bucket
+  // pointer (load factor 1), plus the heap blocks of the strings.
+  constexpr std::size_t node = sizeof(void*)
+                               + sizeof(std::pair<const key, entry>)
+                               + sizeof(std::size_t) + malloc_overhead
+                               + sizeof(void*);
+  return node + heap_bytes(k) + heap_bytes(v);
+}
+
+void memory_state::emplace_entry(shard& s, const key& k, const value& v,
+                                 block_id height) {
+  auto [it, added] = s.map.emplace(k, entry{v, height});
+  if (added)
+    resident_bytes_.fetch_add(entry_bytes(it->first, it->second.v),
+                              std::memory_order_relaxed);
+}
+
+void memory_state::assign_entry(entry& e, const value& v, block_id height) {
+  auto old_bytes = heap_bytes(e.v);
+  e.v = v;
+  e.height = height;
+  resident_bytes_.fetch_add(heap_bytes(e.v), std::memory_order_relaxed);
+  resident_bytes_.fetch_sub(old_bytes, std::memory_order_relaxed);
+}
+
+std::size_t memory_state::resident_entries() const {
+  std::size_t result = 0;
+  for (auto& s : shards_) {
+    std::shared_lock guard{s->mu};
+    result += s->map.size();
+  }
+  return result;
+}
+
 std::size_t memory_state::shard_of(std::string_view k) const {
   // Use other bits than the hash tables do, so shards fill their buckets.
   return (key_hash{}(k) >> 40) % shards_.size();
@@ -34,14 +84,61 @@ std::size_t memory_state::shard_of(std::string_view k) const {
 void memory_state::load(const key& k, value v) {
   auto& s = *shards_[shard_of(k)];
   std::unique_lock guard{s.mu};
-  auto [it, added] = s.map.insert_or_assign(k, entry{std::move(v), 0});
-  if (added)
-    live_.fetch_add(1, std::memory_order_relaxed);
+  if (auto found = s.map.find(k); found != s.map.end()) {
+    assign_entry(found->second, v, 0);
+    return;
+  }
+  emplace_entry(s, k, v, 0);
+  live_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void memory_state::set_applied(block_id height, bool fresh) {
   applied_.store(height, std::memory_order_release);
   fresh_.store(fresh, std::memory_order_release);
+}
+
+void memory_state::set_live_keys(std::size_t count) {
+  live_.store(count, std::memory_order_relaxed);
+}
+
+void memory_state::attach_state_of_record(const state_store& store,
+                                          std::size_t entry_budget_bytes) {
+  std::unique_lock guard{state_of_record_mu_};
+  state_of_record_ = &store;
+  entry_budget_ = entry_budget_bytes;
+}
+
+void memory_state::detach_state_of_record() {
+  std::unique_lock guard{state_of_record_mu_};
+  state_of_record_ = nullptr;
+}
+
+void memory_state::set_checkpointed(block_id height) {
+  checkpoint_end_.store(height + 1, std::memory_order_release);
+}
+
+caf::expected<value>
+memory_state::read_state_of_record(std::string_view k) const {
+  std::shared_lock guard{state_of_record_mu_};
+  if (state_of_record_ == nullptr)
+    return make_error(ec::store_closed,
+                      "the store is closed: its state database is no longer "
+                      "readable");
+  return state_of_record_->get(k);
+}
+
+void memory_state::make_resident(const block_record_list& newest_first) {
+  if (entry_budget_ == 0)
+    return;
+  for (auto& record : newest_first) {
+    for (auto& change : record->changes) {
+      auto& s = *shards_[shard_of(change.k)];
+      std::unique_lock guard{s.mu};
+      // The first record met is the newest change: its after is current.
+      if (!s.map.contains(change.k))
+        emplace_entry(s, change.k, change.after, record->height);
+    }
+  }
 }
 
 caf::expected<block_record_ptr>
@@ -84,7 +181,15 @@ memory_state::plan(block_id height, const operation_list& ops) const {
     // read them here.
     auto& s = *shards_[shard_of(op.k)];
     auto found = s.map.find(op.k);
-    value before = found != s.map.end() ? found->second.v : value{};
+    value before;
+    if (found != s.map.end()) {
+      before = found->second.v;
+    } else if (entry_budget_ > 0) {
+      auto stored = read_state_of_record(op.k);
+      if (!stored)
+        return std::move(stored.error());
+      before = std::move(*stored);
+    }
     record->changes.push_back(key_change{op.k, op.v, std::move(before)});
   }
   // Keys in `position` view op.k strings, which outlive this function's use.
@@ -132,15 +237,18 @@ void memory_state::install(block_record_ptr record) {
       auto& change = record->changes[i];
       auto found = s.map.find(change.k);
       if (found == s.map.end()) {
-        if (change.after.empty())
+        // Not resident: absent, or (with a budget) in the state of record
+        // with `before` as its value. A delete of a stored key leaves a
+        // tombstone until the checkpoint that writes it.
+        if (change.after.empty() && change.before.empty())
           continue; // deleting an absent key: nothing to show or undo
-        s.map.emplace(change.k, entry{change.after, height});
-        ++live_delta;
+        emplace_entry(s, change.k, change.after, height);
+        live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
+                      - static_cast<std::ptrdiff_t>(!change.before.empty());
         continue;
       }
       auto was_live = !found->second.v.empty();
-      found->second.v = change.after;
-      found->second.height = height;
+      assign_entry(found->second, change.after, height);
       live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
     }
@@ -149,12 +257,85 @@ void memory_state::install(block_record_ptr record) {
                   std::memory_order_relaxed);
   applied_.store(height, std::memory_order_release);
   fresh_.store(false, std::memory_order_release);
+  evict_over_budget();
+}
+
+std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
+                                std::size_t max_buckets) {
+  std::unique_lock guard{s.mu};
+  auto buckets = s.map.bucket_count();
+  std::size_t freed = 0;
+  std::vector<key> victims;
+  for (std::size_t n = 0; n < max_buckets && freed < goal; ++n) {
+    auto bucket = s.hand % buckets;
+    s.hand = bucket + 1;
+    for (auto it = s.map.begin(bucket); it != s.map.end(bucket); ++it) {
+      auto& e = it->second;
+      if (e.height > ceiling)
+        continue; // dirty, or a reader may need it
+      if (e.referenced != 0) {
+        e.referenced = 0; // read since the last sweep: a second chance
+        continue;
+      }
+      freed += entry_bytes(it->first, e.v);
+      victims.push_back(it->first);
+    }
+    for (auto& k : victims)
+      s.map.erase(k);
+    victims.clear();
+  }
+  resident_bytes_.fetch_sub(freed, std::memory_order_relaxed);
+  return freed;
+}
+
+void memory_state::evict_over_budget() {
+  if (entry_budget_ == 0)
+    return;
+  auto bytes = resident_bytes();
+  if (bytes <= entry_budget_)
+    return;
+  // Clean: the state of record holds the value and no reader can need an
+  // older one.
+  auto checkpoint_end = checkpoint_end_.load(std::memory_order_acquire);
+  if (checkpoint_end == 0)
+    return; // nothing was ever checkpointed: every entry is dirty
+  auto ceiling = std::min(checkpoint_end - 1,
+                          floor_.load(std::memory_order_acquire));
+  if (stalled_ceiling_ == ceiling)
+    return; // nothing became clean since the last fruitless sweep
+  // Free a little more than the excess, so that not every block sweeps.
+  auto need = bytes - (entry_budget_ - entry_budget_ / 16);
+  // Each shard in turn frees its share; two clock turns over every bucket
+  // (one clears the referenced bits) find every clean entry.
+  constexpr std::size_t buckets_per_visit = 4096;
+  std::size_t total_buckets = 0;
+  for (auto& s : shards_)
+    total_buckets += s->map.bucket_count(); // the writer owns the maps
+  auto share = std::max<std::size_t>(need / shards_.size(), 4096);
+  std::size_t freed = 0;
+  std::size_t swept = 0;
+  while (freed < need && swept < 2 * total_buckets) {
+    auto& s = *shards_[hand_shard_];
+    hand_shard_ = (hand_shard_ + 1) % shards_.size();
+    freed += sweep(s, ceiling, std::min(share, need - freed),
+                   buckets_per_visit);
+    swept += std::min(buckets_per_visit, s.map.bucket_count());
+  }
+  if (freed < need)
+    stalled_ceiling_ = ceiling;
+  else
+    stalled_ceiling_.reset();
 }
 
 void memory_state::expire_undo(const block_undo_ptr& oldest) {
   auto height = oldest->record->height;
   // Readers below this height can no longer be answered from the undo.
   floor_.store(height, std::memory_order_release);
+  // With a budget a tombstone stays until the state of record has the
+  // delete too (then the eviction clock takes it).
+  if (entry_budget_ > 0
+      && checkpoint_end_.load(std::memory_order_acquire) <= height)
+    return;
   for (auto& change : oldest->record->changes) {
     if (!change.after.empty())
       continue;
@@ -162,8 +343,11 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
     std::unique_lock guard{s.mu};
     auto found = s.map.find(change.k);
     if (found != s.map.end() && found->second.height == height
-        && found->second.v.empty())
+        && found->second.v.empty()) {
+      resident_bytes_.fetch_sub(entry_bytes(found->first, found->second.v),
+                                std::memory_order_relaxed);
       s.map.erase(found);
+    }
   }
 }
 
@@ -179,14 +363,23 @@ void memory_state::revert(const block_record_list& newest_first,
     for (auto& change : record->changes) {
       auto& s = *shards_[shard_of(change.k)];
       auto found = s.map.find(change.k);
-      auto was_live = found != s.map.end() && !found->second.v.empty();
-      if (change.before.empty()) {
-        if (found != s.map.end())
+      // Not resident (a budget without make_resident): its current value is
+      // this newest change's after.
+      auto was_live = found != s.map.end() ? !found->second.v.empty()
+                                           : !change.after.empty();
+      if (change.before.empty() && entry_budget_ == 0) {
+        if (found != s.map.end()) {
+          resident_bytes_.fetch_sub(
+            entry_bytes(found->first, found->second.v),
+            std::memory_order_relaxed);
           s.map.erase(found);
+        }
       } else if (found != s.map.end()) {
-        found->second = entry{change.before, 0};
+        // With a budget an absent key keeps a tombstone: the state of record
+        // may hold it until it is rewritten.
+        assign_entry(found->second, change.before, 0);
       } else {
-        s.map.emplace(change.k, entry{change.before, 0});
+        emplace_entry(s, change.k, change.before, 0);
       }
       live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
@@ -236,23 +429,48 @@ memory_state::block_undo_ptr memory_state::find_undo(block_id height) const {
 }
 
 bool memory_state::read_at(std::string_view k, block_id at, value& out,
-                           bool locked) const {
+                           caf::error& err, bool locked) const {
   auto& s = *shards_[shard_of(k)];
   block_id height = 0;
-  {
-    std::shared_lock guard{s.mu, std::defer_lock};
-    if (!locked)
-      guard.lock();
-    auto found = s.map.find(k);
-    if (found == s.map.end()) {
+  std::optional<value> stored; // read from the state of record
+  for (;;) {
+    {
+      std::shared_lock guard{s.mu, std::defer_lock};
+      if (!locked)
+        guard.lock();
+      auto found = s.map.find(k);
+      if (found != s.map.end()) {
+        auto& e = found->second;
+        if (entry_budget_ > 0) {
+          std::atomic_ref<std::uint8_t> referenced{e.referenced};
+          if (referenced.load(std::memory_order_relaxed) == 0)
+            referenced.store(1, std::memory_order_relaxed);
+        }
+        height = e.height;
+        if (height <= at) {
+          out = e.v;
+          return true;
+        }
+        break; // written above our height: walk back its undo
+      }
+      if (entry_budget_ == 0) {
+        out.clear();
+        return true;
+      }
+      if (stored) {
+        // Still not resident after the read: the key was not written since
+        // the state of record's height (see the class comment).
+        out = std::move(*stored);
+        return true;
+      }
+    }
+    auto x = read_state_of_record(k);
+    if (!x) {
+      err = std::move(x.error());
       out.clear();
       return true;
     }
-    height = found->second.height;
-    if (height <= at) {
-      out = found->second.v;
-      return true;
-    }
+    stored = std::move(*x);
   }
   // The entry was written by a block above our height: walk back its undo.
   while (height > at) {
@@ -297,10 +515,14 @@ void memory_state::read_consistent(Read read) const {
                       "is inconsistent");
 }
 
-value memory_state::get(const key& k) const {
+caf::expected<value> memory_state::get(const key& k) const {
   value result;
-  read_consistent(
-    [&](block_id at, bool locked) { return read_at(k, at, result, locked); });
+  caf::error err;
+  read_consistent([&](block_id at, bool locked) {
+    return read_at(k, at, result, err, locked);
+  });
+  if (err)
+    return err;
   if (staging_.load(std::memory_order_acquire)) {
     std::lock_guard guard{stage_mu_};
     if (auto found = staged_.find(k); found != staged_.end())
@@ -309,14 +531,21 @@ value memory_state::get(const key& k) const {
   return result;
 }
 
-std::vector<value> memory_state::get_many(const std::vector<key>& keys) const {
+caf::expected<std::vector<value>>
+memory_state::get_many(const std::vector<key>& keys) const {
   std::vector<value> result(keys.size());
+  caf::error err;
   read_consistent([&](block_id at, bool locked) {
-    for (std::size_t i = 0; i < keys.size(); ++i)
-      if (!read_at(keys[i], at, result[i], locked))
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (!read_at(keys[i], at, result[i], err, locked))
         return false;
+      if (err)
+        return true;
+    }
     return true;
   });
+  if (err)
+    return err;
   if (staging_.load(std::memory_order_acquire)) {
     std::lock_guard guard{stage_mu_};
     for (std::size_t i = 0; i < keys.size(); ++i)
@@ -326,13 +555,30 @@ std::vector<value> memory_state::get_many(const std::vector<key>& keys) const {
   return result;
 }
 
-std::vector<std::pair<key, value>> memory_state::snapshot() const {
+caf::expected<std::vector<std::pair<key, value>>>
+memory_state::snapshot() const {
   std::vector<std::pair<key, value>> result;
   for (auto& s : shards_) {
     std::shared_lock guard{s->mu};
     for (auto& [k, e] : s->map)
       if (!e.v.empty())
         result.emplace_back(k, e.v);
+  }
+  if (entry_budget_ > 0) {
+    // Resident entries (tombstones included) win over the state of record.
+    std::shared_lock guard{state_of_record_mu_};
+    if (state_of_record_ == nullptr)
+      return make_error(ec::store_closed,
+                        "the store is closed: its state database is no "
+                        "longer readable");
+    auto err = state_of_record_->for_each([&](const key& k, const value& v) {
+      auto& s = *shards_[shard_of(k)];
+      std::shared_lock shard_guard{s.mu};
+      if (!s.map.contains(k))
+        result.emplace_back(k, v);
+    });
+    if (err)
+      return err;
   }
   std::sort(result.begin(), result.end());
   return result;

@@ -2,6 +2,7 @@
 
 #include "rollblock/messages/actor_interfaces.hpp"
 #include "rollblock/storage/checkpoint_builder.hpp"
+#include "rollblock/storage/memory_state.hpp"
 #include "rollblock/storage/state_store.hpp"
 
 #include <caf/error.hpp>
@@ -16,6 +17,9 @@ struct persistence_state {
   static inline const char* name = "rollblock.persistence";
 
   std::unique_ptr<storage::state_store> state;
+  /// The in-memory state, told what LevelDB holds (with a memory budget it
+  /// reads LevelDB for keys it evicted).
+  std::shared_ptr<storage::memory_state> memory;
   storage::store_metadata meta;
   storage::checkpoint_builder pending;
   /// The newest height queued in `pending`.
@@ -25,6 +29,9 @@ struct persistence_state {
 
   /// Turns a failed write into the sticky failure and returns it.
   caf::error fail(const caf::error& err, const std::string& what);
+
+  /// Stops the in-memory state's reads of LevelDB before LevelDB closes.
+  ~persistence_state();
 };
 
 /// Writes checkpoints, reverts and metadata into LevelDB, one atomic
@@ -32,6 +39,7 @@ struct persistence_state {
 persistence_actor::behavior_type
 persistence(persistence_actor::stateful_pointer<persistence_state> self,
             std::shared_ptr<std::unique_ptr<storage::state_store>> state,
-            storage::store_metadata meta);
+            storage::store_metadata meta,
+            std::shared_ptr<storage::memory_state> memory);
 
 } // namespace rollblock
