@@ -130,8 +130,7 @@ caf::expected<recovered_store> recover(const store_options& opts) {
           [&](const key&, const value&) { ++live; }))
       return err;
     memory.set_live_keys(live);
-    memory.attach_state_of_record(*result.state,
-                                  *opts.memory_budget / 8 * 3);
+    memory.attach_state_of_record(*result.state, *opts.memory_budget / 4);
   } else if (auto err = result.state->for_each(
                [&](const key& k, const value& v) { memory.load(k, v); })) {
     return err;

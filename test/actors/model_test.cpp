@@ -750,7 +750,7 @@ TEST(model, concurrent_fetch_many_reads_one_height) {
 }
 
 // The same runs under the smallest memory budget: the values (a few KiB on
-// average, some 64 KiB) far exceed its 24 KiB for resident entries, so
+// average, some 64 KiB) far exceed its 16 KiB for resident entries, so
 // entries are evicted and read back from LevelDB all along, across reverts,
 // pops and reopens (some reopens without a budget, which loads everything).
 TEST(model, budgeted_key_width_8) {

@@ -36,10 +36,10 @@ struct store_options {
   /// The memory the store may use, in bytes (at least 64 KiB). Unset:
   /// unlimited, every live entry stays in memory. Set: LevelDB's block
   /// cache gets 1/16 and its write buffers (two may exist) 1/32 each
-  /// (instead of the two sizes above), the resident entries 3/8, and the
-  /// rest (about half) covers the undo, the blocks waiting for the journal
-  /// and the next checkpoint, LevelDB's indexes and filters and allocator
-  /// overhead. Cold entries are evicted and read from LevelDB. Dirty
+  /// (instead of the two sizes above), the resident entries 1/4, and the
+  /// rest (5/8, as measured in bench/RESULTS.md) covers the undo, the
+  /// blocks waiting for the journal and the next checkpoint, LevelDB's
+  /// indexes and filters and allocator overhead. Cold entries are evicted and read from LevelDB. Dirty
   /// entries (not yet checkpointed) stay, so a burst of writes between two
   /// checkpoints can exceed the budget. Not persisted.
   std::optional<std::size_t> memory_budget{};
