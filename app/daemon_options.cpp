@@ -1,6 +1,7 @@
 #include "daemon_options.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "rollblock/messages/memory_budget.hpp"
 #include "rollblock/messages/types.hpp"
 
 #include <boost/program_options.hpp>
@@ -43,6 +44,10 @@ po::options_description describe_options() {
      "or sync)")
     ("min-rollback-window", po::value<std::string>(),
      "blocks the journal keeps below the checkpoint (default 100)")
+    ("memory-budget", po::value<std::string>(),
+     "memory the store may use, e.g. 512MiB or 2GiB (units B, KiB, MiB, "
+     "GiB, TiB; at least 64KiB); cold keys are read from LevelDB (default "
+     "unlimited)")
     ("password-file", po::value<std::string>(),
      "require AUTH with the password in this file")
     ("max-restarts", po::value<std::string>(),
@@ -174,6 +179,12 @@ caf::expected<daemon_options> parse_daemon_options(int argc,
     if (!mode)
       return bad("--durability: " + message_of(mode.error()));
     result.durability = *mode;
+  }
+  if (vm.count("memory-budget")) {
+    auto budget = parse_memory_budget(vm["memory-budget"].as<std::string>());
+    if (!budget)
+      return bad("--memory-budget: " + message_of(budget.error()));
+    result.memory_budget = *budget;
   }
   if (vm.count("log-level")) {
     result.log_level = vm["log-level"].as<std::string>();

@@ -24,6 +24,8 @@ struct daemon_options {
   std::optional<std::size_t> key_bytes;
   std::optional<durability_mode> durability;
   std::optional<std::uint64_t> min_rollback_window;
+  /// The store's memory budget in bytes; unset: unlimited.
+  std::optional<std::size_t> memory_budget;
   std::optional<std::string> password_file;
   /// The password read from password_file.
   std::optional<std::string> password;

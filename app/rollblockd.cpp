@@ -51,6 +51,7 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   store_opts.min_rollback_window = opts.min_rollback_window;
   store_opts.max_restarts = opts.max_restarts;
   store_opts.restart_window = std::chrono::seconds{opts.restart_window_seconds};
+  store_opts.memory_budget = opts.memory_budget;
   auto store = spawn_store(sys, store_opts);
   if (!store) {
     logger().critical("cannot open the store: {}", describe(store.error()));

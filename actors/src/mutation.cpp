@@ -79,9 +79,11 @@ mutation(mutation_actor::stateful_pointer<mutation_state> self,
       if (auto err = check_operation(memory, op, *st.staged_height))
         return err;
       auto before = memory.get(op.k);
+      if (!before)
+        return std::move(before.error());
       memory.stage_set(op.k, op.v);
       st.staged_ops.push_back(std::move(op));
-      return before;
+      return std::move(*before);
     },
     [self](atom::end) -> caf::result<block_record_ptr> {
       auto& st = self->state;

@@ -16,6 +16,11 @@ caf::error persistence_state::fail(const caf::error& err,
   return failure;
 }
 
+persistence_state::~persistence_state() {
+  if (memory)
+    memory->detach_state_of_record();
+}
+
 persistence_actor::behavior_type
 persistence(persistence_actor::stateful_pointer<persistence_state> self,
             std::shared_ptr<std::unique_ptr<storage::state_store>> state,
@@ -24,6 +29,9 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
   self->state.shared = std::move(shared);
   self->state.state = std::move(*state);
   self->state.meta = std::move(meta);
+  // The memory this LevelDB serves (a restart swaps the shared one only
+  // after this actor is gone).
+  self->state.memory = self->state.shared->memory();
   self->set_exception_handler(
     [](caf::scheduled_actor*, std::exception_ptr& eptr) {
       return crash_exit_reason("persistence", eptr);
@@ -45,6 +53,7 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
         if (auto err = st.state->write_checkpoint(st.pending.take(height)))
           return st.fail(err, "checkpoint of block " + std::to_string(height));
         st.meta.checkpoint = height;
+        st.memory->set_checkpointed(height);
       }
       return st.meta.checkpoint.value_or(0);
     },
@@ -53,6 +62,9 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
       auto& st = self->state;
       if (st.failure)
         return st.failure;
+      // Keys LevelDB is about to rewrite stay readable from memory until
+      // memory reverts too.
+      st.memory->make_resident(newest_first);
       // Blocks still queued are above the target: the revert drops them.
       st.pending.take(target);
       for (auto& record : newest_first)
@@ -62,6 +74,7 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
       if (auto err = st.state->write_checkpoint(batch))
         return st.fail(err, "revert to block " + std::to_string(target));
       st.meta.checkpoint = target;
+      st.memory->set_checkpointed(target);
       return atom::ok::value;
     },
     [self](atom::clear) -> caf::result<atom::ok> {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -49,8 +50,10 @@ public:
   virtual value get(const key& k) = 0;
 };
 
-std::unique_ptr<engine> make_rollblock_engine(const std::string& dir,
-                                              durability_mode mode);
+/// `memory_budget` unset: unlimited (every live key in memory).
+std::unique_ptr<engine>
+make_rollblock_engine(const std::string& dir, durability_mode mode,
+                      std::optional<std::size_t> memory_budget);
 std::unique_ptr<engine> make_lmdb_engine(const std::string& dir);
 std::unique_ptr<engine> make_leveldb_engine(const std::string& dir,
                                             std::uint64_t undo_window);

@@ -11,8 +11,9 @@ namespace {
 
 class rollblock_engine final : public engine {
 public:
-  rollblock_engine(std::string dir, durability_mode mode)
-    : dir_(std::move(dir)), mode_(mode) {
+  rollblock_engine(std::string dir, durability_mode mode,
+                   std::optional<std::size_t> memory_budget)
+    : dir_(std::move(dir)), mode_(mode), memory_budget_(memory_budget) {
     reopen();
   }
 
@@ -44,6 +45,7 @@ public:
     opts.data_dir = dir_;
     opts.key_width = default_key_width;
     opts.durability = mode_;
+    opts.memory_budget = memory_budget_;
     auto res = blocking_store::open(opts);
     if (!res)
       check(res.error(), "open");
@@ -72,14 +74,16 @@ private:
 
   std::string dir_;
   durability_mode mode_;
+  std::optional<std::size_t> memory_budget_;
   std::unique_ptr<blocking_store> store_;
 };
 
 } // namespace
 
-std::unique_ptr<engine> make_rollblock_engine(const std::string& dir,
-                                              durability_mode mode) {
-  return std::make_unique<rollblock_engine>(dir, mode);
+std::unique_ptr<engine>
+make_rollblock_engine(const std::string& dir, durability_mode mode,
+                      std::optional<std::size_t> memory_budget) {
+  return std::make_unique<rollblock_engine>(dir, mode, memory_budget);
 }
 
 } // namespace rollblock::bench

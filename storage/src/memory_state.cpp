@@ -2,8 +2,10 @@
 
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/logger.hpp"
+#include "rollblock/storage/state_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 namespace rollblock::storage {
@@ -18,22 +20,110 @@ memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
 
 memory_state::~memory_state() = default;
 
+namespace {
+
+/// What the allocator adds to every block it hands out (glibc: the chunk
+/// header, rounded).
+constexpr std::size_t malloc_overhead = 16;
+
+} // namespace
+
+std::size_t memory_state::entry_bytes(const compact_value& v) const {
+  auto heap = v.heap_bytes();
+  return 2 * (1 + key_width_ + sizeof(entry))
+         + (heap > 0 ? heap + malloc_overhead : 0);
+}
+
+void memory_state::emplace_entry(shard& s, std::string_view k,
+                                 std::uint64_t hash, std::string_view v,
+                                 block_id height) {
+  auto* e = s.map.try_emplace(k, hash).first;
+  e->v.assign(v);
+  e->height = height;
+  e->referenced = 0;
+  resident_bytes_.fetch_add(entry_bytes(e->v), std::memory_order_relaxed);
+}
+
+void memory_state::assign_entry(entry& e, std::string_view v,
+                                block_id height) {
+  auto old_bytes = entry_bytes(e.v);
+  e.v.assign(v);
+  e.height = height;
+  resident_bytes_.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
+  resident_bytes_.fetch_sub(old_bytes, std::memory_order_relaxed);
+}
+
+std::size_t memory_state::resident_entries() const {
+  std::size_t result = 0;
+  for (auto& s : shards_) {
+    std::shared_lock guard{s->mu};
+    result += s->map.size();
+  }
+  return result;
+}
+
 // -- writer ------------------------------------------------------------------
 
 void memory_state::load(const key& k, value v) {
   auto hash = key_hash(k);
   auto& s = *shards_[shard_of_hash(hash)];
   std::unique_lock guard{s.mu};
-  auto [e, added] = s.map.try_emplace(k, hash);
-  e->v.assign(v);
-  e->height = 0;
-  if (added)
-    live_.fetch_add(1, std::memory_order_relaxed);
+  if (auto* found = s.map.find(k, hash)) {
+    assign_entry(*found, v, 0);
+    return;
+  }
+  emplace_entry(s, k, hash, v, 0);
+  live_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void memory_state::set_applied(block_id height, bool fresh) {
   applied_.store(height, std::memory_order_release);
   fresh_.store(fresh, std::memory_order_release);
+}
+
+void memory_state::set_live_keys(std::size_t count) {
+  live_.store(count, std::memory_order_relaxed);
+}
+
+void memory_state::attach_state_of_record(const state_store& store,
+                                          std::size_t entry_budget_bytes) {
+  std::unique_lock guard{state_of_record_mu_};
+  state_of_record_ = &store;
+  entry_budget_ = entry_budget_bytes;
+}
+
+void memory_state::detach_state_of_record() {
+  std::unique_lock guard{state_of_record_mu_};
+  state_of_record_ = nullptr;
+}
+
+void memory_state::set_checkpointed(block_id height) {
+  checkpoint_end_.store(height + 1, std::memory_order_release);
+}
+
+caf::expected<value>
+memory_state::read_state_of_record(std::string_view k) const {
+  std::shared_lock guard{state_of_record_mu_};
+  if (state_of_record_ == nullptr)
+    return make_error(ec::store_closed,
+                      "the store is closed: its state database is no longer "
+                      "readable");
+  return state_of_record_->get(k);
+}
+
+void memory_state::make_resident(const block_record_list& newest_first) {
+  if (entry_budget_ == 0)
+    return;
+  for (auto& record : newest_first) {
+    for (auto& change : record->changes) {
+      auto hash = key_hash(change.k);
+      auto& s = *shards_[shard_of_hash(hash)];
+      std::unique_lock guard{s.mu};
+      // The first record met is the newest change: its after is current.
+      if (!s.map.find(change.k, hash))
+        emplace_entry(s, change.k, hash, change.after, record->height);
+    }
+  }
 }
 
 caf::expected<block_record_ptr>
@@ -76,9 +166,16 @@ memory_state::plan(block_id height, const operation_list& ops) const {
     // The writer is the only thread that changes the maps: no lock needed to
     // read them here.
     auto& s = *shards_[shard_of_hash(hash)];
-    auto* found = s.map.find(op.k, hash);
-    record->changes.push_back(
-      key_change{op.k, op.v, found ? found->v.str() : value{}});
+    value before;
+    if (auto* found = s.map.find(op.k, hash)) {
+      before = found->v.str();
+    } else if (entry_budget_ > 0) {
+      auto stored = read_state_of_record(op.k);
+      if (!stored)
+        return std::move(stored.error());
+      before = std::move(*stored);
+    }
+    record->changes.push_back(key_change{op.k, op.v, std::move(before)});
   }
   return block_record_ptr{std::move(record)};
 }
@@ -128,17 +225,18 @@ void memory_state::install(block_record_ptr record) {
       auto& change = changes[i];
       auto* found = s.map.find(change.k, hashes[i]);
       if (!found) {
-        if (change.after.empty())
+        // Not resident: absent, or (with a budget) in the state of record
+        // with `before` as its value. A delete of a stored key leaves a
+        // tombstone until the checkpoint that writes it.
+        if (change.after.empty() && change.before.empty())
           continue; // deleting an absent key: nothing to show or undo
-        auto* e = s.map.try_emplace(change.k, hashes[i]).first;
-        e->v.assign(change.after);
-        e->height = height;
-        ++live_delta;
+        emplace_entry(s, change.k, hashes[i], change.after, height);
+        live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
+                      - static_cast<std::ptrdiff_t>(!change.before.empty());
         continue;
       }
       auto was_live = !found->v.empty();
-      found->v.assign(change.after);
-      found->height = height;
+      assign_entry(*found, change.after, height);
       live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
     }
@@ -147,12 +245,86 @@ void memory_state::install(block_record_ptr record) {
                   std::memory_order_relaxed);
   applied_.store(height, std::memory_order_release);
   fresh_.store(false, std::memory_order_release);
+  evict_over_budget();
+}
+
+std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
+                                std::size_t max_slots) {
+  std::unique_lock guard{s.mu};
+  auto slots = s.map.capacity();
+  if (slots == 0)
+    return 0;
+  std::size_t freed = 0;
+  std::vector<key> victims;
+  auto from = s.hand % slots;
+  auto count = std::min(max_slots, slots);
+  s.map.for_each_slot(from, count, [&](std::string_view k, entry& e) {
+    if (freed >= goal)
+      return;
+    if (e.height > ceiling)
+      return; // dirty, or a reader may need it
+    if (e.referenced != 0) {
+      e.referenced = 0; // read since the last sweep: a second chance
+      return;
+    }
+    freed += entry_bytes(e.v);
+    victims.emplace_back(k);
+  });
+  s.hand = (from + count) % slots;
+  for (auto& k : victims)
+    s.map.erase(k);
+  resident_bytes_.fetch_sub(freed, std::memory_order_relaxed);
+  return freed;
+}
+
+void memory_state::evict_over_budget() {
+  if (entry_budget_ == 0)
+    return;
+  auto bytes = resident_bytes();
+  if (bytes <= entry_budget_)
+    return;
+  // Clean: the state of record holds the value and no reader can need an
+  // older one.
+  auto checkpoint_end = checkpoint_end_.load(std::memory_order_acquire);
+  if (checkpoint_end == 0)
+    return; // nothing was ever checkpointed: every entry is dirty
+  auto ceiling = std::min(checkpoint_end - 1,
+                          floor_.load(std::memory_order_acquire));
+  if (stalled_ceiling_ == ceiling)
+    return; // nothing became clean since the last fruitless sweep
+  // Free a little more than the excess, so that not every block sweeps.
+  auto need = bytes - (entry_budget_ - entry_budget_ / 16);
+  // Each shard in turn frees its share; two clock turns over every slot
+  // (one clears the referenced bits) find every clean entry.
+  constexpr std::size_t slots_per_visit = 4096;
+  std::size_t total_slots = 0;
+  for (auto& s : shards_)
+    total_slots += s->map.capacity(); // the writer owns the maps
+  auto share = std::max<std::size_t>(need / shards_.size(), 4096);
+  std::size_t freed = 0;
+  std::size_t swept = 0;
+  while (freed < need && swept < 2 * total_slots) {
+    auto& s = *shards_[hand_shard_];
+    hand_shard_ = (hand_shard_ + 1) % shards_.size();
+    freed += sweep(s, ceiling, std::min(share, need - freed),
+                   slots_per_visit);
+    swept += std::min(slots_per_visit, s.map.capacity());
+  }
+  if (freed < need)
+    stalled_ceiling_ = ceiling;
+  else
+    stalled_ceiling_.reset();
 }
 
 void memory_state::expire_undo(const block_undo_ptr& oldest) {
   auto height = oldest->record->height;
   // Readers below this height can no longer be answered from the undo.
   floor_.store(height, std::memory_order_release);
+  // With a budget a tombstone stays until the state of record has the
+  // delete too (then the eviction clock takes it).
+  if (entry_budget_ > 0
+      && checkpoint_end_.load(std::memory_order_acquire) <= height)
+    return;
   for (auto& change : oldest->record->changes) {
     if (!change.after.empty())
       continue;
@@ -160,8 +332,11 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
     auto& s = *shards_[shard_of_hash(hash)];
     std::unique_lock guard{s.mu};
     auto* found = s.map.find(change.k, hash);
-    if (found && found->height == height && found->v.empty())
+    if (found && found->height == height && found->v.empty()) {
+      resident_bytes_.fetch_sub(entry_bytes(found->v),
+                                std::memory_order_relaxed);
       s.map.erase(change.k, hash);
+    }
   }
 }
 
@@ -178,14 +353,21 @@ void memory_state::revert(const block_record_list& newest_first,
       auto hash = key_hash(change.k);
       auto& s = *shards_[shard_of_hash(hash)];
       auto* found = s.map.find(change.k, hash);
-      auto was_live = found && !found->v.empty();
-      if (change.before.empty()) {
-        if (found)
+      // Not resident (a budget without make_resident): its current value is
+      // this newest change's after.
+      auto was_live = found ? !found->v.empty() : !change.after.empty();
+      if (change.before.empty() && entry_budget_ == 0) {
+        if (found) {
+          resident_bytes_.fetch_sub(entry_bytes(found->v),
+                                    std::memory_order_relaxed);
           s.map.erase(change.k, hash);
+        }
+      } else if (found) {
+        // With a budget an absent key keeps a tombstone: the state of record
+        // may hold it until it is rewritten.
+        assign_entry(*found, change.before, 0);
       } else {
-        auto* e = found ? found : s.map.try_emplace(change.k, hash).first;
-        e->v.assign(change.before);
-        e->height = 0;
+        emplace_entry(s, change.k, hash, change.before, 0);
       }
       live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
@@ -235,23 +417,48 @@ memory_state::block_undo_ptr memory_state::find_undo(block_id height) const {
 }
 
 bool memory_state::read_at(std::string_view k, std::uint64_t hash,
-                           block_id at, value& out, bool locked) const {
+                           block_id at, value& out, caf::error& err,
+                           bool locked) const {
   auto& s = *shards_[shard_of_hash(hash)];
   block_id height = 0;
-  {
-    std::shared_lock guard{s.mu, std::defer_lock};
-    if (!locked)
-      guard.lock();
-    auto* found = s.map.find(k, hash);
-    if (!found) {
+  std::optional<value> stored; // read from the state of record
+  for (;;) {
+    {
+      std::shared_lock guard{s.mu, std::defer_lock};
+      if (!locked)
+        guard.lock();
+      if (auto* found = s.map.find(k, hash)) {
+        auto& e = *found;
+        if (entry_budget_ > 0) {
+          std::atomic_ref<std::uint8_t> referenced{e.referenced};
+          if (referenced.load(std::memory_order_relaxed) == 0)
+            referenced.store(1, std::memory_order_relaxed);
+        }
+        height = e.height;
+        if (height <= at) {
+          out.assign(e.v.view());
+          return true;
+        }
+        break; // written above our height: walk back its undo
+      }
+      if (entry_budget_ == 0) {
+        out.clear();
+        return true;
+      }
+      if (stored) {
+        // Still not resident after the read: the key was not written since
+        // the state of record's height (see the class comment).
+        out = std::move(*stored);
+        return true;
+      }
+    }
+    auto x = read_state_of_record(k);
+    if (!x) {
+      err = std::move(x.error());
       out.clear();
       return true;
     }
-    height = found->height;
-    if (height <= at) {
-      out.assign(found->v.view());
-      return true;
-    }
+    stored = std::move(*x);
   }
   // The entry was written by a block above our height: walk back its undo.
   while (height > at) {
@@ -296,12 +503,15 @@ void memory_state::read_consistent(Read read) const {
                       "is inconsistent");
 }
 
-value memory_state::get(const key& k) const {
+caf::expected<value> memory_state::get(const key& k) const {
   value result;
+  caf::error err;
   auto hash = key_hash(k);
   read_consistent([&](block_id at, bool locked) {
-    return read_at(k, hash, at, result, locked);
+    return read_at(k, hash, at, result, err, locked);
   });
+  if (err)
+    return err;
   if (staging_.load(std::memory_order_acquire)) {
     std::lock_guard guard{stage_mu_};
     if (auto found = staged_.find(k); found != staged_.end())
@@ -310,17 +520,24 @@ value memory_state::get(const key& k) const {
   return result;
 }
 
-std::vector<value> memory_state::get_many(const std::vector<key>& keys) const {
+caf::expected<std::vector<value>>
+memory_state::get_many(const std::vector<key>& keys) const {
   std::vector<value> result(keys.size());
   std::vector<std::uint64_t> hashes(keys.size());
   for (std::size_t i = 0; i < keys.size(); ++i)
     hashes[i] = key_hash(keys[i]);
+  caf::error err;
   read_consistent([&](block_id at, bool locked) {
-    for (std::size_t i = 0; i < keys.size(); ++i)
-      if (!read_at(keys[i], hashes[i], at, result[i], locked))
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (!read_at(keys[i], hashes[i], at, result[i], err, locked))
         return false;
+      if (err)
+        return true;
+    }
     return true;
   });
+  if (err)
+    return err;
   if (staging_.load(std::memory_order_acquire)) {
     std::lock_guard guard{stage_mu_};
     for (std::size_t i = 0; i < keys.size(); ++i)
@@ -330,7 +547,8 @@ std::vector<value> memory_state::get_many(const std::vector<key>& keys) const {
   return result;
 }
 
-std::vector<std::pair<key, value>> memory_state::snapshot() const {
+caf::expected<std::vector<std::pair<key, value>>>
+memory_state::snapshot() const {
   std::vector<std::pair<key, value>> result;
   for (auto& s : shards_) {
     std::shared_lock guard{s->mu};
@@ -338,6 +556,23 @@ std::vector<std::pair<key, value>> memory_state::snapshot() const {
       if (!e.v.empty())
         result.emplace_back(key{k}, e.v.str());
     });
+  }
+  if (entry_budget_ > 0) {
+    // Resident entries (tombstones included) win over the state of record.
+    std::shared_lock guard{state_of_record_mu_};
+    if (state_of_record_ == nullptr)
+      return make_error(ec::store_closed,
+                        "the store is closed: its state database is no "
+                        "longer readable");
+    auto err = state_of_record_->for_each([&](const key& k, const value& v) {
+      auto hash = key_hash(k);
+      auto& s = *shards_[shard_of_hash(hash)];
+      std::shared_lock shard_guard{s.mu};
+      if (!s.map.find(k, hash))
+        result.emplace_back(k, v);
+    });
+    if (err)
+      return err;
   }
   std::sort(result.begin(), result.end());
   return result;

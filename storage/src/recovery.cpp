@@ -31,6 +31,10 @@ caf::error validate(const store_options& opts) {
   if (opts.journal_segment_bytes < 4096)
     return bad("journal_segment_bytes must be at least 4096, got "
                + std::to_string(opts.journal_segment_bytes));
+  if (opts.memory_budget && *opts.memory_budget < min_memory_budget)
+    return bad("memory_budget must be at least "
+               + std::to_string(min_memory_budget) + " bytes (64 KiB), got "
+               + std::to_string(*opts.memory_budget));
   return {};
 }
 
@@ -48,6 +52,12 @@ caf::expected<recovered_store> recover(const store_options& opts) {
   state_opts.dir = dir / "state";
   state_opts.cache_bytes = opts.leveldb_cache_bytes;
   state_opts.write_buffer_bytes = opts.leveldb_write_buffer_bytes;
+  if (opts.memory_budget) {
+    // The split documented at store_options::memory_budget.
+    state_opts.cache_bytes = *opts.memory_budget / 16;
+    state_opts.write_buffer_bytes = *opts.memory_budget / 32;
+    state_opts.map_table_files = false;
+  }
   auto state = state_store::open(state_opts);
   if (!state)
     return state.error();
@@ -112,9 +122,19 @@ caf::expected<recovered_store> recover(const store_options& opts) {
   // -- memory
   result.memory = std::make_shared<memory_state>(meta.key_width);
   auto& memory = *result.memory;
-  if (auto err = result.state->for_each(
-        [&](const key& k, const value& v) { memory.load(k, v); }))
+  if (opts.memory_budget) {
+    // Nothing is loaded: reads that miss memory go to LevelDB. The live key
+    // count comes from one scan of the keys.
+    std::size_t live = 0;
+    if (auto err = result.state->for_each(
+          [&](const key&, const value&) { ++live; }))
+      return err;
+    memory.set_live_keys(live);
+    memory.attach_state_of_record(*result.state, *opts.memory_budget / 4);
+  } else if (auto err = result.state->for_each(
+               [&](const key& k, const value& v) { memory.load(k, v); })) {
     return err;
+  }
   auto checkpoint = meta.checkpoint;
   bool fresh = !checkpoint && result.blocks->empty();
   memory.set_applied(checkpoint.value_or(0), fresh);
@@ -141,6 +161,8 @@ caf::expected<recovered_store> recover(const store_options& opts) {
                  result.replayed_blocks, result.replayed_changes, last);
   }
   auto height = memory.applied();
+  if (meta.checkpoint)
+    memory.set_checkpointed(*meta.checkpoint);
   result.heights = store_heights{height, height, height};
   return result;
 }

@@ -40,7 +40,12 @@
 #include <leveldb/status.h>
 #include <leveldb/write_batch.h>
 
+#include <cerrno>
+#include <cstring>
 #include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace rollblock::storage {
 
@@ -60,7 +65,7 @@ leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
 }
 
-std::string state_key(const key& k) {
+std::string state_key(std::string_view k) {
   std::string result;
   result.reserve(k.size() + 1);
   result.push_back(state_prefix);
@@ -84,6 +89,56 @@ caf::error status_error(const leveldb::Status& st, const std::string& what,
 
 } // namespace
 
+/// A table file read with pread: its pages stay in the page cache instead of
+/// the process's mapped (resident) memory.
+class pread_table_file final : public leveldb::RandomAccessFile {
+public:
+  pread_table_file(std::string name, int fd)
+    : name_(std::move(name)), fd_(fd) {
+    // nop
+  }
+
+  ~pread_table_file() override {
+    ::close(fd_);
+  }
+
+  leveldb::Status Read(std::uint64_t offset, std::size_t n,
+                       leveldb::Slice* result, char* scratch) const override {
+    auto got = ::pread(fd_, scratch, n, static_cast<off_t>(offset));
+    auto size = got < 0 ? std::size_t{0} : static_cast<std::size_t>(got);
+    *result = leveldb::Slice{scratch, size};
+    if (got < 0)
+      return leveldb::Status::IOError(name_, std::strerror(errno));
+    return leveldb::Status::OK();
+  }
+
+private:
+  std::string name_;
+  int fd_;
+};
+
+/// The default environment, except that table files are read with pread.
+class pread_env final : public leveldb::EnvWrapper {
+public:
+  explicit pread_env(leveldb::Env* base) : leveldb::EnvWrapper(base) {
+    // nop
+  }
+
+  leveldb::Status
+  NewRandomAccessFile(const std::string& name,
+                      leveldb::RandomAccessFile** result) override {
+    *result = nullptr;
+    auto fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT)
+        return leveldb::Status::NotFound(name, std::strerror(errno));
+      return leveldb::Status::IOError(name, std::strerror(errno));
+    }
+    *result = new pread_table_file(name, fd);
+    return leveldb::Status::OK();
+  }
+};
+
 /// Keeps LevelDB from writing its LOG file (read-only opening).
 class null_logger : public leveldb::Logger {
 public:
@@ -98,10 +153,12 @@ struct state_store::impl {
   null_logger quiet;
   leveldb::Cache* cache = nullptr;
   const leveldb::FilterPolicy* filter = nullptr;
+  std::unique_ptr<leveldb::Env> env; // set unless table files are mapped
   leveldb::DB* db = nullptr;
 
   ~impl() {
-    // LevelDB uses the cache and the filter policy until the DB is gone.
+    // LevelDB uses the cache, the filter policy and the environment until
+    // the DB is gone.
     delete db;
     delete cache;
     delete filter;
@@ -210,6 +267,12 @@ state_store::open(const options& opts) {
   lo.write_buffer_size = opts.write_buffer_bytes;
   lo.block_cache = p->cache;
   lo.filter_policy = p->filter;
+  if (!opts.map_table_files) {
+    p->env = std::make_unique<pread_env>(leveldb::Env::Default());
+    lo.env = p->env.get();
+    // Every open table holds a descriptor now; stay well below the limit.
+    lo.max_open_files = 500;
+  }
   auto st = leveldb::DB::Open(lo, opts.dir.string(), &p->db);
   if (!st.ok()) {
     p->db = nullptr;
@@ -340,7 +403,7 @@ caf::error state_store::clear_revert_marker() {
   return impl_->write(batch, "clearing the revert marker");
 }
 
-caf::expected<value> state_store::get(const key& k) const {
+caf::expected<value> state_store::get(std::string_view k) const {
   value result;
   auto st = impl_->db->Get(leveldb::ReadOptions{}, state_key(k), &result);
   if (st.IsNotFound())

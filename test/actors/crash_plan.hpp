@@ -68,9 +68,13 @@ inline key key_of(std::uint64_t i, std::size_t width) {
 }
 
 /// The options both the writer and the test open the store with (the test
-/// leaves the durability mode as the writer stored it).
-inline store_options options(const std::string& dir, std::size_t width) {
+/// leaves the durability mode as the writer stored it). `memory_budget` 0:
+/// unlimited.
+inline store_options options(const std::string& dir, std::size_t width,
+                             std::size_t memory_budget = 0) {
   store_options opts;
+  if (memory_budget > 0)
+    opts.memory_budget = memory_budget;
   opts.data_dir = dir;
   opts.key_width = width;
   opts.min_rollback_window = rollback_window;

@@ -196,9 +196,11 @@ std::vector<report> parse(const std::string& text) {
 /// Runs many kill/recover cycles on one data directory.
 class crash_run {
 public:
-  crash_run(std::uint64_t seed, std::size_t width)
+  /// `memory_budget` 0: unlimited.
+  crash_run(std::uint64_t seed, std::size_t width,
+            std::size_t memory_budget = 0)
     : seed_(seed), rng_(seed), width_(width), data_(dir_.sub("data")),
-      log_(dir_.sub("writer.log")) {
+      log_(dir_.sub("writer.log")), budget_(memory_budget) {
     for (std::uint64_t i = 0; i < crash::key_space; ++i)
       keys_.push_back(crash::key_of(i, width_));
   }
@@ -221,7 +223,7 @@ public:
     std::string output;
     {
       child writer{{CRASH_WRITER, data_, mode, std::to_string(child_seed),
-                    std::to_string(width_)},
+                    std::to_string(width_), std::to_string(budget_)},
                    log_};
       auto alive = writer.read_until(clock_type::now() + run_for);
       auto status = writer.kill();
@@ -287,7 +289,7 @@ public:
     for (std::size_t i = since_revert; i < states.size(); ++i)
       highest = std::max(highest, states[i].height);
     // Recover.
-    auto opts = crash::options(data_, width_);
+    auto opts = crash::options(data_, width_, budget_);
     auto opened = blocking_store::open(opts);
     ASSERT_TRUE(opened) << "reopening after kill -9: "
                         << describe(opened.error());
@@ -371,6 +373,7 @@ private:
   int kills_ = 0;
   std::size_t lines_ = 0;
   std::uint64_t lost_ = 0;
+  std::size_t budget_ = 0;
 };
 
 std::uint64_t base_seed() {
@@ -386,9 +389,10 @@ int kills_per_test() {
 }
 
 void kill_loop(std::uint64_t seed, std::size_t width,
-               const std::vector<std::string>& modes) {
+               const std::vector<std::string>& modes,
+               std::size_t memory_budget = 0) {
   SCOPED_TRACE("rerun with ROLLBLOCK_CRASH_SEED=" + std::to_string(base_seed()));
-  crash_run run{seed, width};
+  crash_run run{seed, width, memory_budget};
   auto kills = kills_per_test();
   for (int i = 0; i < kills; ++i) {
     run.cycle(modes[static_cast<std::size_t>(i) % modes.size()]);
@@ -419,4 +423,13 @@ TEST(crash, kill9_async_relaxed) {
 TEST(crash, kill9_switching_modes) {
   kill_loop(base_seed() + 5, 8,
             {"sync", "async-relaxed:64:10", "sync-relaxed:5", "async:64"});
+}
+
+// The writer and the recovery run under the smallest memory budget (values
+// up to 64 KiB overflow it): evicted entries, reads from LevelDB and
+// budgeted recovery, killed at random instants.
+TEST(crash, kill9_budgeted_switching_modes) {
+  kill_loop(base_seed() + 6, 8,
+            {"sync", "async-relaxed:64:10", "sync-relaxed:5", "async:64"},
+            min_memory_budget);
 }

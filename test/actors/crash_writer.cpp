@@ -36,9 +36,9 @@ namespace {
 } // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5)
+  if (argc != 5 && argc != 6)
     die(64, "usage: crash_writer <data dir> <durability mode> <seed> "
-            "<key width>");
+            "<key width> [<memory budget bytes>]");
   // The protocol goes to the original stdout; the log (spdlog writes to
   // stdout) goes to stderr.
   int out_fd = ::dup(STDOUT_FILENO);
@@ -52,7 +52,10 @@ int main(int argc, char** argv) {
     die(64, describe(mode.error()));
   auto seed = std::strtoull(argv[3], nullptr, 10);
   auto width = static_cast<std::size_t>(std::strtoull(argv[4], nullptr, 10));
-  auto opts = crash::options(argv[1], width);
+  auto budget = argc == 6 ? static_cast<std::size_t>(
+                              std::strtoull(argv[5], nullptr, 10))
+                          : std::size_t{0};
+  auto opts = crash::options(argv[1], width, budget);
   opts.durability = *mode;
   auto opened = blocking_store::open(opts);
   if (!opened)

@@ -125,9 +125,11 @@ class run {
 public:
   /// With `concurrent`, a reader thread reads the whole key space with
   /// fetch_many all along; every result must be the state of one height.
-  run(std::uint64_t seed, std::size_t width, bool concurrent = false)
+  /// With `budget`, most opens use that memory budget (a few use none).
+  run(std::uint64_t seed, std::size_t width, bool concurrent = false,
+      std::optional<std::size_t> budget = std::nullopt)
     : seed_(seed), rng_(seed), width_(width), data_(dir_.sub("data")),
-      concurrent_(concurrent) {
+      concurrent_(concurrent), budget_(budget) {
     // A closed key space, so that the model and store can be compared whole;
     // random bytes over the full width.
     std::uniform_int_distribution<int> byte(0, 255);
@@ -401,6 +403,8 @@ private:
     opts.min_rollback_window = rollback_window;
     opts.checkpoint_every_blocks = 4;
     opts.journal_segment_bytes = 4096;
+    if (budget_ && chance(0.8))
+      opts.memory_budget = budget_;
     return opts;
   }
 
@@ -678,6 +682,7 @@ private:
   int reopens_ = 0;
   int invalid_ = 0;
   bool concurrent_ = false;
+  std::optional<std::size_t> budget_;
   std::thread reader_;
   std::atomic<bool> stop_{false};
   std::string reader_error_;
@@ -704,11 +709,12 @@ int steps() {
 }
 
 void run_seeds(std::uint64_t base, std::size_t width, int count = 2,
-               bool concurrent = false) {
+               bool concurrent = false,
+               std::optional<std::size_t> budget = std::nullopt) {
   for (auto seed : seeds(base, count)) {
     SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun with "
                  "ROLLBLOCK_MODEL_SEED=" + std::to_string(seed) + ")");
-    run r{seed, width, concurrent};
+    run r{seed, width, concurrent, budget};
     r.execute(steps());
     if (::testing::Test::HasFailure()) {
       std::cout << "FAILED with seed " << seed << " (key width " << width
@@ -741,4 +747,20 @@ TEST(model, key_width_64) {
 // state of one height (no staged blocks and no reopens in this one).
 TEST(model, concurrent_fetch_many_reads_one_height) {
   run_seeds(5005, 16, 1, true);
+}
+
+// The same runs under the smallest memory budget: the values (a few KiB on
+// average, some 64 KiB) far exceed its 16 KiB for resident entries, so
+// entries are evicted and read back from LevelDB all along, across reverts,
+// pops and reopens (some reopens without a budget, which loads everything).
+TEST(model, budgeted_key_width_8) {
+  run_seeds(6006, 8, 2, false, min_memory_budget);
+}
+
+TEST(model, budgeted_key_width_64) {
+  run_seeds(7007, 64, 2, false, min_memory_budget);
+}
+
+TEST(model, budgeted_concurrent_fetch_many_reads_one_height) {
+  run_seeds(8008, 16, 1, true, min_memory_budget);
 }

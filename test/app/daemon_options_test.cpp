@@ -172,3 +172,27 @@ TEST(daemon_options, restart_limits) {
             "--max-restarts: invalid value 'x' (expected a whole number from "
             "0 to 1000000)");
 }
+
+TEST(daemon_options, memory_budget) {
+  auto opts = parse({"--memory-budget", "512MiB"});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_EQ(opts->memory_budget, std::optional<std::size_t>{512ull << 20});
+  opts = parse({"--memory-budget", "unlimited"});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_FALSE(opts->memory_budget);
+  opts = parse({});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_FALSE(opts->memory_budget);
+  test::temp_dir dir;
+  write_file(dir.sub("conf"), "memory-budget = 2GiB\n");
+  auto conf = dir.sub("conf");
+  opts = parse({"--config", conf.c_str()});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_EQ(opts->memory_budget, std::optional<std::size_t>{2ull << 30});
+  EXPECT_EQ(error_of({"--memory-budget", "512MB"}),
+            "--memory-budget: invalid memory budget '512MB': unknown unit "
+            "'MB' (expected B, KiB, MiB, GiB or TiB)");
+  EXPECT_EQ(error_of({"--memory-budget", "12"}),
+            "--memory-budget: invalid memory budget '12': the budget must be "
+            "at least 64KiB (65536 bytes)");
+}

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <random>
+#include <vector>
 #include <string>
 
 using namespace rollblock;
@@ -140,4 +141,21 @@ TEST(flat_key_map, reserve_avoids_growth_clear_keeps_release_frees) {
   EXPECT_EQ(m.size(), 0u);
   EXPECT_EQ(m.capacity(), 0u);
   EXPECT_EQ(m.find(k8(1)), nullptr);
+}
+
+TEST(flat_key_map, for_each_slot_visits_a_range_of_slots_with_wraparound) {
+  flat_key_map<std::uint64_t> m{8};
+  for (std::uint64_t i = 0; i < 100; ++i)
+    *m.try_emplace(k8(i)).first = i;
+  auto cap = m.capacity();
+  // Two halves starting mid-table cover every entry exactly once.
+  std::vector<int> seen(100, 0);
+  auto count = [&](std::string_view, std::uint64_t& v) { ++seen[v]; };
+  m.for_each_slot(cap / 3, cap / 2, count);
+  m.for_each_slot(cap / 3 + cap / 2, cap - cap / 2, count);
+  for (std::uint64_t i = 0; i < 100; ++i)
+    EXPECT_EQ(seen[i], 1) << i;
+  // Values may be changed in place.
+  m.for_each_slot(0, cap, [](std::string_view, std::uint64_t& v) { v += 1000; });
+  EXPECT_EQ(*m.find(k8(42)), 1042u);
 }

@@ -1,6 +1,9 @@
 #include "rollblock/storage/memory_state.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/checkpoint_builder.hpp"
+#include "rollblock/storage/state_store.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -57,6 +62,27 @@ block_record_list above(const block_record_list& history, block_id target) {
   return result;
 }
 
+/// Returns the live contents of `ms` (an error fails the test).
+contents snapshot_of(const memory_state& ms) {
+  auto result = ms.snapshot();
+  if (!result) {
+    ADD_FAILURE() << describe(result.error());
+    return {};
+  }
+  return std::move(*result);
+}
+
+/// Returns the values of `keys` (an error fails the test).
+std::vector<value> values_of(const memory_state& ms,
+                             const std::vector<key>& keys) {
+  auto result = ms.get_many(keys);
+  if (!result) {
+    ADD_FAILURE() << describe(result.error());
+    return {};
+  }
+  return std::move(*result);
+}
+
 /// Reverts `ms` to `target` with the records of `history` above it and drops
 /// them from `history`.
 void revert_to(memory_state& ms, block_record_list& history, block_id target) {
@@ -75,10 +101,10 @@ TEST(memory_state, starts_empty_and_fresh) {
   EXPECT_EQ(ms.applied(), 0u);
   EXPECT_TRUE(ms.fresh());
   EXPECT_EQ(ms.size(), 0u);
-  EXPECT_TRUE(ms.snapshot().empty());
+  EXPECT_TRUE(snapshot_of(ms).empty());
   EXPECT_EQ(ms.get(k8(1)), "");
   EXPECT_EQ(ms.get_many({k8(1), k8(2)}), (std::vector<value>{"", ""}));
-  EXPECT_TRUE(ms.get_many({}).empty());
+  EXPECT_TRUE(values_of(ms, {}).empty());
 }
 
 TEST(memory_state, load_and_set_applied) {
@@ -92,7 +118,7 @@ TEST(memory_state, load_and_set_applied) {
   EXPECT_FALSE(ms.fresh());
   EXPECT_EQ(ms.get(k8(1)), "c");
   EXPECT_EQ(ms.get(k8(2)), "b");
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "c"}, {k8(2), "b"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "c"}, {k8(2), "b"}}));
   auto bad = ms.plan(41, {});
   ASSERT_FALSE(bad);
   EXPECT_EQ(code_of(bad.error()), ec::block_id_not_increasing);
@@ -104,7 +130,7 @@ TEST(memory_state, load_and_set_applied) {
   EXPECT_EQ(history.back()->changes[0].before, "c");
   EXPECT_EQ(ms.size(), 3u);
   revert_to(ms, history, 41);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "c"}, {k8(2), "b"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "c"}, {k8(2), "b"}}));
   EXPECT_EQ(ms.size(), 2u);
   EXPECT_EQ(ms.applied(), 41u);
 }
@@ -183,13 +209,13 @@ TEST(memory_state, plan_value_size_limit_is_65535_bytes) {
   auto rec = apply(ms, 3, {{k8(1), largest}});
   ASSERT_TRUE(rec);
   EXPECT_EQ(ms.get(k8(1)), largest);
-  EXPECT_EQ(ms.get(k8(1)).size(), 65535u);
+  EXPECT_EQ(ms.get(k8(1))->size(), 65535u);
 }
 
 TEST(memory_state, refused_or_uninstalled_plans_change_nothing) {
   memory_state ms{8};
   apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}});
-  auto before = ms.snapshot();
+  auto before = snapshot_of(ms);
   // Valid operations ahead of a bad one are not applied.
   auto bad = ms.plan(2, {{k8(1), "changed"}, {k8(3), "new"}, {k8(2), ""},
                          {k8(4), std::string(65536, 'z')}});
@@ -201,7 +227,7 @@ TEST(memory_state, refused_or_uninstalled_plans_change_nothing) {
   // A valid plan that is never installed changes nothing either.
   auto unused = plan_ok(ms, 2, {{k8(1), "changed"}, {k8(2), ""}});
   ASSERT_TRUE(unused);
-  EXPECT_EQ(ms.snapshot(), before);
+  EXPECT_EQ(snapshot_of(ms), before);
   EXPECT_EQ(ms.size(), 2u);
   EXPECT_EQ(ms.applied(), 1u);
   EXPECT_FALSE(ms.fresh());
@@ -210,7 +236,7 @@ TEST(memory_state, refused_or_uninstalled_plans_change_nothing) {
   // And the height it planned is still free.
   apply(ms, 2, {{k8(3), "c"}});
   EXPECT_EQ(ms.applied(), 2u);
-  EXPECT_EQ(ms.snapshot(),
+  EXPECT_EQ(snapshot_of(ms),
             (contents{{k8(1), "a"}, {k8(2), "b"}, {k8(3), "c"}}));
 }
 
@@ -272,7 +298,7 @@ TEST(memory_state, sparse_heights_and_empty_blocks) {
   EXPECT_EQ(ms.applied(), 1000u);
   apply(ms, 1'000'000'000'000ull, {});
   EXPECT_EQ(ms.applied(), 1'000'000'000'000ull);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}, {k8(2), "b"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "a"}, {k8(2), "b"}}));
 }
 
 // -- records ----------------------------------------------------------------
@@ -297,7 +323,7 @@ TEST(memory_state, ops_on_one_key_coalesce_last_wins_with_before_of_the_block) {
                                    {k8(2), "", "two"},
                                    {k8(4), "four", ""}};
   EXPECT_EQ(rec->changes, expected);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "z"}, {k8(4), "four"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "z"}, {k8(4), "four"}}));
   EXPECT_EQ(ms.size(), 2u);
   EXPECT_EQ(ms.get(k8(1)), "z");
   EXPECT_EQ(ms.get(k8(2)), "");
@@ -313,7 +339,7 @@ TEST(memory_state, deleting_an_absent_key_is_a_no_op) {
   EXPECT_EQ(rec->changes[0], (key_change{k8(9), "", ""}));
   EXPECT_EQ(ms.size(), 1u);
   EXPECT_EQ(ms.get(k8(9)), "");
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "a"}}));
   EXPECT_EQ(ms.applied(), 2u);
   // Deleting a key twice: the second delete is a no-op too.
   apply(ms, 3, {{k8(1), ""}});
@@ -322,7 +348,7 @@ TEST(memory_state, deleting_an_absent_key_is_a_no_op) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->changes[0], (key_change{k8(1), "", ""}));
   EXPECT_EQ(ms.size(), 0u);
-  EXPECT_TRUE(ms.snapshot().empty());
+  EXPECT_TRUE(snapshot_of(ms).empty());
   // Reverting the no-op deletes restores nothing but the real delete.
   block_record_list history{again};
   ms.revert(history, 3);
@@ -337,33 +363,33 @@ TEST(memory_state, revert_restores_exact_previous_states) {
   block_record_list history;
   std::map<block_id, contents> states;
   history.push_back(apply(ms, 0, {{k8(1), "a0"}, {k8(2), "b0"}}));
-  states[0] = ms.snapshot();
+  states[0] = snapshot_of(ms);
   history.push_back(
     apply(ms, 3, {{k8(1), "a3"}, {k8(3), "c3"}, {k8(2), ""}}));
-  states[3] = ms.snapshot();
+  states[3] = snapshot_of(ms);
   history.push_back(apply(ms, 4, {}));
-  states[4] = ms.snapshot();
+  states[4] = snapshot_of(ms);
   history.push_back(
     apply(ms, 8, {{k8(2), "b8"}, {k8(3), ""}, {k8(1), "a8"}, {k8(4), "d8"}}));
-  states[8] = ms.snapshot();
+  states[8] = snapshot_of(ms);
   history.push_back(apply(ms, 9, {{k8(4), ""}, {k8(1), ""}}));
-  states[9] = ms.snapshot();
+  states[9] = snapshot_of(ms);
   EXPECT_EQ(states[9], (contents{{k8(2), "b8"}}));
   EXPECT_EQ(ms.size(), 1u);
 
   revert_to(ms, history, 8);
   EXPECT_EQ(ms.applied(), 8u);
   EXPECT_FALSE(ms.fresh());
-  EXPECT_EQ(ms.snapshot(), states[8]);
-  EXPECT_EQ(ms.snapshot(),
+  EXPECT_EQ(snapshot_of(ms), states[8]);
+  EXPECT_EQ(snapshot_of(ms),
             (contents{{k8(1), "a8"}, {k8(2), "b8"}, {k8(4), "d8"}}));
   EXPECT_EQ(ms.size(), 3u);
   EXPECT_EQ(ms.get(k8(4)), "d8");
 
   revert_to(ms, history, 3);
   EXPECT_EQ(ms.applied(), 3u);
-  EXPECT_EQ(ms.snapshot(), states[3]);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a3"}, {k8(3), "c3"}}));
+  EXPECT_EQ(snapshot_of(ms), states[3]);
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "a3"}, {k8(3), "c3"}}));
   EXPECT_EQ(ms.size(), 2u);
   EXPECT_EQ(ms.get(k8(2)), "");
 
@@ -373,11 +399,11 @@ TEST(memory_state, revert_restores_exact_previous_states) {
   EXPECT_EQ(message_of(r.error()),
             "block 3 is not above the applied height 3");
   history.push_back(apply(ms, 4, {{k8(2), "b4"}}));
-  EXPECT_EQ(ms.snapshot(),
+  EXPECT_EQ(snapshot_of(ms),
             (contents{{k8(1), "a3"}, {k8(2), "b4"}, {k8(3), "c3"}}));
   revert_to(ms, history, 0);
   EXPECT_EQ(ms.applied(), 0u);
-  EXPECT_EQ(ms.snapshot(), states[0]);
+  EXPECT_EQ(snapshot_of(ms), states[0]);
   EXPECT_EQ(ms.size(), 2u);
   EXPECT_FALSE(ms.fresh()); // Genesis was applied: 0 is not allowed again.
   EXPECT_FALSE(ms.plan(0, {}));
@@ -387,12 +413,12 @@ TEST(memory_state, revert_to_a_height_never_applied) {
   memory_state ms{8};
   block_record_list history;
   history.push_back(apply(ms, 500, {{k8(1), "a500"}, {k8(2), "b500"}}));
-  auto at500 = ms.snapshot();
+  auto at500 = snapshot_of(ms);
   history.push_back(
     apply(ms, 1000, {{k8(1), "a1000"}, {k8(2), ""}, {k8(3), "c1000"}}));
   revert_to(ms, history, 750);
   EXPECT_EQ(ms.applied(), 750u);
-  EXPECT_EQ(ms.snapshot(), at500);
+  EXPECT_EQ(snapshot_of(ms), at500);
   EXPECT_EQ(ms.size(), 2u);
   EXPECT_EQ(ms.get_many({k8(1), k8(2), k8(3)}),
             (std::vector<value>{"a500", "b500", ""}));
@@ -412,7 +438,7 @@ TEST(memory_state, revert_with_no_records_only_moves_the_height) {
   apply(ms, 10, {{k8(1), "a"}});
   ms.revert({}, 10);
   EXPECT_EQ(ms.applied(), 10u);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "a"}}));
   // Reverting from a fresh state makes it non-fresh.
   memory_state fresh{8};
   fresh.revert({}, 0);
@@ -434,15 +460,15 @@ TEST(memory_state, size_counts_live_keys_through_sets_deletes_and_reverts) {
   EXPECT_EQ(ms.size(), 2u);
   history.push_back(apply(ms, 5, {{k8(6), "f"}, {k8(6), ""}}));
   EXPECT_EQ(ms.size(), 2u);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(2), "b4"}, {k8(4), "d"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(2), "b4"}, {k8(4), "d"}}));
   revert_to(ms, history, 3);
   EXPECT_EQ(ms.size(), 2u);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a2"}, {k8(4), "d"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "a2"}, {k8(4), "d"}}));
   revert_to(ms, history, 2);
   EXPECT_EQ(ms.size(), 4u);
   revert_to(ms, history, 0);
   EXPECT_EQ(ms.size(), 0u);
-  EXPECT_TRUE(ms.snapshot().empty());
+  EXPECT_TRUE(snapshot_of(ms).empty());
 }
 
 // -- reads ------------------------------------------------------------------
@@ -470,7 +496,7 @@ TEST(memory_state, staged_overlay_is_visible_in_get_and_get_many) {
   EXPECT_EQ(ms.get_many({k8(1), k8(2), k8(3), k8(4)}),
             (std::vector<value>{"staged", "", "newer", ""}));
   // Staging changes neither the state, its size nor its height.
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}, {k8(2), "b"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "a"}, {k8(2), "b"}}));
   EXPECT_EQ(ms.size(), 2u);
   EXPECT_EQ(ms.applied(), 1u);
   ms.stage_end();
@@ -500,7 +526,7 @@ TEST(memory_state, snapshot_lists_live_keys_sorted) {
   apply(ms, 2, {{k8(0), ""}, {k8(7919), ""}});
   expected.erase(expected.begin(), expected.begin() + 2);
   std::sort(expected.begin(), expected.end());
-  auto snap = ms.snapshot();
+  auto snap = snapshot_of(ms);
   EXPECT_EQ(snap, expected);
   EXPECT_EQ(snap.size(), 98u);
   EXPECT_TRUE(std::is_sorted(snap.begin(), snap.end()));
@@ -516,7 +542,7 @@ TEST(memory_state, reads_stay_right_after_more_blocks_than_the_undo_depth) {
   history.push_back(apply(ms, 1, {{k8(1), "x1"}, {k8(2), "y1"}}));
   // Delete key 1: a tombstone that is purged once block 2's undo expires.
   history.push_back(apply(ms, 2, {{k8(1), ""}}));
-  auto at2 = ms.snapshot();
+  auto at2 = snapshot_of(ms);
   for (block_id h = 3; h <= 22; ++h)
     history.push_back(apply(ms, h, {{k8(100 + h), v64(h)}, {k8(2), v64(h)}}));
   EXPECT_EQ(ms.applied(), 22u);
@@ -533,7 +559,7 @@ TEST(memory_state, reads_stay_right_after_more_blocks_than_the_undo_depth) {
   EXPECT_EQ(ms.size(), 21u);
   // Reverting across the delete restores the key.
   revert_to(ms, history, 2);
-  EXPECT_EQ(ms.snapshot(), at2);
+  EXPECT_EQ(snapshot_of(ms), at2);
   EXPECT_EQ(ms.get(k8(1)), "");
   revert_to(ms, history, 1);
   EXPECT_EQ(ms.get(k8(1)), "x1");
@@ -564,7 +590,7 @@ TEST(memory_state, revert_of_a_delete_whose_tombstone_was_purged) {
             (std::vector<value>{"", "", ""}));
   EXPECT_EQ(ms.size(), 0u);
   revert_to(ms, history, 1);
-  EXPECT_EQ(ms.snapshot(), (contents{{k8(1), "a"}, {k8(2), "b"}}));
+  EXPECT_EQ(snapshot_of(ms), (contents{{k8(1), "a"}, {k8(2), "b"}}));
   EXPECT_EQ(ms.size(), 2u);
 }
 
@@ -600,7 +626,7 @@ void check_concurrent_reads(std::size_t optimistic_attempts) {
     while (!done.load()) {
       auto gen_before = revert_gen.load();
       auto low = ms.applied();
-      auto vals = ms.get_many(keys);
+      auto vals = values_of(ms, keys);
       auto high = ms.applied();
       auto gen_after = revert_gen.load();
       reads.fetch_add(1, std::memory_order_relaxed);
@@ -675,4 +701,228 @@ TEST(memory_state, get_many_reads_one_height_while_blocks_are_applied) {
 
 TEST(memory_state, locked_reads_are_one_height_while_blocks_are_applied) {
   check_concurrent_reads(0);
+}
+
+// -- memory budget --------------------------------------------------------------
+
+namespace {
+
+/// The estimated bytes of one resident entry with an 8-byte key and a value
+/// of at most 14 bytes (inline): twice its table slot (tag byte, key, the
+/// 32-byte entry), as tables are 7/16 to 7/8 full.
+constexpr std::size_t small_entry_bytes = 2 * (1 + 8 + 32);
+
+/// A memory_state with a budget over a real state store, driven as the
+/// actors drive it: a checkpoint every `checkpoint_every` blocks, and a
+/// revert that checkpoints, makes the reverted keys resident, writes the
+/// target state to the store, then reverts memory. Keeps its own model of
+/// the state (with its own undo) to compare against.
+class budgeted_state {
+public:
+  budgeted_state(std::size_t entry_budget, std::size_t checkpoint_every)
+    : checkpoint_every_(checkpoint_every) {
+    state_store::options opts;
+    opts.dir = dir_.path() / "state";
+    opts.cache_bytes = 1 << 20;
+    opts.write_buffer_bytes = 1 << 20;
+    auto opened = state_store::open(opts);
+    EXPECT_TRUE(opened) << describe(opened.error());
+    store_ = std::move(*opened);
+    ms_.attach_state_of_record(*store_, entry_budget);
+  }
+
+  ~budgeted_state() {
+    ms_.detach_state_of_record();
+  }
+
+  memory_state& ms() {
+    return ms_;
+  }
+
+  const std::map<key, value>& model() const {
+    return model_;
+  }
+
+  void apply(block_id height, const operation_list& ops) {
+    std::vector<std::pair<key, std::optional<value>>> undo;
+    for (auto& op : ops) {
+      auto found = model_.find(op.k);
+      undo.emplace_back(op.k, found != model_.end()
+                                ? std::optional<value>{found->second}
+                                : std::nullopt);
+      if (op.v.empty())
+        model_.erase(op.k);
+      else
+        model_[op.k] = op.v;
+    }
+    model_undo_.emplace_back(height, std::move(undo));
+    auto rec = plan_ok(ms_, height, ops);
+    ASSERT_TRUE(rec);
+    ms_.install(rec);
+    history_.push_back(rec);
+    pending_.add(rec);
+    if (++since_checkpoint_ == checkpoint_every_)
+      checkpoint();
+  }
+
+  void checkpoint() {
+    if (pending_.blocks() == 0)
+      return;
+    auto height = ms_.applied();
+    ASSERT_EQ(store_->write_checkpoint(pending_.take(height)), caf::error{});
+    ms_.set_checkpointed(height);
+    since_checkpoint_ = 0;
+  }
+
+  void revert(block_id target) {
+    checkpoint();
+    auto newest_first = above(history_, target);
+    ms_.make_resident(newest_first);
+    checkpoint_builder undo;
+    for (auto& rec : newest_first)
+      undo.add_undo(rec);
+    ASSERT_EQ(store_->write_checkpoint(undo.take(target)), caf::error{});
+    ms_.set_checkpointed(target);
+    ms_.revert(newest_first, target);
+    std::erase_if(history_,
+                  [&](const block_record_ptr& r) { return r->height > target; });
+    while (!model_undo_.empty() && model_undo_.back().first > target) {
+      auto& changes = model_undo_.back().second;
+      for (auto it = changes.rbegin(); it != changes.rend(); ++it) {
+        if (it->second)
+          model_[it->first] = *it->second;
+        else
+          model_.erase(it->first);
+      }
+      model_undo_.pop_back();
+    }
+  }
+
+  /// Expects every key below `key_limit` to read as the model says, one by
+  /// one and with get_many, and the live count and snapshot to match.
+  void expect_matches_model(std::uint64_t key_limit) {
+    ASSERT_EQ(ms_.size(), model_.size());
+    std::vector<key> keys;
+    std::vector<value> expected;
+    for (std::uint64_t i = 0; i < key_limit; ++i) {
+      auto k = k8(i);
+      auto found = model_.find(k);
+      auto want = found != model_.end() ? found->second : value{};
+      auto got = ms_.get(k);
+      ASSERT_TRUE(got) << describe(got.error());
+      ASSERT_EQ(*got, want) << "key " << i << " at " << ms_.applied();
+      keys.push_back(k);
+      expected.push_back(want);
+    }
+    EXPECT_EQ(values_of(ms_, keys), expected);
+    EXPECT_EQ(snapshot_of(ms_),
+              contents(model_.begin(), model_.end()));
+  }
+
+private:
+  test::temp_dir dir_;
+  std::unique_ptr<state_store> store_;
+  memory_state ms_{8};
+  std::size_t checkpoint_every_;
+  std::size_t since_checkpoint_ = 0;
+  checkpoint_builder pending_;
+  block_record_list history_;
+  std::map<key, value> model_;
+  std::vector<std::pair<block_id,
+                        std::vector<std::pair<key, std::optional<value>>>>>
+    model_undo_;
+};
+
+/// Block `h` of a workload over keys [0, 1000 h): 1000 new keys, 100
+/// updates and 50 deletes of random older keys.
+operation_list workload_block(block_id h, std::mt19937_64& rng) {
+  operation_list ops;
+  for (std::uint64_t i = 1000 * (h - 1); i < 1000 * h; ++i)
+    ops.push_back({k8(i), v64(i)});
+  if (h > 1) {
+    std::uniform_int_distribution<std::uint64_t> older{0, 1000 * (h - 1) - 1};
+    for (int i = 0; i < 100; ++i)
+      ops.push_back({k8(older(rng)), v64(h * 1'000'000 + i)});
+    for (int i = 0; i < 50; ++i)
+      ops.push_back({k8(older(rng)), ""});
+  }
+  return ops;
+}
+
+} // namespace
+
+TEST(memory_state_budget, accounting_counts_entry_bytes_exactly) {
+  memory_state ms{8};
+  EXPECT_EQ(ms.resident_bytes(), 0u);
+  apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}, {k8(3), "c"}});
+  EXPECT_EQ(ms.resident_entries(), 3u);
+  EXPECT_EQ(ms.resident_bytes(), 3 * small_entry_bytes);
+  // A value beyond the 14 inline bytes adds its heap block: its size and
+  // the allocator's 16 bytes.
+  value big(100, 'x');
+  apply(ms, 2, {{k8(1), big}});
+  EXPECT_EQ(ms.resident_bytes(), 3 * small_entry_bytes + 100 + 16);
+  // Without a budget a delete purges the entry once its undo expires.
+  apply(ms, 3, {{k8(1), ""}});
+  for (block_id h = 4; h < 4 + memory_state::undo_depth; ++h)
+    apply(ms, h, {});
+  EXPECT_EQ(ms.resident_entries(), 2u);
+  EXPECT_EQ(ms.resident_bytes(), 2 * small_entry_bytes);
+}
+
+TEST(memory_state_budget, dirty_entries_stay_until_their_checkpoint) {
+  // A budget of 10 entries; 40 blocks of 100 new keys with no checkpoint.
+  budgeted_state b{10 * small_entry_bytes, 1000};
+  for (block_id h = 1; h <= 40; ++h) {
+    operation_list ops;
+    for (std::uint64_t i = 100 * (h - 1); i < 100 * h; ++i)
+      ops.push_back({k8(i), v64(i)});
+    b.apply(h, ops);
+  }
+  // Nothing was written to LevelDB, so nothing may go.
+  EXPECT_EQ(b.ms().resident_entries(), 4000u);
+  EXPECT_EQ(b.ms().resident_bytes(), 4000 * small_entry_bytes);
+  b.expect_matches_model(4100);
+  // Checkpoint 40; block 41 expires the undo of block 25: entries of blocks
+  // 1..25 are clean and go, those of the 16 blocks readers may need stay.
+  b.checkpoint();
+  b.apply(41, {{k8(4000), v64(4000)}});
+  EXPECT_EQ(b.ms().resident_entries(), 15 * 100 + 1u);
+  EXPECT_EQ(b.ms().resident_bytes(), (15 * 100 + 1) * small_entry_bytes);
+  b.expect_matches_model(4100);
+  // Reading evicted keys does not bring them back.
+  EXPECT_EQ(b.ms().resident_entries(), 15 * 100 + 1u);
+}
+
+TEST(memory_state_budget, reads_reverts_and_live_count_stay_exact) {
+  // 120k keys written, a budget of about 2000 entries.
+  budgeted_state b{2000 * small_entry_bytes, 4};
+  std::mt19937_64 rng{42};
+  for (block_id h = 1; h <= 120; ++h) {
+    b.apply(h, workload_block(h, rng));
+    if (h % 60 == 0)
+      b.expect_matches_model(1000 * h + 10);
+  }
+  EXPECT_EQ(b.ms().applied(), 120u);
+  // Resident: at most the budget plus the entries of the undo window and the
+  // blocks since the checkpoint (dirty), 19 blocks of 1150 changes.
+  EXPECT_LE(b.ms().resident_entries(), 2000u + 19 * 1150);
+  EXPECT_LT(b.ms().resident_entries(), b.model().size() / 4);
+  // Revert across evictions: blocks 91..120 changed keys long evicted.
+  b.revert(90);
+  EXPECT_EQ(b.ms().applied(), 90u);
+  b.expect_matches_model(120'010);
+  // Go on above the target, then revert again within the new blocks.
+  std::mt19937_64 rng2{7};
+  for (block_id h = 101; h <= 140; ++h)
+    b.apply(h, workload_block(h, rng2));
+  b.revert(110);
+  b.expect_matches_model(140'010);
+  for (block_id h = 111; h <= 130; ++h)
+    b.apply(h, workload_block(h, rng2));
+  b.checkpoint();
+  b.apply(131, {});
+  b.expect_matches_model(140'010);
+  EXPECT_LE(b.ms().resident_bytes(),
+            (2000 + 16 * 1150) * small_entry_bytes);
 }

@@ -3,6 +3,7 @@
 #include "rollblock/actors/store_reader.hpp"
 #include "rollblock/messages/actor_interfaces.hpp"
 #include "rollblock/storage/checkpoint_builder.hpp"
+#include "rollblock/storage/memory_state.hpp"
 #include "rollblock/storage/state_store.hpp"
 
 #include <caf/error.hpp>
@@ -19,6 +20,9 @@ struct persistence_state {
   /// Where the fault hook lives.
   std::shared_ptr<store_shared> shared;
   std::unique_ptr<storage::state_store> state;
+  /// The in-memory state, told what LevelDB holds (with a memory budget it
+  /// reads LevelDB for keys it evicted).
+  std::shared_ptr<storage::memory_state> memory;
   storage::store_metadata meta;
   storage::checkpoint_builder pending;
   /// The newest height queued in `pending`.
@@ -28,6 +32,9 @@ struct persistence_state {
 
   /// Turns a failed write into the sticky failure and returns it.
   caf::error fail(const caf::error& err, const std::string& what);
+
+  /// Stops the in-memory state's reads of LevelDB before LevelDB closes.
+  ~persistence_state();
 };
 
 /// Writes checkpoints, reverts and metadata into LevelDB, one atomic

@@ -32,7 +32,7 @@ struct store_options {
   std::chrono::milliseconds checkpoint_interval{1000};
   /// Start a new journal segment file after this many bytes.
   std::uint64_t journal_segment_bytes = 64ull << 20;
-  /// LevelDB block cache and write buffer sizes.
+  /// LevelDB block cache and write buffer sizes (without a memory budget).
   std::size_t leveldb_cache_bytes = 64ull << 20;
   std::size_t leveldb_write_buffer_bytes = 64ull << 20;
   /// The supervisor restarts a crashed store actor at most this many times
@@ -45,7 +45,20 @@ struct store_options {
   /// rollblock/actors/supervisor.hpp); an exception it throws crashes that
   /// actor the way a bug would. Unset: no calls.
   std::function<void(std::string_view point)> fault_hook{};
+  /// The memory the store may use, in bytes (at least 64 KiB). Unset:
+  /// unlimited, every live entry stays in memory. Set: LevelDB's block
+  /// cache gets 1/16 and its write buffers (two may exist) 1/32 each
+  /// (instead of the two sizes above), the resident entries 1/4, and the
+  /// rest (5/8, as measured in bench/RESULTS.md) covers the undo, the
+  /// blocks waiting for the journal and the next checkpoint, LevelDB's
+  /// indexes and filters and allocator overhead. Cold entries are evicted and read from LevelDB. Dirty
+  /// entries (not yet checkpointed) stay, so a burst of writes between two
+  /// checkpoints can exceed the budget. Not persisted.
+  std::optional<std::size_t> memory_budget{};
 };
+
+/// The smallest memory budget a store accepts.
+constexpr std::size_t min_memory_budget = 64ull << 10;
 
 /// The three heights of a store.
 struct store_heights {

@@ -147,6 +147,19 @@ public:
         f(key_view(slot), values_[slot]);
   }
 
+  /// Calls f(key, value) for the entries in the `count` slots from slot
+  /// `from` on (wrapping around), for sweeps that visit a table in parts.
+  /// REQUIRES: f does not insert or erase.
+  template <class F>
+  void for_each_slot(std::size_t from, std::size_t count, F f) {
+    auto cap = capacity();
+    for (std::size_t i = 0; i < count && cap > 0; ++i) {
+      auto slot = (from + i) & (cap - 1);
+      if (tags_[slot] != 0)
+        f(key_view(slot), values_[slot]);
+    }
+  }
+
   /// Removes every entry and keeps the capacity.
   void clear() {
     std::fill(tags_.begin(), tags_.end(), std::uint8_t{0});

@@ -6,18 +6,22 @@
 #include "rollblock/storage/compact_value.hpp"
 #include "rollblock/storage/flat_key_map.hpp"
 
+#include <caf/error.hpp>
 #include <caf/expected.hpp>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 namespace rollblock::storage {
+
+class state_store;
 
 /// The live state in memory: key -> value at the applied height, readable
 /// from any thread while one writer applies and reverts blocks.
@@ -33,6 +37,24 @@ namespace rollblock::storage {
 ///   started at follows the undo of that block (kept for the newest
 ///   `undo_depth` blocks) back to the value at its height. A reader that falls
 ///   further behind, or that overlaps a revert, starts over.
+///
+/// With a memory budget (attach_state_of_record) only a working set is
+/// resident and the state of record (LevelDB, at the checkpoint height)
+/// answers for the rest:
+/// - An entry is clean when its height is at or below both the checkpoint
+///   height (LevelDB holds its value) and the height of the newest expired
+///   undo (no reader can need an older value). Only clean entries are
+///   evicted, by a clock (second chance: a read sets the entry's referenced
+///   bit, the sweep clears it once before evicting), when the resident bytes
+///   exceed the budget after an install. Dirty entries stay until the
+///   checkpoint that writes them.
+/// - Tombstones of keys LevelDB may still hold stay resident until clean.
+/// - A read that misses memory reads LevelDB, then looks at memory again: a
+///   key that became resident meanwhile is read from memory. A key evicted
+///   meanwhile was clean, so its height is at or below the undo floor, which
+///   then lies above the reader's height: the reader starts over.
+/// - plan() reads the before value of a non-resident key from LevelDB.
+/// - The live key count is kept from each change's before and after.
 class memory_state {
 public:
   /// How many recent blocks keep their undo in memory for readers.
@@ -64,20 +86,51 @@ public:
   /// accepts any first height, including genesis 0).
   void set_applied(block_id height, bool fresh);
 
+  /// Sets the live key count of a state that was not loaded (budgeted
+  /// recovery). REQUIRES: no block installed yet.
+  void set_live_keys(std::size_t count);
+
+  /// Serves keys that are not resident from `store` and keeps the resident
+  /// entries within about `entry_budget_bytes`. REQUIRES: no block installed
+  /// yet; `store` holds the state at the applied height and outlives this
+  /// object or a later detach_state_of_record(); entry_budget_bytes > 0.
+  void attach_state_of_record(const state_store& store,
+                              std::size_t entry_budget_bytes);
+
+  /// Stops reading the state of record (before it closes). Reads that
+  /// miss memory fail with ec::store_closed from now on.
+  void detach_state_of_record();
+
+  /// Records that the state of record now holds the state at `height`
+  /// (a checkpoint or revert was written). May be called from any thread.
+  void set_checkpointed(block_id height);
+
+  /// Makes every key changed by `newest_first` (the blocks above a revert
+  /// target, newest first) resident with its current value, so that readers
+  /// keep reading memory while the state of record is rewritten to the
+  /// target. Does nothing without a budget.
+  /// REQUIRES: no other writer call runs concurrently.
+  void make_resident(const block_record_list& newest_first);
+
   /// Checks that `height` may be applied next and every operation is valid,
   /// and returns the block's record (coalesced changes with their undo)
   /// without changing anything. Errors: ec::block_id_not_increasing,
-  /// ec::key_width_mismatch, ec::value_too_large (naming the operation).
+  /// ec::key_width_mismatch, ec::value_too_large (naming the operation), and
+  /// the state of record's read errors for non-resident keys.
   caf::expected<block_record_ptr> plan(block_id height,
                                        const operation_list& ops) const;
 
-  /// Makes a planned block visible and sets the applied height to its height.
+  /// Makes a planned block visible and sets the applied height to its height,
+  /// then evicts clean entries while over the budget.
   /// REQUIRES: `record` came from plan() with no install or revert since.
   void install(block_record_ptr record);
 
   /// Undoes `newest_first` (records of blocks above `target`, newest first)
   /// and sets the applied height to `target`. Readers wait for the duration.
   /// REQUIRES: the records are exactly the installed blocks above target.
+  /// With a budget, also: the state of record holds the state at `target`
+  /// (written after make_resident), or no block is installed afterwards
+  /// (a fatal store), since the reverted entries count as clean.
   void revert(const block_record_list& newest_first, block_id target);
 
   /// Starts showing staged writes to readers (overlay over the state).
@@ -90,12 +143,15 @@ public:
   // -- readers (any thread) --------------------------------------------------
 
   /// Returns the value of `k` (staged writes included), empty when absent.
+  /// Errors only with a budget: the state of record's read errors, or
+  /// ec::store_closed once detached.
   /// REQUIRES: k has the key width (the caller validates).
-  value get(const key& k) const;
+  caf::expected<value> get(const key& k) const;
 
-  /// Returns the values of `keys` in order, all read at one height.
+  /// Returns the values of `keys` in order, all read at one height. Errors
+  /// as get().
   /// REQUIRES: every key has the key width.
-  std::vector<value> get_many(const std::vector<key>& keys) const;
+  caf::expected<std::vector<value>> get_many(const std::vector<key>& keys) const;
 
   /// Returns the applied height.
   block_id applied() const {
@@ -112,14 +168,27 @@ public:
     return live_.load(std::memory_order_relaxed);
   }
 
-  /// Returns a copy of all live keys and values (for tests and dumps).
-  std::vector<std::pair<key, value>> snapshot() const;
+  /// Returns the bytes the resident entries take (estimated: table slots at
+  /// the tables' average fill, and the heap blocks of long values).
+  std::size_t resident_bytes() const {
+    return resident_bytes_.load(std::memory_order_relaxed);
+  }
+
+  /// Returns the number of resident entries (tombstones included).
+  std::size_t resident_entries() const;
+
+  /// Returns a copy of all live keys and values in key order (for tests and
+  /// dumps), with a budget merged from the state of record.
+  /// REQUIRES with a budget: no writer call runs concurrently.
+  caf::expected<std::vector<std::pair<key, value>>> snapshot() const;
 
 private:
-  /// 24 bytes (plus the key inline in the table and one tag byte).
   struct entry {
     compact_value v;     // empty: a tombstone, purged once its undo expires
     block_id height = 0; // the block that wrote it (0: loaded or reverted)
+    /// The clock's second chance: set by reads (through std::atomic_ref,
+    /// readers share the shard lock), cleared by the eviction sweep.
+    mutable std::uint8_t referenced = 0;
   };
 
   struct shard {
@@ -127,6 +196,8 @@ private:
     }
     mutable std::shared_mutex mu;
     flat_key_map<entry> map;
+    /// The eviction clock's hand: the next slot to sweep.
+    std::size_t hand = 0;
   };
 
   /// The undo of one installed block, as readers need it.
@@ -148,10 +219,36 @@ private:
 
   /// Reads one key at height `at` into `out`; returns false when the reader
   /// must start over (the needed undo is gone). Takes the key's shard lock
-  /// unless the caller holds every shard lock (`locked`).
+  /// unless the caller holds every shard lock (`locked`). A failed read of
+  /// the state of record returns true with `err` set.
   /// REQUIRES: hash == key_hash(k).
   bool read_at(std::string_view k, std::uint64_t hash, block_id at,
-               value& out, bool locked = false) const;
+               value& out, caf::error& err, bool locked = false) const;
+
+  /// Reads a non-resident key from the state of record (empty when absent).
+  caf::expected<value> read_state_of_record(std::string_view k) const;
+
+  /// The estimated bytes of an entry with this value: its table slot twice
+  /// (a table is 7/16 to 7/8 full) and the heap block of a long value.
+  std::size_t entry_bytes(const compact_value& v) const;
+
+  /// Adds an entry to a shard whose lock the caller holds exclusively.
+  /// REQUIRES: k is not in the shard; hash == key_hash(k).
+  void emplace_entry(shard& s, std::string_view k, std::uint64_t hash,
+                     std::string_view v, block_id height);
+
+  /// Replaces the value of an entry under the exclusive shard lock.
+  void assign_entry(entry& e, std::string_view v, block_id height);
+
+  /// Evicts clean entries (clock sweep) while the resident bytes exceed the
+  /// budget. Writer only.
+  void evict_over_budget();
+
+  /// Sweeps up to `max_slots` slots of shard `s` from its hand, evicting
+  /// clean entries below `ceiling` until `goal` bytes are freed. Returns the
+  /// bytes freed.
+  std::size_t sweep(shard& s, block_id ceiling, std::size_t goal,
+                    std::size_t max_slots);
 
   /// Runs `read(height, locked)` until it succeeds at one height with no
   /// revert overlapping it; `read` returns false when it must start over.
@@ -180,6 +277,21 @@ private:
 
   mutable std::shared_mutex undo_mu_;
   std::vector<block_undo_ptr> undo_; // newest last, at most undo_depth
+
+  /// The budget for resident entries; 0: unlimited (everything resident).
+  std::size_t entry_budget_ = 0;
+  /// Guards state_of_record_ against detaching while a read uses it.
+  mutable std::shared_mutex state_of_record_mu_;
+  const state_store* state_of_record_ = nullptr;
+  /// One above the height the state of record holds; 0 before the first
+  /// checkpoint (block 0 is a real height).
+  std::atomic<block_id> checkpoint_end_{0};
+  std::atomic<std::size_t> resident_bytes_{0};
+  /// The next shard the eviction clock visits.
+  std::size_t hand_shard_ = 0;
+  /// The clean ceiling of the last sweep that could not get under the
+  /// budget: no new sweep until more entries can be clean.
+  std::optional<block_id> stalled_ceiling_;
 
   std::atomic<bool> staging_{false};
   mutable std::mutex stage_mu_;

@@ -39,9 +39,10 @@ caf::error validate(const store_options& opts);
 ///     a key width other than the stored one is ec::config_mismatch;
 ///  3. opens the journal (directory "journal"), repairing a torn tail;
 ///  4. completes an interrupted revert (revert marker) or prune;
-///  5. loads the LevelDB state into memory and replays the journal entries
-///     above the checkpoint (sparse heights are fine), then writes them as
-///     one checkpoint and fsyncs the journal.
+///  5. loads the LevelDB state into memory (with a memory budget: loads
+///     nothing, counts the live keys and serves misses from LevelDB) and
+///     replays the journal entries above the checkpoint (sparse heights are
+///     fine), then writes them as one checkpoint and fsyncs the journal.
 /// On error nothing is held open; the data directory may have been repaired
 /// (torn tail cut) but never loses a valid entry.
 caf::expected<recovered_store> recover(const store_options& opts);

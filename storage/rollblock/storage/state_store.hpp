@@ -57,6 +57,11 @@ public:
     std::filesystem::path dir;
     std::size_t cache_bytes = 64ull << 20;
     std::size_t write_buffer_bytes = 64ull << 20;
+    /// Whether LevelDB maps table files into memory (its default, up to
+    /// 1000 files). Mapped pages that reads and compactions touch count as
+    /// the process's resident memory, so a memory budget reads them with
+    /// pread instead (through the page cache, not counted).
+    bool map_table_files = true;
     /// Opens an existing database for inspection (ec::state_corrupt when
     /// there is none): nothing is created, LevelDB
     /// runs with paranoid checks and writes no LOG file, and every write
@@ -93,8 +98,10 @@ public:
   /// Clears the revert marker (sync).
   caf::error clear_revert_marker();
 
-  /// Reads one key at the checkpoint; an empty value when absent.
-  caf::expected<value> get(const key& k) const;
+  /// Reads one key at the checkpoint; an empty value when absent. A key
+  /// never written is refused by the bloom filter without a disk read.
+  /// Thread-safe.
+  caf::expected<value> get(std::string_view k) const;
 
   /// Calls `f` for every stored key/value pair in key order. Stops with the
   /// error LevelDB reports, if any.
