@@ -14,6 +14,8 @@
 //   "m/checkpoint"           fixed64                 height of the "s" state
 //   "m/pruned_through"       fixed64                 newest pruned height
 //   "m/revert_marker"        fixed64                 revert in progress
+//   "m/reverted_to"          fixed64                 the checkpoint came from
+//                                                    a revert to this height
 //
 // fixed64 is 8 bytes, least significant first (value_from_u64). A state key
 // has the store's key width; an empty value is never stored (writing one
@@ -23,9 +25,12 @@
 // A store without "m/format_version" is new: read_metadata returns nullopt.
 // write_config writes the four configuration records in one synced batch;
 // write_checkpoint writes the state changes, "m/checkpoint" and, when set,
-// "m/revert_marker" in one synced batch, so a checkpoint is all or nothing
-// across crashes. The optional records (checkpoint, pruned_through,
-// revert_marker) are absent until first written.
+// "m/revert_marker" and "m/reverted_to" (or deletes "m/reverted_to") in one
+// synced batch, so a checkpoint is all or nothing across crashes. The
+// optional records (checkpoint, pruned_through, revert_marker, reverted_to)
+// are absent until first written. A record of another format version
+// (another "m/format_version") is refused with format_version_mismatch
+// naming the version found and the one expected.
 
 #include "rollblock/storage/state_store.hpp"
 
@@ -55,6 +60,7 @@ constexpr std::string_view min_rollback_window_key = "m/min_rollback_window";
 constexpr std::string_view checkpoint_key = "m/checkpoint";
 constexpr std::string_view pruned_through_key = "m/pruned_through";
 constexpr std::string_view revert_marker_key = "m/revert_marker";
+constexpr std::string_view reverted_to_key = "m/reverted_to";
 
 leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
@@ -203,10 +209,11 @@ state_store::open(const options& opts) {
   p->filter = leveldb::NewBloomFilterPolicy(10);
   leveldb::Options lo;
   lo.create_if_missing = !opts.read_only;
-  if (opts.read_only) {
-    lo.paranoid_checks = true;
+  lo.paranoid_checks = true;
+  if (opts.env != nullptr)
+    lo.env = opts.env;
+  if (opts.read_only)
     lo.info_log = &p->quiet;
-  }
   lo.write_buffer_size = opts.write_buffer_bytes;
   lo.block_cache = p->cache;
   lo.filter_policy = p->filter;
@@ -293,6 +300,10 @@ state_store::read_metadata() const {
   if (!marker)
     return std::move(marker.error());
   result.revert_marker = *marker;
+  auto reverted = d.read_u64(ro, reverted_to_key);
+  if (!reverted)
+    return std::move(reverted.error());
+  result.reverted_to = *reverted;
   return std::optional<store_metadata>{std::move(result)};
 }
 
@@ -321,8 +332,12 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
       wb.Put(k, write_value);
   }
   wb.Put(slice(checkpoint_key), value_from_u64(batch.height));
-  if (batch.revert_marker)
+  if (batch.revert_marker) {
     wb.Put(slice(revert_marker_key), value_from_u64(*batch.revert_marker));
+    wb.Put(slice(reverted_to_key), value_from_u64(*batch.revert_marker));
+  } else {
+    wb.Delete(slice(reverted_to_key));
+  }
   return impl_->write(wb, "writing checkpoint "
                             + std::to_string(batch.height));
 }

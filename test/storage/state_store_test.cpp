@@ -253,13 +253,14 @@ TEST(state_store, checkpoint_height_revert_marker_and_pruned_through) {
   ASSERT_FALSE(store->write_checkpoint(batch));
   expected.checkpoint = 5;
   expected.revert_marker = 5;
+  expected.reverted_to = 5;
   check(__LINE__);
   ASSERT_FALSE(store->write_pruned_through(3));
   expected.pruned_through = 3;
   check(__LINE__);
   ASSERT_FALSE(store->clear_revert_marker());
   expected.revert_marker = std::nullopt;
-  check(__LINE__);
+  check(__LINE__); // The checkpoint still came from the revert.
   // Clearing an absent marker is fine too.
   ASSERT_FALSE(store->clear_revert_marker());
   check(__LINE__);
@@ -269,11 +270,21 @@ TEST(state_store, checkpoint_height_revert_marker_and_pruned_through) {
   ASSERT_FALSE(store->write_checkpoint(batch));
   expected.checkpoint = 0;
   expected.revert_marker = 0;
+  expected.reverted_to = 0;
   check(__LINE__);
   // Rewriting the configuration keeps the heights.
   expected.min_rollback_window = 42;
   expected.durability = durability_mode::synchronous();
   ASSERT_FALSE(store->write_config(expected));
+  check(__LINE__);
+  // A regular checkpoint is a journaled block again: reverted_to goes.
+  ASSERT_FALSE(store->clear_revert_marker());
+  checkpoint_batch regular;
+  regular.height = 9;
+  ASSERT_FALSE(store->write_checkpoint(regular));
+  expected.checkpoint = 9;
+  expected.revert_marker = std::nullopt;
+  expected.reverted_to = std::nullopt;
   check(__LINE__);
 }
 
@@ -284,6 +295,7 @@ TEST(state_store, reopen_persists_everything) {
   expected_meta.key_width = 16;
   expected_meta.checkpoint = 1234;
   expected_meta.revert_marker = 1200;
+  expected_meta.reverted_to = 1200;
   expected_meta.pruned_through = 1000;
   contents expected;
   for (std::uint64_t i = 0; i < 1000; ++i)

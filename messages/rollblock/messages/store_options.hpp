@@ -5,8 +5,19 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+
+// The I/O interfaces a store can be opened with, declared only: messages/
+// does no I/O and does not depend on storage/ or LevelDB.
+namespace leveldb {
+class Env;
+} // namespace leveldb
+
+namespace rollblock::storage {
+class file_system;
+} // namespace rollblock::storage
 
 namespace rollblock {
 
@@ -33,6 +44,13 @@ struct store_options {
   /// LevelDB block cache and write buffer sizes.
   std::size_t leveldb_cache_bytes = 64ull << 20;
   std::size_t leveldb_write_buffer_bytes = 64ull << 20;
+  /// Every file operation of the journal goes through this
+  /// (rollblock/storage/file_system.hpp); null: the POSIX file system.
+  /// Tests pass a fault-injecting one.
+  std::shared_ptr<storage::file_system> journal_file_system{};
+  /// LevelDB's file operations; null: leveldb::Env::Default(). Must outlive
+  /// the store. Tests pass a fault-injecting leveldb::EnvWrapper.
+  leveldb::Env* leveldb_env = nullptr;
 };
 
 /// The three heights of a store.
