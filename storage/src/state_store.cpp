@@ -43,9 +43,13 @@
 #include <leveldb/iterator.h>
 #include <leveldb/options.h>
 #include <leveldb/status.h>
+#include <leveldb/table.h>
 #include <leveldb/write_batch.h>
 
+#include <algorithm>
+#include <memory>
 #include <system_error>
+#include <vector>
 
 namespace rollblock::storage {
 
@@ -74,15 +78,70 @@ std::string state_key(const key& k) {
   return result;
 }
 
-/// Turns a failed LevelDB status into a rollblock error.
+/// Every read verifies the checksums of the blocks it loads: a block cached
+/// by an unchecked read would later be served to checked ones unverified.
+leveldb::ReadOptions checked_reads() {
+  leveldb::ReadOptions ro;
+  ro.verify_checksums = true;
+  return ro;
+}
+
+/// Checks every table file in `dir` on its own, every block's checksum
+/// verified. Returns "table file F: <LevelDB's message>" for the first that
+/// fails, or an empty string when all pass.
+std::string find_damaged_table(leveldb::Env* env,
+                               const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  if (!env->GetChildren(dir.string(), &names).ok())
+    return {};
+  std::sort(names.begin(), names.end());
+  for (auto& name : names) {
+    if (!name.ends_with(".ldb") && !name.ends_with(".sst"))
+      continue;
+    auto path = (dir / name).string();
+    auto damaged = [&](const leveldb::Status& st) {
+      return "table file " + path + ": " + st.ToString();
+    };
+    std::uint64_t size = 0;
+    leveldb::RandomAccessFile* raw = nullptr;
+    if (auto st = env->GetFileSize(path, &size); !st.ok())
+      return damaged(st);
+    if (auto st = env->NewRandomAccessFile(path, &raw); !st.ok())
+      return damaged(st);
+    std::unique_ptr<leveldb::RandomAccessFile> file{raw};
+    leveldb::Options lo;
+    lo.env = env;
+    lo.paranoid_checks = true;
+    leveldb::Table* table_raw = nullptr;
+    if (auto st = leveldb::Table::Open(lo, file.get(), size, &table_raw);
+        !st.ok())
+      return damaged(st);
+    std::unique_ptr<leveldb::Table> table{table_raw};
+    auto ro = checked_reads();
+    ro.fill_cache = false;
+    std::unique_ptr<leveldb::Iterator> it{table->NewIterator(ro)};
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      // Every block is read and verified on the way.
+    }
+    if (!it->status().ok())
+      return damaged(it->status());
+  }
+  return {};
+}
+
+/// Turns a failed LevelDB status into a rollblock error; a corruption names
+/// the damaged table file when one is found.
 caf::error status_error(const leveldb::Status& st, const std::string& what,
-                        const std::filesystem::path& dir) {
-  if (st.IsCorruption())
+                        const std::filesystem::path& dir, leveldb::Env* env) {
+  if (st.IsCorruption()) {
+    auto where = find_damaged_table(env, dir);
     return make_error(ec::state_corrupt,
                       what + " failed: the state database at " + dir.string()
                         + " is corrupt (" + st.ToString()
+                        + (where.empty() ? std::string{} : "; " + where)
                         + "); restore the data directory from a backup or "
                           "rebuild it");
+  }
   return make_error(ec::io_error, what + " failed for the state database at "
                                     + dir.string() + ": " + st.ToString()
                                     + "; check the disk and its free space");
@@ -100,6 +159,7 @@ public:
 
 struct state_store::impl {
   std::filesystem::path dir;
+  leveldb::Env* env = leveldb::Env::Default();
   bool read_only = false;
   null_logger quiet;
   leveldb::Cache* cache = nullptr;
@@ -139,7 +199,7 @@ struct state_store::impl {
       return std::optional<std::string>{};
     if (!st.ok())
       return status_error(st, "reading metadata record '" + std::string{name}
-                                + "'", dir);
+                                + "'", dir, env);
     return std::optional<std::string>{std::move(result)};
   }
 
@@ -211,7 +271,8 @@ state_store::open(const options& opts) {
   lo.create_if_missing = !opts.read_only;
   lo.paranoid_checks = true;
   if (opts.env != nullptr)
-    lo.env = opts.env;
+    p->env = opts.env;
+  lo.env = p->env;
   if (opts.read_only)
     lo.info_log = &p->quiet;
   lo.write_buffer_size = opts.write_buffer_bytes;
@@ -220,15 +281,7 @@ state_store::open(const options& opts) {
   auto st = leveldb::DB::Open(lo, opts.dir.string(), &p->db);
   if (!st.ok()) {
     p->db = nullptr;
-    if (st.IsCorruption())
-      return make_error(ec::state_corrupt,
-                        "the state database at " + opts.dir.string()
-                          + " is corrupt: " + st.ToString()
-                          + "; restore the data directory from a backup or "
-                            "rebuild it");
-    return make_error(ec::io_error, "cannot open the state database at "
-                                      + opts.dir.string() + ": "
-                                      + st.ToString());
+    return status_error(st, "opening", opts.dir, p->env);
   }
   return std::unique_ptr<state_store>{new state_store(std::move(p))};
 }
@@ -237,7 +290,7 @@ caf::expected<std::optional<store_metadata>>
 state_store::read_metadata() const {
   auto& d = *impl_;
   // One snapshot, so that all records come from the same write.
-  leveldb::ReadOptions ro;
+  auto ro = checked_reads();
   ro.snapshot = d.db->GetSnapshot();
   struct release {
     leveldb::DB* db;
@@ -357,19 +410,18 @@ caf::error state_store::clear_revert_marker() {
 
 caf::expected<value> state_store::get(const key& k) const {
   value result;
-  auto st = impl_->db->Get(leveldb::ReadOptions{}, state_key(k), &result);
+  auto st = impl_->db->Get(checked_reads(), state_key(k), &result);
   if (st.IsNotFound())
     return value{};
   if (!st.ok())
-    return status_error(st, "reading a key", impl_->dir);
+    return status_error(st, "reading a key", impl_->dir, impl_->env);
   return result;
 }
 
 caf::error
 state_store::for_each(const std::function<void(const key&, const value&)>& f)
   const {
-  leveldb::ReadOptions ro;
-  ro.verify_checksums = true;
+  auto ro = checked_reads();
   ro.fill_cache = false; // A full scan would only evict the hot blocks.
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
   key k;
@@ -383,21 +435,20 @@ state_store::for_each(const std::function<void(const key&, const value&)>& f)
     f(k, v);
   }
   if (auto st = it->status(); !st.ok())
-    return status_error(st, "iterating the state", impl_->dir);
+    return status_error(st, "iterating the state", impl_->dir, impl_->env);
   return {};
 }
 
 caf::error state_store::for_each_record(
   const std::function<void(std::string_view, std::string_view)>& f) const {
-  leveldb::ReadOptions ro;
-  ro.verify_checksums = true;
+  auto ro = checked_reads();
   ro.fill_cache = false;
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
   for (it->SeekToFirst(); it->Valid(); it->Next())
     f(std::string_view{it->key().data(), it->key().size()},
       std::string_view{it->value().data(), it->value().size()});
   if (auto st = it->status(); !st.ok())
-    return status_error(st, "reading the records", impl_->dir);
+    return status_error(st, "reading the records", impl_->dir, impl_->env);
   return {};
 }
 
