@@ -621,10 +621,10 @@ caf::error journal::impl::check_required(const std::string& why) const {
     return {};
   return make_error(
     ec::journal_corrupt,
-    "journal " + opts.dir.string() + " " + why + " holds no entry at height "
+    "journal " + opts.dir.string() + " holds no entry at height "
       + std::to_string(*opts.required_height)
-      + ", which was fsynced before it was checkpointed; the journal "
-      + end_text()
+      + ", which was fsynced before it was checkpointed (" + why
+      + "); the journal " + end_text()
       + ": a segment is missing or was cut short, so nothing was repaired: "
         "restore the journal from a backup");
 }
@@ -697,9 +697,9 @@ caf::error journal::impl::scan(journal_open_report& rep) {
               + " offset " + std::to_string(later->second)
               + "; this is not a torn tail, so nothing was repaired: restore "
                 "the journal from a backup or move the damaged segment away");
-        if (auto err = check_required("damaged at " + path.string()
+        if (auto err = check_required("it is damaged at " + path.string()
                                       + " offset " + std::to_string(off)
-                                      + " (" + chk.reason + ")"))
+                                      + ": " + chk.reason))
           return err;
         if (!opts.repair) {
           report_tail(i, off, buf.size(), rep);
@@ -713,8 +713,8 @@ caf::error journal::impl::scan(journal_open_report& rep) {
       off += chk.header.entry_size();
     }
   }
-  return check_required("(" + std::to_string(segments.size())
-                        + " segment files)");
+  return check_required(std::to_string(segments.size())
+                        + " segment files");
 }
 
 caf::error journal::impl::cut_tail(std::size_t seg_idx, std::uint64_t offset,
@@ -1053,6 +1053,10 @@ std::uint64_t journal::size_bytes() const {
 
 const std::filesystem::path& journal::dir() const {
   return impl_->opts.dir;
+}
+
+std::filesystem::path journal::segment_path(std::uint64_t seq) const {
+  return impl_->path_of(seq);
 }
 
 } // namespace rollblock::storage

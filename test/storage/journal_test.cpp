@@ -1777,7 +1777,7 @@ TEST(journal, required_height_refuses_a_journal_cut_short_below_it) {
   auto j = journal::open(o);
   ASSERT_FALSE(j);
   EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
-  expect_contains(j.error(), "damaged at " + seg.string() + " offset "
+  expect_contains(j.error(), "it is damaged at " + seg.string() + " offset "
                                + std::to_string(idx[3].offset));
   expect_contains(j.error(), "holds no entry at height 5");
   expect_contains(j.error(), "ends with height 3");

@@ -154,6 +154,9 @@ public:
   /// Returns the directory.
   const std::filesystem::path& dir() const;
 
+  /// Returns the path of segment `seq` (which need not exist).
+  std::filesystem::path segment_path(std::uint64_t seq) const;
+
 private:
   struct impl;
   explicit journal(std::unique_ptr<impl> p);
