@@ -67,9 +67,10 @@
 //   segment, heights that do not increase, and any damage or truncation
 //   that reaches the checkpoint's entry. A journal that holds no entry at the
 //   required height at all (its newest segment deleted, the directory
-//   emptied) is refused the same way. Damage strictly above the checkpoint
-//   in a segment deleted whole cannot be told from a journal that never had
-//   it (segments carry no header that a later record names).
+//   emptied) is refused the same way. Known limit: when only segments
+//   holding blocks above the checkpoint are deleted whole, the journal looks
+//   like one that never had those blocks (no record names the newest
+//   segment), so open cannot tell.
 //   A zero-length segment is valid. When no segment exists, open creates
 //   segment 000001.rbj.
 //
