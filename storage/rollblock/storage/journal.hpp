@@ -73,13 +73,13 @@ public:
     bool repair = true;
     /// Every file operation goes through this; null means
     /// posix_file_system(). Tests pass a fault-injecting one.
-    std::shared_ptr<file_system> fs;
+    std::shared_ptr<file_system> fs{};
     /// A height the journal must hold (the store's checkpoint, which only
     /// covers fsynced blocks). When the journal holds no entry at it, open()
     /// fails with ec::journal_corrupt and changes no file, even where it
     /// would otherwise cut a torn tail: a segment is missing, or the journal
     /// was cut short or damaged below a durable height.
-    std::optional<block_id> required_height;
+    std::optional<block_id> required_height{};
   };
 
   /// Opens the journal in `opts.dir`, creating the directory when missing.
