@@ -2,10 +2,15 @@
 
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/checkpoint_builder.hpp"
+#include "rollblock/storage/logger.hpp"
 #include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
 
 #include <algorithm>
 #include <filesystem>
@@ -859,8 +864,21 @@ TEST(recovery, byte_flipped_in_a_middle_entry_is_refused) {
 TEST(recovery, byte_flipped_in_the_last_entry_above_the_checkpoint_is_a_torn_tail) {
   damaged_dir dd;
   dd.flip(8, 30);
+  // Capture the store's log.
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  sink->set_pattern("%l %v");
+  logger().sinks().push_back(sink);
   auto s = recover_ok(dd.opts);
+  logger().sinks().pop_back();
   ASSERT_TRUE(s);
+  EXPECT_NE(log.str().find("warning journal: cut a torn tail of "
+                           + std::to_string(dd.at(8).size)
+                           + " bytes at offset "
+                           + std::to_string(dd.at(8).offset) + " of "
+                           + dd.segment(1).string() + " (last good height 7)"),
+            std::string::npos)
+    << log.str();
   EXPECT_EQ(s->journal_report.truncated_file, dd.segment(1).string());
   EXPECT_EQ(s->journal_report.truncated_offset, dd.at(8).offset);
   EXPECT_EQ(s->heights, (store_heights{7, 7, 7}));
