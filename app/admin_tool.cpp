@@ -46,11 +46,14 @@ directory's lock first (stop rollblockd before using it) and never changes the
 journal.
 
 Commands:
-  verify              check the journal (every entry and its checksums) and
-                      LevelDB (every record, checksums verified), and that they
-                      agree; print the recoverable heights and every problem;
-                      exit 1 on corruption (a torn journal tail, which opening
-                      the store repairs, is reported but exits 0)
+  verify              check the journal (every entry and its checksums, no
+                      missing segment, the checkpoint's block present) and
+                      LevelDB (every record and table, checksums verified,
+                      the format version), and that they agree; print the
+                      recoverable heights and every problem naming file,
+                      offset and height; exit 1 on corruption (a torn journal
+                      tail above the checkpoint, which opening the store
+                      repairs, is reported but exits 0)
   info                key width, format version, durability mode, rollback
                       window, heights, journal and LevelDB sizes, live keys
   dump --at HEIGHT    print the state as of HEIGHT (a recoverable height),

@@ -6,7 +6,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -119,10 +118,6 @@ std::string show_value(std::string_view v) {
          + " bytes)";
 }
 
-std::string errno_text(int err) {
-  return std::error_code{err, std::generic_category()}.message();
-}
-
 /// Reports at most `limit` findings of one kind, then how many more.
 class limited {
 public:
@@ -165,14 +160,6 @@ struct data_dir_inspector::impl {
   std::optional<store_metadata> meta;
   std::unique_ptr<storage::journal> journal;
   storage::journal_open_report report;
-  // The segment read_entry has open.
-  mutable int fd = -1;
-  mutable std::uint64_t fd_seq = 0;
-
-  ~impl() {
-    if (fd >= 0)
-      ::close(fd);
-  }
 
   fs::path state_dir() const {
     return dir / "state";
@@ -200,7 +187,7 @@ struct data_dir_inspector::impl {
     return state->read_metadata();
   }
 
-  caf::error open_journal(std::size_t key_width) {
+  caf::error open_journal(const store_metadata& m) {
     std::error_code ec_fs;
     if (!fs::is_directory(journal_dir(), ec_fs))
       return make_error(ec::journal_corrupt,
@@ -208,8 +195,11 @@ struct data_dir_inspector::impl {
                           + " is missing");
     storage::journal::options jo;
     jo.dir = journal_dir();
-    jo.key_width = key_width;
+    jo.key_width = m.key_width;
     jo.repair = false;
+    // As the store opens it: the checkpoint's entry must be there.
+    if (!m.reverted_to)
+      jo.required_height = m.checkpoint;
     auto j = storage::journal::open(jo, &report);
     if (!j)
       return std::move(j.error());
@@ -270,7 +260,7 @@ caf::error data_dir_inspector::open() {
                         + " holds no store metadata: rollblockd never "
                           "finished opening this data directory");
   d.meta = **meta;
-  if (auto err = d.open_journal(d.meta->key_width))
+  if (auto err = d.open_journal(*d.meta))
     return make_error(code_of(err), message_of(err)
                                       + "; run `rollblock verify` for details");
   return {};
@@ -288,12 +278,6 @@ const storage::journal_open_report& data_dir_inspector::journal_report() const {
   return impl_->report;
 }
 
-fs::path data_dir_inspector::segment_path(std::uint64_t seq) const {
-  char name[32];
-  std::snprintf(name, sizeof(name), "%06llu.rbj",
-                static_cast<unsigned long long>(seq));
-  return impl_->journal_dir() / name;
-}
 
 std::optional<height_range> data_dir_inspector::recoverable() const {
   auto& m = *impl_->meta;
@@ -316,49 +300,6 @@ std::optional<height_range> data_dir_inspector::recoverable() const {
 
 std::uint64_t data_dir_inspector::state_bytes() const {
   return impl_->state ? impl_->state->size_bytes() : 0;
-}
-
-caf::expected<block_record>
-data_dir_inspector::read_entry(const journal_position& pos) const {
-  auto& d = *impl_;
-  auto path = segment_path(pos.segment);
-  auto where = "journal " + path.string() + " at offset "
-               + std::to_string(pos.offset) + " (height "
-               + std::to_string(pos.height) + ")";
-  if (d.fd < 0 || d.fd_seq != pos.segment) {
-    if (d.fd >= 0)
-      ::close(d.fd);
-    d.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (d.fd < 0)
-      return make_error(ec::io_error, "cannot open journal segment "
-                                        + path.string() + ": "
-                                        + errno_text(errno));
-    d.fd_seq = pos.segment;
-  }
-  std::string buf(pos.size, '\0');
-  std::size_t got = 0;
-  while (got < buf.size()) {
-    auto n = ::pread(d.fd, buf.data() + got, buf.size() - got,
-                     static_cast<off_t>(pos.offset + got));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return make_error(ec::io_error, "reading " + where + " failed: "
-                                        + errno_text(errno));
-    if (n == 0)
-      return make_error(ec::journal_corrupt,
-                        where + " ends after " + std::to_string(got) + " of "
-                          + std::to_string(buf.size()) + " bytes");
-    got += static_cast<std::size_t>(n);
-  }
-  auto rec = storage::decode_journal_entry(buf, d.meta->key_width);
-  if (!rec)
-    return make_error(code_of(rec.error()),
-                      where + ": " + message_of(rec.error()));
-  if (rec->height != pos.height)
-    return make_error(ec::journal_corrupt,
-                      where + " holds height " + std::to_string(rec->height));
-  return rec;
 }
 
 caf::expected<std::uint64_t> data_dir_inspector::count_state_keys() {
@@ -429,7 +370,7 @@ caf::error data_dir_inspector::state_at(
                   static_cast<std::uint64_t>(last - first)};
     std::uint64_t n = 0;
     for (auto i = first; i != last; ++i) {
-      auto rec = read_entry(*i);
+      auto rec = d.journal->read(*i);
       if (!rec)
         return std::move(rec.error());
       for (auto& c : rec->changes) {
@@ -528,7 +469,7 @@ verify_result data_dir_inspector::verify() {
   bool journal_ok = false;
   if (r.meta) {
     auto& m = *r.meta;
-    if (auto err = d.open_journal(m.key_width)) {
+    if (auto err = d.open_journal(m)) {
       problem(message_of(err));
     } else {
       r.journal_opened = true;
@@ -557,7 +498,7 @@ verify_result data_dir_inspector::verify() {
       limited undo_problems{r.findings, "undo mismatches"};
       progress prog{"verify: journal entries", j.index().size()};
       for (auto& pos : j.index()) {
-        auto rec = read_entry(pos);
+        auto rec = j.read(pos);
         prog.update(++r.journal_entries);
         if (!rec) {
           problem(message_of(rec.error()));
@@ -566,7 +507,7 @@ verify_result data_dir_inspector::verify() {
         }
         r.journal_changes += rec->changes.size();
         auto where = [&] {
-          return "journal " + segment_path(pos.segment).string()
+          return "journal " + j.segment_path(pos.segment).string()
                  + " at offset " + std::to_string(pos.offset) + " (height "
                  + std::to_string(pos.height) + ")";
         };

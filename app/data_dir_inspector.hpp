@@ -147,13 +147,6 @@ public:
   state_at(block_id height,
            const std::function<void(const key&, const value&)>& out);
 
-  /// Reads and verifies the journal entry at `pos`.
-  caf::expected<block_record>
-  read_entry(const storage::journal_position& pos) const;
-
-  /// The path of journal segment `seq`.
-  std::filesystem::path segment_path(std::uint64_t seq) const;
-
 private:
   struct impl;
   explicit data_dir_inspector(std::unique_ptr<impl> p);

@@ -33,6 +33,12 @@
 // The payload must be consumed exactly by `change count` changes.
 //
 // Opening (torn-tail rules)
+//   Segment numbers are contiguous: the journal creates <seq + 1> after <seq>,
+//   deletes old segments oldest first (drop_through) and cut segments newest
+//   first (truncate_after, a repaired tail), so a crash at any point leaves
+//   a contiguous run. A gap (000001.rbj, 000003.rbj) is a missing segment:
+//   open fails with journal_corrupt naming the missing file and the last good
+//   height, changing nothing.
 //   Every entry of every segment is verified in order: magic, header checksum,
 //   version, kind, key width, payload length within the file, payload
 //   checksum, payload layout, and heights strictly increasing along the whole
@@ -46,9 +52,25 @@
 //   - if one is found, the damage is in the middle of the journal: open fails
 //     with journal_corrupt naming S, X and the last good height, and no file
 //     is changed;
-//   - otherwise the damage is a torn (or corrupt) tail: S is truncated to X
-//     and fsynced, every later segment (which then holds no valid entry) is
-//     deleted, the directory is fsynced, and the cut is reported.
+//   - otherwise the damage is at the tail. Only an append that was never
+//     fsynced can leave a torn tail, and the store's checkpoint height
+//     (options::required_height) was fsynced before it was checkpointed: when
+//     the entries before X do not include it, open fails with journal_corrupt
+//     (naming S, X and where the good entries end) and changes nothing;
+//   - otherwise it is a torn tail: S is truncated to X and fsynced, every
+//     later segment (which then holds no valid entry) is deleted, the
+//     directory is fsynced, and the cut is reported (the store logs it as a
+//     warning with file, offset and last good height).
+//   So a torn tail is a damaged LAST entry (header or payload, any byte), or
+//   garbage after the last entry, above the checkpoint. Refused as
+//   corruption: a bad entry with any valid entry after it, a missing
+//   segment, heights that do not increase, and any damage or truncation
+//   that reaches the checkpoint's entry. A journal that holds no entry at the
+//   required height at all (its newest segment deleted, the directory
+//   emptied) is refused the same way. Known limit: when only segments
+//   holding blocks above the checkpoint are deleted whole, the journal looks
+//   like one that never had those blocks (no record names the newest
+//   segment), so open cannot tell.
 //   A zero-length segment is valid. When no segment exists, open creates
 //   segment 000001.rbj.
 //
@@ -65,13 +87,8 @@
 
 #include <xxhash.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <system_error>
@@ -279,112 +296,51 @@ entry_check check_entry(const char* p, std::size_t avail, std::size_t key_width,
   return res;
 }
 
-// -- POSIX helpers ------------------------------------------------------------
-
-std::string errno_text(int err) {
-  return std::generic_category().message(err);
-}
+// -- file helpers -------------------------------------------------------------
 
 caf::error io_error(std::string what, const std::filesystem::path& path,
-                    int err) {
+                    std::error_code err) {
   return make_error(ec::io_error, what + " " + path.string()
-                                    + " failed: " + errno_text(err));
+                                    + " failed: " + err.message());
 }
 
-/// A file descriptor that closes itself.
-class unique_fd {
-public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) : fd_(fd) {
-  }
-  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {
-  }
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~unique_fd() {
-    reset();
-  }
-  void reset() {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = -1;
-  }
-  int get() const {
-    return fd_;
-  }
-  explicit operator bool() const {
-    return fd_ >= 0;
-  }
-
-private:
-  int fd_ = -1;
-};
-
-caf::error fsync_dir(const std::filesystem::path& dir) {
-  unique_fd fd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (!fd)
-    return io_error("opening directory", dir, errno);
-  if (::fsync(fd.get()) != 0)
-    return io_error("fsync of directory", dir, errno);
+caf::error sync_dir(file_system& fs, const std::filesystem::path& dir) {
+  if (auto err = fs.sync_directory(dir))
+    return io_error("fsync of directory", dir, err);
   return {};
 }
 
-/// Writes all of `data` at `offset`. Returns 0 or an errno value (EIO for a
-/// write that makes no progress).
-int pwrite_all(int fd, const char* data, std::size_t size, std::uint64_t offset) {
+/// Writes all of `data` at `offset`, writing the rest again after a short
+/// write. A write that makes no progress is EIO.
+std::error_code write_all(file& f, const char* data, std::size_t size,
+                          std::uint64_t offset) {
   while (size > 0) {
-    auto n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return errno;
-    }
-    if (n == 0)
-      return EIO;
-    data += n;
-    size -= static_cast<std::size_t>(n);
-    offset += static_cast<std::uint64_t>(n);
+    auto res = f.write_at(offset, data, size);
+    if (res.error)
+      return res.error;
+    if (res.bytes == 0)
+      return std::make_error_code(std::errc::io_error);
+    data += res.bytes;
+    size -= res.bytes;
+    offset += res.bytes;
   }
-  return 0;
-}
-
-/// Reads up to `size` bytes at `offset`; returns the count read or -errno.
-std::int64_t pread_all(int fd, char* data, std::size_t size,
-                       std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < size) {
-    auto n = ::pread(fd, data + done, size - done,
-                     static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      break;
-    done += static_cast<std::size_t>(n);
-  }
-  return static_cast<std::int64_t>(done);
+  return {};
 }
 
 /// Reads a whole file.
-caf::error read_file(const std::filesystem::path& path, std::string& out) {
-  unique_fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (!fd)
-    return io_error("opening", path, errno);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0)
-    return io_error("stat of", path, errno);
-  out.resize(static_cast<std::size_t>(st.st_size));
-  auto n = pread_all(fd.get(), out.data(), out.size(), 0);
-  if (n < 0)
-    return io_error("reading", path, static_cast<int>(-n));
-  out.resize(static_cast<std::size_t>(n));
+caf::error read_file(file_system& fs, const std::filesystem::path& path,
+                     std::string& out) {
+  std::unique_ptr<file> f;
+  if (auto err = fs.open(path, open_mode::read_only, f))
+    return io_error("opening", path, err);
+  std::uint64_t size = 0;
+  if (auto err = f->size(size))
+    return io_error("stat of", path, err);
+  out.resize(static_cast<std::size_t>(size));
+  auto res = f->read_at(0, out.data(), out.size());
+  if (res.error)
+    return io_error("reading", path, res.error);
+  out.resize(res.bytes);
   return {};
 }
 
@@ -545,10 +501,14 @@ struct journal::impl {
   };
 
   options opts;
+  file_system* fs = nullptr; ///< opts.fs, or the POSIX file system.
   std::vector<segment> segments; ///< Oldest first; back() is active.
   std::vector<journal_position> index;
-  unique_fd active;  ///< Open read-write on segments.back().
+  std::unique_ptr<file> active; ///< Open read-write on segments.back().
   caf::error failed; ///< Sticky: set once the journal's state is uncertain.
+  /// The segment read() last opened, kept open for the next read.
+  mutable std::unique_ptr<file> reader;
+  mutable std::uint64_t reader_seq = 0;
 
   std::filesystem::path path_of(std::uint64_t seq) const {
     return opts.dir / segment_name(seq);
@@ -564,17 +524,24 @@ struct journal::impl {
     return err;
   }
 
+  /// Returns the size of segment `seq`, 0 when it cannot be read.
+  std::uint64_t size_of(std::uint64_t seq) const {
+    std::unique_ptr<file> f;
+    std::uint64_t size = 0;
+    if (!fs->open(path_of(seq), open_mode::read_only, f))
+      if (f->size(size))
+        size = 0;
+    return size;
+  }
+
   /// Reports a torn tail at `offset` of segment `seg_idx` without changing
   /// any file (a read-only open).
   void report_tail(std::size_t seg_idx, std::uint64_t offset,
                    std::uint64_t file_size, journal_open_report& rep) {
     std::uint64_t cut = file_size - offset;
     for (auto j = seg_idx + 1; j < segments.size(); ++j) {
-      struct stat st;
-      if (::stat(path_of(segments[j].seq).c_str(), &st) == 0) {
-        segments[j].size = static_cast<std::uint64_t>(st.st_size);
-        cut += segments[j].size;
-      }
+      segments[j].size = size_of(segments[j].seq);
+      cut += segments[j].size;
     }
     rep.truncated_bytes = cut;
     rep.truncated_file = path_of(segments[seg_idx].seq).string();
@@ -584,45 +551,63 @@ struct journal::impl {
   /// Creates segment `seq`, fsyncs the directory and makes it active.
   caf::error create_segment(std::uint64_t seq) {
     auto path = path_of(seq);
-    unique_fd fd{::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-                        0644)};
-    if (!fd)
-      return io_error("creating journal segment", path, errno);
-    if (auto err = fsync_dir(opts.dir))
+    std::unique_ptr<file> f;
+    if (auto err = fs->open(path, open_mode::create_new, f))
+      return io_error("creating journal segment", path, err);
+    if (auto err = sync_dir(*fs, opts.dir))
       return err;
-    active = std::move(fd);
+    active = std::move(f);
     segments.push_back(segment{seq, 0});
     return {};
   }
 
   caf::error open_active() {
     auto path = path_of(segments.back().seq);
-    unique_fd fd{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
-    if (!fd)
-      return io_error("opening journal segment", path, errno);
-    active = std::move(fd);
+    std::unique_ptr<file> f;
+    if (auto err = fs->open(path, open_mode::read_write, f))
+      return io_error("opening journal segment", path, err);
+    active = std::move(f);
     return {};
   }
 
   caf::error roll() {
     auto& cur = segments.back();
-    if (::fdatasync(active.get()) != 0)
+    if (auto err = active->sync_data())
       return fail(io_error("fdatasync of journal segment", path_of(cur.seq),
-                           errno));
+                           err));
     auto next = cur.seq + 1;
     auto path = path_of(next);
-    unique_fd fd{::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-                        0644)};
-    if (!fd)
-      return io_error("creating journal segment", path, errno);
+    std::unique_ptr<file> f;
+    if (auto err = fs->open(path, open_mode::create_new, f))
+      return io_error("creating journal segment", path, err);
     segments.push_back(segment{next, 0});
-    active = std::move(fd);
-    if (auto err = fsync_dir(opts.dir))
+    active = std::move(f);
+    if (auto err = sync_dir(*fs, opts.dir))
       return fail(std::move(err));
     return {};
   }
 
+  /// Returns whether the index holds an entry at `height`.
+  bool holds(block_id height) const {
+    auto i = std::lower_bound(index.begin(), index.end(), height,
+                              [](const journal_position& pos, block_id h) {
+                                return pos.height < h;
+                              });
+    return i != index.end() && i->height == height;
+  }
+
+  /// Describes where the index ends, for messages.
+  std::string end_text() const {
+    if (index.empty())
+      return "holds no entry";
+    auto& last = index.back();
+    return "ends with height " + std::to_string(last.height) + " at "
+           + path_of(last.segment).string() + " offset "
+           + std::to_string(last.offset);
+  }
+
   caf::error scan(journal_open_report& rep);
+  caf::error check_required(const std::string& why) const;
   caf::error cut_tail(std::size_t seg_idx, std::uint64_t offset,
                       std::uint64_t file_size, journal_open_report& rep);
 };
@@ -632,12 +617,34 @@ journal::journal(std::unique_ptr<impl> p) : impl_(std::move(p)) {
 
 journal::~journal() = default;
 
+caf::error journal::impl::check_required(const std::string& why) const {
+  if (!opts.required_height || holds(*opts.required_height))
+    return {};
+  return make_error(
+    ec::journal_corrupt,
+    "journal " + opts.dir.string() + " holds no entry at height "
+      + std::to_string(*opts.required_height)
+      + ", which was fsynced before it was checkpointed (" + why
+      + "); the journal " + end_text()
+      + ": a segment is missing or was cut short, so nothing was repaired: "
+        "restore the journal from a backup");
+}
+
 caf::error journal::impl::scan(journal_open_report& rep) {
   std::string buf;
   for (std::size_t i = 0; i < segments.size(); ++i) {
     auto& seg = segments[i];
     auto path = path_of(seg.seq);
-    if (auto err = read_file(path, buf))
+    if (i > 0 && seg.seq != segments[i - 1].seq + 1)
+      return make_error(ec::journal_corrupt,
+                        "journal segment " + path_of(seg.seq - 1).string()
+                          + " is missing: segment "
+                          + path_of(segments[i - 1].seq).filename().string()
+                          + " is followed by " + path.filename().string()
+                          + " (last good height " + last_good_text()
+                          + "); the blocks it held are lost, so nothing was "
+                            "repaired: restore the journal from a backup");
+    if (auto err = read_file(*fs, path, buf))
       return err;
     seg.size = buf.size();
     std::uint64_t off = 0;
@@ -676,7 +683,7 @@ caf::error journal::impl::scan(journal_open_report& rep) {
         std::string other;
         for (auto j = i + 1; !later && j < segments.size(); ++j) {
           auto other_path = path_of(segments[j].seq);
-          if (auto err = read_file(other_path, other))
+          if (auto err = read_file(*fs, other_path, other))
             return err;
           if (auto pos = find_valid_entry(other, 0))
             later.emplace(other_path, *pos);
@@ -691,6 +698,10 @@ caf::error journal::impl::scan(journal_open_report& rep) {
               + " offset " + std::to_string(later->second)
               + "; this is not a torn tail, so nothing was repaired: restore "
                 "the journal from a backup or move the damaged segment away");
+        if (auto err = check_required("it is damaged at " + path.string()
+                                      + " offset " + std::to_string(off)
+                                      + ": " + chk.reason))
+          return err;
         if (!opts.repair) {
           report_tail(i, off, buf.size(), rep);
           return {};
@@ -703,7 +714,8 @@ caf::error journal::impl::scan(journal_open_report& rep) {
       off += chk.header.entry_size();
     }
   }
-  return {};
+  return check_required(std::to_string(segments.size())
+                        + " segment files");
 }
 
 caf::error journal::impl::cut_tail(std::size_t seg_idx, std::uint64_t offset,
@@ -715,25 +727,23 @@ caf::error journal::impl::cut_tail(std::size_t seg_idx, std::uint64_t offset,
   bool removed = false;
   while (segments.size() > seg_idx + 1) {
     auto later = path_of(segments.back().seq);
-    struct stat st;
-    if (::stat(later.c_str(), &st) == 0)
-      cut += static_cast<std::uint64_t>(st.st_size);
-    if (::unlink(later.c_str()) != 0)
-      return io_error("removing journal segment", later, errno);
+    cut += size_of(segments.back().seq);
+    if (auto err = fs->remove(later))
+      return io_error("removing journal segment", later, err);
     segments.pop_back();
     removed = true;
   }
   {
-    unique_fd fd{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
-    if (!fd)
-      return io_error("opening journal segment", path, errno);
-    if (::ftruncate(fd.get(), static_cast<off_t>(offset)) != 0)
-      return io_error("truncating journal segment", path, errno);
-    if (::fsync(fd.get()) != 0)
-      return io_error("fsync of journal segment", path, errno);
+    std::unique_ptr<file> f;
+    if (auto err = fs->open(path, open_mode::read_write, f))
+      return io_error("opening journal segment", path, err);
+    if (auto err = f->truncate(offset))
+      return io_error("truncating journal segment", path, err);
+    if (auto err = f->sync())
+      return io_error("fsync of journal segment", path, err);
   }
   if (removed)
-    if (auto err = fsync_dir(opts.dir))
+    if (auto err = sync_dir(*fs, opts.dir))
       return err;
   segments[seg_idx].size = offset;
   rep.truncated_bytes = cut;
@@ -748,38 +758,23 @@ journal::open(const options& opts, journal_open_report* report) {
     return err;
   if (opts.dir.empty())
     return make_error(ec::invalid_argument, "journal directory is empty");
-  std::error_code ec_fs;
-  if (opts.repair)
-    std::filesystem::create_directories(opts.dir, ec_fs);
-  if (ec_fs)
-    return make_error(ec::io_error, "creating journal directory "
-                                      + opts.dir.string()
-                                      + " failed: " + ec_fs.message());
   auto p = std::make_unique<impl>();
   p->opts = opts;
+  p->fs = opts.fs ? opts.fs.get() : posix_file_system().get();
+  auto& fs = *p->fs;
+  if (opts.repair)
+    if (auto err = fs.create_directories(opts.dir))
+      return io_error("creating journal directory", opts.dir, err);
   // List the segment files.
-  std::filesystem::directory_iterator it{opts.dir, ec_fs};
-  if (ec_fs)
-    return make_error(ec::io_error, "listing journal directory "
-                                      + opts.dir.string()
-                                      + " failed: " + ec_fs.message());
-  for (; it != std::filesystem::directory_iterator{}; it.increment(ec_fs)) {
-    if (ec_fs)
-      break;
-    auto name = it->path().filename().string();
+  std::vector<std::string> names;
+  if (auto err = fs.list(opts.dir, names))
+    return io_error("listing journal directory", opts.dir, err);
+  for (auto& name : names) {
     auto seq = parse_segment_name(name);
     // Only the canonical spelling counts: "1.rbj" is not segment 000001.rbj.
-    if (!seq || segment_name(*seq) != name)
-      continue;
-    std::error_code ec_type;
-    if (!it->is_regular_file(ec_type))
-      continue;
-    p->segments.push_back(impl::segment{*seq, 0});
+    if (seq && segment_name(*seq) == name)
+      p->segments.push_back(impl::segment{*seq, 0});
   }
-  if (ec_fs)
-    return make_error(ec::io_error, "listing journal directory "
-                                      + opts.dir.string()
-                                      + " failed: " + ec_fs.message());
   std::sort(p->segments.begin(), p->segments.end(),
             [](auto& a, auto& b) { return a.seq < b.seq; });
   journal_open_report rep;
@@ -839,17 +834,16 @@ caf::error journal::append(const block_record& record) {
   auto bytes = encode_journal_entry(record, d.opts.key_width);
   auto& seg = d.segments.back();
   auto start = seg.size;
-  if (auto err = pwrite_all(d.active.get(), bytes.data(), bytes.size(), start);
-      err != 0) {
+  if (auto err = write_all(*d.active, bytes.data(), bytes.size(), start)) {
     auto path = d.path_of(seg.seq);
     auto res = io_error("writing journal entry of height "
                           + std::to_string(record.height) + " to",
                         path, err);
-    if (::ftruncate(d.active.get(), static_cast<off_t>(start)) != 0)
+    if (auto cut_err = d.active->truncate(start))
       return d.fail(make_error(ec::io_error,
                                message_of(res) + "; truncating it back to "
                                  + std::to_string(start) + " bytes also failed: "
-                                 + errno_text(errno)));
+                                 + cut_err.message()));
     return res;
   }
   seg.size += bytes.size();
@@ -862,9 +856,12 @@ caf::error journal::sync() {
   auto& d = *impl_;
   if (d.failed)
     return d.failed;
-  if (::fdatasync(d.active.get()) != 0)
+  // After a failed fsync the kernel may have dropped the dirty pages and
+  // marked them clean: a later fsync would succeed without writing them.
+  // So the failure is sticky (no retried fsync is trusted).
+  if (auto err = d.active->sync_data())
     return d.fail(io_error("fdatasync of journal segment",
-                           d.path_of(d.segments.back().seq), errno));
+                           d.path_of(d.segments.back().seq), err));
   return {};
 }
 
@@ -884,6 +881,42 @@ const std::vector<journal_position>& journal::index() const {
   return impl_->index;
 }
 
+caf::expected<block_record> journal::read(const journal_position& pos) const {
+  auto& d = *impl_;
+  auto path = d.path_of(pos.segment);
+  if (!d.reader || d.reader_seq != pos.segment) {
+    d.reader.reset();
+    if (auto err = d.fs->open(path, open_mode::read_only, d.reader))
+      return io_error("opening journal segment", path, err);
+    d.reader_seq = pos.segment;
+  }
+  std::string buf(pos.size, '\0');
+  auto res = d.reader->read_at(pos.offset, buf.data(), buf.size());
+  if (res.error)
+    return io_error("reading journal segment", path, res.error);
+  auto where = "journal " + path.string() + " at offset "
+               + std::to_string(pos.offset) + " (height "
+               + std::to_string(pos.height) + ")";
+  if (res.bytes != buf.size())
+    return make_error(ec::journal_corrupt,
+                      where + " ends after " + std::to_string(res.bytes)
+                        + " of " + std::to_string(buf.size()) + " bytes");
+  auto chk = check_entry(buf.data(), buf.size(), d.opts.key_width, true,
+                         false);
+  if (chk.status != entry_status::ok)
+    return make_error(ec::journal_corrupt,
+                      where + " fails its checks: " + chk.reason);
+  if (chk.header.height != pos.height)
+    return make_error(ec::journal_corrupt,
+                      where + " holds height "
+                        + std::to_string(chk.header.height));
+  block_record rec;
+  if (!decode_checked(buf.data(), chk.header, d.opts.key_width, rec))
+    return make_error(ec::journal_corrupt,
+                      where + " fails its checks: " + std::string{bad_layout});
+  return rec;
+}
+
 caf::expected<block_record_list> journal::read_from(block_id height) const {
   auto& d = *impl_;
   auto first = std::lower_bound(d.index.begin(), d.index.end(), height,
@@ -892,42 +925,11 @@ caf::expected<block_record_list> journal::read_from(block_id height) const {
                                 });
   block_record_list result;
   result.reserve(static_cast<std::size_t>(d.index.end() - first));
-  unique_fd fd;
-  std::uint64_t fd_seq = 0;
-  std::string buf;
   for (auto i = first; i != d.index.end(); ++i) {
-    auto path = d.path_of(i->segment);
-    if (!fd || fd_seq != i->segment) {
-      fd = unique_fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-      if (!fd)
-        return io_error("opening journal segment", path, errno);
-      fd_seq = i->segment;
-    }
-    buf.resize(i->size);
-    auto n = pread_all(fd.get(), buf.data(), buf.size(), i->offset);
-    if (n < 0)
-      return io_error("reading journal segment", path, static_cast<int>(-n));
-    auto where = "journal " + path.string() + " at offset "
-                 + std::to_string(i->offset) + " (height "
-                 + std::to_string(i->height) + ")";
-    if (static_cast<std::uint64_t>(n) != i->size)
-      return make_error(ec::journal_corrupt,
-                        where + " ends after " + std::to_string(n) + " of "
-                          + std::to_string(i->size) + " bytes");
-    auto chk = check_entry(buf.data(), buf.size(), d.opts.key_width, true,
-                           false);
-    if (chk.status != entry_status::ok)
-      return make_error(ec::journal_corrupt,
-                        where + " fails its checks: " + chk.reason);
-    if (chk.header.height != i->height)
-      return make_error(ec::journal_corrupt,
-                        where + " holds height "
-                          + std::to_string(chk.header.height));
-    auto rec = std::make_shared<block_record>();
-    if (!decode_checked(buf.data(), chk.header, d.opts.key_width, *rec))
-      return make_error(ec::journal_corrupt,
-                        where + " fails its checks: " + std::string{bad_layout});
-    result.push_back(std::move(rec));
+    auto rec = read(*i);
+    if (!rec)
+      return std::move(rec.error());
+    result.push_back(std::make_shared<block_record>(std::move(*rec)));
   }
   return result;
 }
@@ -956,32 +958,33 @@ caf::error journal::truncate_after(block_id height) {
                            [&](auto& s) { return s.seq == keep_seq; });
   auto keep_idx = static_cast<std::size_t>(keep - d.segments.begin());
   // Open the kept segment before changing anything.
-  unique_fd fd;
+  std::unique_ptr<file> f;
   if (keep_idx + 1 == d.segments.size()) {
-    fd = std::move(d.active);
+    f = std::move(d.active);
   } else {
     auto path = d.path_of(keep_seq);
-    fd = unique_fd{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
-    if (!fd)
-      return io_error("opening journal segment", path, errno);
+    if (auto err = d.fs->open(path, open_mode::read_write, f))
+      return io_error("opening journal segment", path, err);
   }
+  d.reader.reset(); // It may read a segment that is about to change.
   // From here on a failure leaves the journal in a state we no longer track.
   // Delete later segments newest first, so a crash leaves a prefix.
   while (d.segments.size() > keep_idx + 1) {
     auto path = d.path_of(d.segments.back().seq);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-      return d.fail(io_error("removing journal segment", path, errno));
+    if (auto err = d.fs->remove(path);
+        err && err != std::errc::no_such_file_or_directory)
+      return d.fail(io_error("removing journal segment", path, err));
     d.segments.pop_back();
   }
-  d.active = std::move(fd);
+  d.active = std::move(f);
   auto path = d.path_of(keep_seq);
-  if (::ftruncate(d.active.get(), static_cast<off_t>(keep_size)) != 0)
-    return d.fail(io_error("truncating journal segment", path, errno));
+  if (auto err = d.active->truncate(keep_size))
+    return d.fail(io_error("truncating journal segment", path, err));
   d.segments.back().size = keep_size;
   d.index.erase(first_dropped, d.index.end());
-  if (::fsync(d.active.get()) != 0)
-    return d.fail(io_error("fsync of journal segment", path, errno));
-  if (auto err = fsync_dir(d.opts.dir))
+  if (auto err = d.active->sync())
+    return d.fail(io_error("fsync of journal segment", path, err));
+  if (auto err = sync_dir(*d.fs, d.opts.dir))
     return d.fail(std::move(err));
   return {};
 }
@@ -1013,6 +1016,7 @@ caf::error journal::drop_through(block_id height) {
   std::size_t dropped_entries = 0;
   std::size_t dropped_segments = 0;
   caf::error err;
+  d.reader.reset(); // It may read a segment that is about to go.
   for (std::size_t i = 0; i + 1 < d.segments.size(); ++i) {
     auto seq = d.segments[i].seq;
     auto n = dropped_entries;
@@ -1021,8 +1025,9 @@ caf::error journal::drop_through(block_id height) {
     if (n > dropped_entries && d.index[n - 1].height > height)
       break;
     auto path = d.path_of(seq);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      err = io_error("removing journal segment", path, errno);
+    if (auto rm_err = d.fs->remove(path);
+        rm_err && rm_err != std::errc::no_such_file_or_directory) {
+      err = io_error("removing journal segment", path, rm_err);
       break;
     }
     dropped_entries = n;
@@ -1035,7 +1040,7 @@ caf::error journal::drop_through(block_id height) {
   d.segments.erase(d.segments.begin(),
                    d.segments.begin()
                      + static_cast<std::ptrdiff_t>(dropped_segments));
-  if (auto sync_err = fsync_dir(d.opts.dir))
+  if (auto sync_err = sync_dir(*d.fs, d.opts.dir))
     return d.fail(std::move(sync_err));
   return err;
 }
@@ -1049,6 +1054,10 @@ std::uint64_t journal::size_bytes() const {
 
 const std::filesystem::path& journal::dir() const {
   return impl_->opts.dir;
+}
+
+std::filesystem::path journal::segment_path(std::uint64_t seq) const {
+  return impl_->path_of(seq);
 }
 
 } // namespace rollblock::storage

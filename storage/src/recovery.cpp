@@ -58,6 +58,7 @@ caf::expected<recovered_store> recover(const store_options& opts) {
     state_opts.write_buffer_bytes = *opts.memory_budget / 32;
     state_opts.map_table_files = false;
   }
+  state_opts.env = opts.leveldb_env;
   auto state = state_store::open(state_opts);
   if (!state)
     return state.error();
@@ -97,15 +98,24 @@ caf::expected<recovered_store> recover(const store_options& opts) {
   journal_opts.dir = dir / "journal";
   journal_opts.key_width = meta.key_width;
   journal_opts.segment_bytes = opts.journal_segment_bytes;
+  journal_opts.fs = opts.journal_file_system;
+  // A checkpoint only covers fsynced blocks: unless a revert wrote it (to a
+  // height that need not be a block), the journal must hold its entry.
+  if (!meta.reverted_to)
+    journal_opts.required_height = meta.checkpoint;
   auto blocks = journal::open(journal_opts, &result.journal_report);
   if (!blocks)
     return blocks.error();
   result.blocks = std::move(*blocks);
   auto& report = result.journal_report;
   if (report.truncated_bytes > 0)
-    logger().warn("journal: cut a torn tail of {} bytes at offset {} of {}",
-                 report.truncated_bytes, report.truncated_offset,
-                 report.truncated_file);
+    logger().warn("journal: cut a torn tail of {} bytes at offset {} of {} "
+                  "(last good height {})",
+                  report.truncated_bytes, report.truncated_offset,
+                  report.truncated_file,
+                  result.blocks->empty()
+                    ? std::string{"none"}
+                    : std::to_string(result.blocks->last_height()));
   // -- interrupted revert or prune
   if (meta.revert_marker) {
     logger().info("completing an interrupted revert to block {}",
@@ -156,6 +166,7 @@ caf::expected<recovered_store> recover(const store_options& opts) {
     if (auto err = result.state->write_checkpoint(replayed.take(last)))
       return err;
     meta.checkpoint = last;
+    meta.reverted_to.reset();
     logger().info("replayed {} blocks ({} changes) from the journal up to "
                  "block {}",
                  result.replayed_blocks, result.replayed_changes, last);

@@ -14,6 +14,8 @@
 //   "m/checkpoint"           fixed64                 height of the "s" state
 //   "m/pruned_through"       fixed64                 newest pruned height
 //   "m/revert_marker"        fixed64                 revert in progress
+//   "m/reverted_to"          fixed64                 the checkpoint came from
+//                                                    a revert to this height
 //
 // fixed64 is 8 bytes, least significant first (value_from_u64). A state key
 // has the store's key width; an empty value is never stored (writing one
@@ -23,9 +25,12 @@
 // A store without "m/format_version" is new: read_metadata returns nullopt.
 // write_config writes the four configuration records in one synced batch;
 // write_checkpoint writes the state changes, "m/checkpoint" and, when set,
-// "m/revert_marker" in one synced batch, so a checkpoint is all or nothing
-// across crashes. The optional records (checkpoint, pruned_through,
-// revert_marker) are absent until first written.
+// "m/revert_marker" and "m/reverted_to" (or deletes "m/reverted_to") in one
+// synced batch, so a checkpoint is all or nothing across crashes. The
+// optional records (checkpoint, pruned_through, revert_marker, reverted_to)
+// are absent until first written. A record of another format version
+// (another "m/format_version") is refused with format_version_mismatch
+// naming the version found and the one expected.
 
 #include "rollblock/storage/state_store.hpp"
 
@@ -38,11 +43,15 @@
 #include <leveldb/iterator.h>
 #include <leveldb/options.h>
 #include <leveldb/status.h>
+#include <leveldb/table.h>
 #include <leveldb/write_batch.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <memory>
 #include <system_error>
+#include <vector>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -60,6 +69,7 @@ constexpr std::string_view min_rollback_window_key = "m/min_rollback_window";
 constexpr std::string_view checkpoint_key = "m/checkpoint";
 constexpr std::string_view pruned_through_key = "m/pruned_through";
 constexpr std::string_view revert_marker_key = "m/revert_marker";
+constexpr std::string_view reverted_to_key = "m/reverted_to";
 
 leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
@@ -73,15 +83,70 @@ std::string state_key(std::string_view k) {
   return result;
 }
 
-/// Turns a failed LevelDB status into a rollblock error.
+/// Every read verifies the checksums of the blocks it loads: a block cached
+/// by an unchecked read would later be served to checked ones unverified.
+leveldb::ReadOptions checked_reads() {
+  leveldb::ReadOptions ro;
+  ro.verify_checksums = true;
+  return ro;
+}
+
+/// Checks every table file in `dir` on its own, every block's checksum
+/// verified. Returns "table file F: <LevelDB's message>" for the first that
+/// fails, or an empty string when all pass.
+std::string find_damaged_table(leveldb::Env* env,
+                               const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  if (!env->GetChildren(dir.string(), &names).ok())
+    return {};
+  std::sort(names.begin(), names.end());
+  for (auto& name : names) {
+    if (!name.ends_with(".ldb") && !name.ends_with(".sst"))
+      continue;
+    auto path = (dir / name).string();
+    auto damaged = [&](const leveldb::Status& st) {
+      return "table file " + path + ": " + st.ToString();
+    };
+    std::uint64_t size = 0;
+    leveldb::RandomAccessFile* raw = nullptr;
+    if (auto st = env->GetFileSize(path, &size); !st.ok())
+      return damaged(st);
+    if (auto st = env->NewRandomAccessFile(path, &raw); !st.ok())
+      return damaged(st);
+    std::unique_ptr<leveldb::RandomAccessFile> file{raw};
+    leveldb::Options lo;
+    lo.env = env;
+    lo.paranoid_checks = true;
+    leveldb::Table* table_raw = nullptr;
+    if (auto st = leveldb::Table::Open(lo, file.get(), size, &table_raw);
+        !st.ok())
+      return damaged(st);
+    std::unique_ptr<leveldb::Table> table{table_raw};
+    auto ro = checked_reads();
+    ro.fill_cache = false;
+    std::unique_ptr<leveldb::Iterator> it{table->NewIterator(ro)};
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      // Every block is read and verified on the way.
+    }
+    if (!it->status().ok())
+      return damaged(it->status());
+  }
+  return {};
+}
+
+/// Turns a failed LevelDB status into a rollblock error; a corruption names
+/// the damaged table file when one is found.
 caf::error status_error(const leveldb::Status& st, const std::string& what,
-                        const std::filesystem::path& dir) {
-  if (st.IsCorruption())
+                        const std::filesystem::path& dir, leveldb::Env* env) {
+  if (st.IsCorruption()) {
+    auto where = find_damaged_table(env, dir);
     return make_error(ec::state_corrupt,
                       what + " failed: the state database at " + dir.string()
                         + " is corrupt (" + st.ToString()
+                        + (where.empty() ? std::string{} : "; " + where)
                         + "); restore the data directory from a backup or "
                           "rebuild it");
+  }
   return make_error(ec::io_error, what + " failed for the state database at "
                                     + dir.string() + ": " + st.ToString()
                                     + "; check the disk and its free space");
@@ -117,7 +182,7 @@ private:
   int fd_;
 };
 
-/// The default environment, except that table files are read with pread.
+/// Another environment, except that table files are read with pread.
 class pread_env final : public leveldb::EnvWrapper {
 public:
   explicit pread_env(leveldb::Env* base) : leveldb::EnvWrapper(base) {
@@ -149,11 +214,13 @@ public:
 
 struct state_store::impl {
   std::filesystem::path dir;
+  leveldb::Env* env = leveldb::Env::Default();
   bool read_only = false;
   null_logger quiet;
   leveldb::Cache* cache = nullptr;
   const leveldb::FilterPolicy* filter = nullptr;
-  std::unique_ptr<leveldb::Env> env; // set unless table files are mapped
+  /// The pread environment over `env` unless table files are mapped.
+  std::unique_ptr<leveldb::Env> owned_env;
   leveldb::DB* db = nullptr;
 
   ~impl() {
@@ -190,7 +257,7 @@ struct state_store::impl {
       return std::optional<std::string>{};
     if (!st.ok())
       return status_error(st, "reading metadata record '" + std::string{name}
-                                + "'", dir);
+                                + "'", dir, env);
     return std::optional<std::string>{std::move(result)};
   }
 
@@ -260,31 +327,25 @@ state_store::open(const options& opts) {
   p->filter = leveldb::NewBloomFilterPolicy(10);
   leveldb::Options lo;
   lo.create_if_missing = !opts.read_only;
-  if (opts.read_only) {
-    lo.paranoid_checks = true;
-    lo.info_log = &p->quiet;
-  }
-  lo.write_buffer_size = opts.write_buffer_bytes;
-  lo.block_cache = p->cache;
-  lo.filter_policy = p->filter;
+  lo.paranoid_checks = true;
+  if (opts.env != nullptr)
+    p->env = opts.env;
   if (!opts.map_table_files) {
-    p->env = std::make_unique<pread_env>(leveldb::Env::Default());
-    lo.env = p->env.get();
+    p->owned_env = std::make_unique<pread_env>(p->env);
+    p->env = p->owned_env.get();
     // Every open table holds a descriptor now; stay well below the limit.
     lo.max_open_files = 500;
   }
+  lo.env = p->env;
+  if (opts.read_only)
+    lo.info_log = &p->quiet;
+  lo.write_buffer_size = opts.write_buffer_bytes;
+  lo.block_cache = p->cache;
+  lo.filter_policy = p->filter;
   auto st = leveldb::DB::Open(lo, opts.dir.string(), &p->db);
   if (!st.ok()) {
     p->db = nullptr;
-    if (st.IsCorruption())
-      return make_error(ec::state_corrupt,
-                        "the state database at " + opts.dir.string()
-                          + " is corrupt: " + st.ToString()
-                          + "; restore the data directory from a backup or "
-                            "rebuild it");
-    return make_error(ec::io_error, "cannot open the state database at "
-                                      + opts.dir.string() + ": "
-                                      + st.ToString());
+    return status_error(st, "opening", opts.dir, p->env);
   }
   return std::unique_ptr<state_store>{new state_store(std::move(p))};
 }
@@ -293,7 +354,7 @@ caf::expected<std::optional<store_metadata>>
 state_store::read_metadata() const {
   auto& d = *impl_;
   // One snapshot, so that all records come from the same write.
-  leveldb::ReadOptions ro;
+  auto ro = checked_reads();
   ro.snapshot = d.db->GetSnapshot();
   struct release {
     leveldb::DB* db;
@@ -356,6 +417,10 @@ state_store::read_metadata() const {
   if (!marker)
     return std::move(marker.error());
   result.revert_marker = *marker;
+  auto reverted = d.read_u64(ro, reverted_to_key);
+  if (!reverted)
+    return std::move(reverted.error());
+  result.reverted_to = *reverted;
   return std::optional<store_metadata>{std::move(result)};
 }
 
@@ -384,8 +449,12 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
       wb.Put(k, write_value);
   }
   wb.Put(slice(checkpoint_key), value_from_u64(batch.height));
-  if (batch.revert_marker)
+  if (batch.revert_marker) {
     wb.Put(slice(revert_marker_key), value_from_u64(*batch.revert_marker));
+    wb.Put(slice(reverted_to_key), value_from_u64(*batch.revert_marker));
+  } else {
+    wb.Delete(slice(reverted_to_key));
+  }
   return impl_->write(wb, "writing checkpoint "
                             + std::to_string(batch.height));
 }
@@ -405,19 +474,18 @@ caf::error state_store::clear_revert_marker() {
 
 caf::expected<value> state_store::get(std::string_view k) const {
   value result;
-  auto st = impl_->db->Get(leveldb::ReadOptions{}, state_key(k), &result);
+  auto st = impl_->db->Get(checked_reads(), state_key(k), &result);
   if (st.IsNotFound())
     return value{};
   if (!st.ok())
-    return status_error(st, "reading a key", impl_->dir);
+    return status_error(st, "reading a key", impl_->dir, impl_->env);
   return result;
 }
 
 caf::error
 state_store::for_each(const std::function<void(const key&, const value&)>& f)
   const {
-  leveldb::ReadOptions ro;
-  ro.verify_checksums = true;
+  auto ro = checked_reads();
   ro.fill_cache = false; // A full scan would only evict the hot blocks.
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
   key k;
@@ -431,21 +499,20 @@ state_store::for_each(const std::function<void(const key&, const value&)>& f)
     f(k, v);
   }
   if (auto st = it->status(); !st.ok())
-    return status_error(st, "iterating the state", impl_->dir);
+    return status_error(st, "iterating the state", impl_->dir, impl_->env);
   return {};
 }
 
 caf::error state_store::for_each_record(
   const std::function<void(std::string_view, std::string_view)>& f) const {
-  leveldb::ReadOptions ro;
-  ro.verify_checksums = true;
+  auto ro = checked_reads();
   ro.fill_cache = false;
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
   for (it->SeekToFirst(); it->Valid(); it->Next())
     f(std::string_view{it->key().data(), it->key().size()},
       std::string_view{it->value().data(), it->value().size()});
   if (auto st = it->status(); !st.ok())
-    return status_error(st, "reading the records", impl_->dir);
+    return status_error(st, "reading the records", impl_->dir, impl_->env);
   return {};
 }
 

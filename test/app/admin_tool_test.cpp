@@ -642,3 +642,133 @@ TEST(admin_tool, missing_data_directory_is_refused_and_not_created) {
             "rollblock: data directory " + dir.string() + " does not exist\n");
   EXPECT_FALSE(fs::exists(dir));
 }
+
+// -- verify: every kind of damage --------------------------------------------------
+
+namespace {
+
+/// Runs verify and expects exit 1, a problem line containing `text`, and a
+/// corrupt result.
+void expect_corrupt(const fs::path& dir, const std::string& text) {
+  auto r = run_tool({"--data-dir", dir.string(), "verify"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  auto lines = lines_of(r.out);
+  EXPECT_TRUE(std::any_of(lines.begin(), lines.end(),
+                          [&](const std::string& l) {
+                            return l.starts_with("problem: ")
+                                   && l.find(text) != std::string::npos;
+                          }))
+    << "no problem line with '" << text << "' in:\n"
+    << r.out;
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(lines.back().starts_with("result: corrupt")) << r.out;
+}
+
+void flip_byte(const fs::path& file, std::uint64_t offset) {
+  auto bytes = read_bytes(file);
+  bytes[offset] ^= 0x04;
+  write_bytes(file, bytes);
+}
+
+} // namespace
+
+TEST(admin_tool, verify_flipped_header_byte_in_first_entry_is_corrupt) {
+  small_store s;
+  auto seg = s.dir / "journal" / segment_name(1);
+  flip_byte(seg, 12); // The height field of the first entry.
+  expect_corrupt(s.dir, "journal " + seg.string()
+                          + " is corrupt at offset 0 (header checksum "
+                            "mismatch; last good height none");
+}
+
+TEST(admin_tool, verify_flipped_byte_in_last_entry_at_the_checkpoint_is_corrupt) {
+  small_store s;
+  auto seg = s.dir / "journal" / segment_name(1);
+  // The journal ends with the checkpoint's entry (12), which is damaged: no
+  // torn tail can explain that, since block 12 was fsynced.
+  auto at12 = *std::find_if(s.b.index.begin(), s.b.index.end(),
+                            [](auto& p) { return p.height == 12; });
+  fs::resize_file(seg, at12.offset + at12.size);
+  flip_byte(seg, at12.offset + at12.size - 1);
+  auto bytes = read_bytes(seg);
+  expect_corrupt(s.dir, "holds no entry at height 12, which was fsynced "
+                        "before it was checkpointed (it is damaged at "
+                          + seg.string() + " offset "
+                          + std::to_string(at12.offset)
+                          + ": payload checksum mismatch)");
+  EXPECT_EQ(read_bytes(seg), bytes);
+}
+
+TEST(admin_tool, verify_flipped_byte_in_last_entry_above_the_checkpoint_is_repairable) {
+  small_store s;
+  auto seg = s.dir / "journal" / segment_name(1);
+  auto last = s.b.index.back();
+  flip_byte(seg, last.offset + 41);
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(has_line_starting(
+    r.out, "repairable: journal " + seg.string() + ": a torn tail of "
+             + std::to_string(last.size) + " bytes at offset "
+             + std::to_string(last.offset)))
+    << r.out;
+}
+
+TEST(admin_tool, verify_journal_truncated_below_the_checkpoint_is_corrupt) {
+  small_store s;
+  auto seg = s.dir / "journal" / segment_name(1);
+  auto cut = s.b.index[3]; // Height 4, below the checkpoint 12.
+  fs::resize_file(seg, cut.offset + 7);
+  expect_corrupt(s.dir, "holds no entry at height 12");
+  expect_corrupt(s.dir, "the journal ends with height 3 at " + seg.string()
+                          + " offset " + std::to_string(s.b.index[2].offset));
+}
+
+TEST(admin_tool, verify_missing_journal_segment_is_corrupt) {
+  pruned_store s;
+  auto first = s.b.index.front().segment;
+  auto missing = s.dir / "journal" / segment_name(first + 1);
+  ASSERT_TRUE(fs::exists(missing));
+  fs::remove(missing);
+  expect_corrupt(s.dir, "journal segment " + missing.string() + " is missing");
+}
+
+TEST(admin_tool, verify_missing_newest_journal_segments_are_corrupt) {
+  pruned_store s;
+  auto at30 = *std::find_if(s.b.index.begin(), s.b.index.end(),
+                            [](auto& p) { return p.height == 30; });
+  for (auto seq = at30.segment; seq <= s.b.index.back().segment; ++seq)
+    fs::remove(s.dir / "journal" / segment_name(seq));
+  expect_corrupt(s.dir, "holds no entry at height 30");
+}
+
+TEST(admin_tool, verify_damaged_leveldb_table_is_corrupt_naming_it) {
+  small_store s;
+  {
+    // Reopening folds LevelDB's log into a table file.
+    auto state = storage::state_store::open({s.dir / "state"});
+    ASSERT_TRUE(state) << describe(state.error());
+  }
+  std::vector<fs::path> tables;
+  for (auto& e : fs::directory_iterator{s.dir / "state"})
+    if (e.path().extension() == ".ldb")
+      tables.push_back(e.path());
+  ASSERT_EQ(tables.size(), 1u);
+  flip_byte(tables[0], 30);
+  expect_corrupt(s.dir, "table file " + tables[0].string()
+                          + ": Corruption: block checksum mismatch");
+}
+
+TEST(admin_tool, verify_metadata_of_another_format_version_is_corrupt) {
+  small_store s;
+  {
+    auto state = storage::state_store::open({s.dir / "state"});
+    ASSERT_TRUE(state) << describe(state.error());
+    storage::store_metadata meta;
+    meta.format_version = storage::format_version + 1;
+    ASSERT_FALSE((*state)->write_config(meta));
+  }
+  expect_corrupt(s.dir, "data directory was written by format version "
+                          + std::to_string(storage::format_version + 1)
+                          + "; this build reads version "
+                          + std::to_string(storage::format_version));
+}

@@ -2,6 +2,7 @@
 
 #include "rollblock/messages/error.hpp"
 #include "support/file_size_limit.hpp"
+#include "support/fault_file_system.hpp"
 #include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
@@ -19,6 +20,8 @@
 
 #include <csignal>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace rollblock;
 using namespace rollblock::storage;
@@ -1422,4 +1425,407 @@ TEST(journal, repair_false_middle_corruption_is_still_journal_corrupt) {
             std::string::npos)
     << msg;
   EXPECT_EQ(read_bytes(seg), bytes);
+}
+
+// -- injected faults (a fault_file_system) ---------------------------------------
+
+namespace {
+
+using rollblock::test::fault_file_system;
+using rollblock::test::fault_op;
+
+/// opts_for with a fault-injecting file system.
+journal::options faulty(const fs::path& dir,
+                        std::shared_ptr<fault_file_system> ffs,
+                        std::uint64_t segment_bytes = 64ull << 20) {
+  auto o = opts_for(dir, 8, segment_bytes);
+  o.fs = std::move(ffs);
+  return o;
+}
+
+void expect_contains(const caf::error& err, const std::string& text) {
+  EXPECT_NE(message_of(err).find(text), std::string::npos)
+    << "'" << text << "' not in: " << message_of(err);
+}
+
+} // namespace
+
+TEST(journal, every_file_operation_goes_through_the_file_system) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto& s = ffs->schedule();
+  auto j = open_ok(faulty(tmp.path(), ffs, 4096));
+  ASSERT_TRUE(j);
+  EXPECT_EQ(s.calls(fault_op::create), 1u); // 000001.rbj
+  EXPECT_EQ(s.calls(fault_op::sync_directory), 1u);
+  auto recs = fill(*j, 40, 10);
+  EXPECT_EQ(s.calls(fault_op::write), 40u);
+  auto segments = j->index().back().segment;
+  ASSERT_GE(segments, 3u);
+  // Each roll: fdatasync of the full segment, create, directory fsync.
+  EXPECT_EQ(s.calls(fault_op::sync), segments - 1);
+  EXPECT_EQ(s.calls(fault_op::create), segments);
+  ASSERT_FALSE(j->sync());
+  EXPECT_EQ(s.calls(fault_op::sync), segments);
+  ASSERT_FALSE(j->drop_through(j->prunable_through(30).value()));
+  EXPECT_GE(s.calls(fault_op::remove), 1u);
+  ASSERT_FALSE(j->truncate_after(35));
+  EXPECT_GE(s.calls(fault_op::truncate), 1u);
+}
+
+TEST(journal, enospc_on_append_is_io_error_and_the_entry_is_cut_back) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 3, 3);
+  ASSERT_FALSE(j->sync());
+  auto size = j->size_bytes();
+  // The disk fills 25 bytes into the next entry: a short write, then ENOSPC.
+  ffs->schedule().fail_writes_after(25);
+  auto big = make_record(4, 20);
+  auto err = j->append(big);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(code_of(err), ec::io_error);
+  expect_contains(err, "writing journal entry of height 4 to "
+                         + segment_path(tmp.path(), 1).string());
+  expect_contains(err, "No space left on device");
+  EXPECT_EQ(fs::file_size(segment_path(tmp.path(), 1)), size);
+  EXPECT_EQ(j->size_bytes(), size);
+  EXPECT_EQ(j->last_height(), 3u);
+  // Nothing half-written stays: once space is back the journal goes on.
+  ffs->schedule().heal();
+  append_ok(*j, big);
+  ASSERT_FALSE(j->sync());
+  recs.push_back(big);
+  j.reset();
+  journal_open_report rep;
+  j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, enospc_on_every_call_of_append_changes_nothing) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 2, 3);
+  auto size = j->size_bytes();
+  ffs->schedule().fail_at(fault_op::write, 1, ENOSPC, true);
+  for (block_id h = 3; h < 6; ++h) {
+    auto err = j->append(make_record(h, 2));
+    EXPECT_EQ(code_of(err), ec::io_error);
+    expect_contains(err, "No space left on device");
+  }
+  EXPECT_EQ(j->size_bytes(), size);
+  EXPECT_EQ(fs::file_size(segment_path(tmp.path(), 1)), size);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, short_write_is_continued_until_the_entry_is_whole) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 2, 3);
+  ffs->schedule().short_write_at(1, 7);
+  ffs->schedule().short_write_at(2, 1);
+  auto before = ffs->schedule().calls(fault_op::write);
+  recs.push_back(make_record(3, 9));
+  append_ok(*j, recs.back());
+  // 7 bytes, 1 byte, then the rest.
+  EXPECT_EQ(ffs->schedule().calls(fault_op::write), before + 3);
+  ASSERT_FALSE(j->sync());
+  j.reset();
+  journal_open_report rep;
+  j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, failed_cut_back_after_a_failed_write_fails_the_journal) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 2, 3);
+  ASSERT_FALSE(j->sync());
+  ffs->schedule().fail_writes_after(10);
+  ffs->schedule().fail_at(fault_op::truncate, 1, EIO);
+  auto err = j->append(make_record(3, 5));
+  EXPECT_EQ(code_of(err), ec::io_error);
+  expect_contains(err, "No space left on device");
+  expect_contains(err, "truncating it back to "
+                         + std::to_string(j->size_bytes())
+                         + " bytes also failed: Input/output error");
+  // The segment holds 10 stray bytes we could not cut: failed from now on.
+  ffs->schedule().heal();
+  EXPECT_EQ(j->append(make_record(4, 1)), err);
+  EXPECT_EQ(j->sync(), err);
+  EXPECT_EQ(j->truncate_after(1), err);
+  EXPECT_EQ(j->drop_through(1), err);
+  // Reopening cuts the stray bytes as a torn tail.
+  j.reset();
+  journal_open_report rep;
+  j = open_ok(opts_for(tmp.path()), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.truncated_bytes, 10u);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, eio_on_fsync_is_sticky_no_retried_fsync_is_trusted) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 2, 3);
+  ASSERT_FALSE(j->sync());
+  append_ok(*j, make_record(3, 3));
+  ffs->schedule().fail_at(fault_op::sync, 1, EIO);
+  auto err = j->sync();
+  ASSERT_TRUE(err);
+  EXPECT_EQ(code_of(err), ec::io_error);
+  expect_contains(err, "fdatasync of journal segment "
+                         + segment_path(tmp.path(), 1).string());
+  expect_contains(err, "Input/output error");
+  // The disk works again, but the kernel may have dropped block 3's pages:
+  // a second fsync that succeeds proves nothing. Every change fails.
+  ffs->schedule().heal();
+  auto syncs = ffs->schedule().calls(fault_op::sync);
+  EXPECT_EQ(j->sync(), err);
+  EXPECT_EQ(ffs->schedule().calls(fault_op::sync), syncs); // Not retried.
+  EXPECT_EQ(j->append(make_record(4, 1)), err);
+  EXPECT_EQ(j->truncate_after(1), err);
+  EXPECT_EQ(j->last_height(), 3u);
+}
+
+TEST(journal, eio_on_the_fsync_of_a_roll_fails_the_journal) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs, 4096));
+  ASSERT_TRUE(j);
+  std::vector<block_record> recs;
+  // Fill segment 1 past 4096 bytes; the next append rolls.
+  block_id h = 0;
+  while (j->size_bytes() < 4096) {
+    recs.push_back(make_record(++h, 10));
+    append_ok(*j, recs.back());
+  }
+  ffs->schedule().fail_at(fault_op::sync, 1, EIO);
+  auto err = j->append(make_record(h + 1, 1));
+  EXPECT_EQ(code_of(err), ec::io_error);
+  expect_contains(err, "fdatasync of journal segment "
+                         + segment_path(tmp.path(), 1).string());
+  ffs->schedule().heal();
+  EXPECT_EQ(j->append(make_record(h + 2, 1)), err);
+  EXPECT_EQ(j->sync(), err);
+  EXPECT_FALSE(fs::exists(segment_path(tmp.path(), 2)));
+}
+
+TEST(journal, failed_directory_fsync_when_pruning_fails_the_journal) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs, 4096));
+  ASSERT_TRUE(j);
+  fill(*j, 60, 10);
+  auto through = j->prunable_through(50);
+  ASSERT_TRUE(through);
+  ffs->schedule().fail_at(fault_op::sync_directory, 1, EIO);
+  auto err = j->drop_through(*through);
+  EXPECT_EQ(code_of(err), ec::io_error);
+  expect_contains(err, "fsync of directory " + tmp.path().string());
+  EXPECT_EQ(j->append(make_record(61, 1)), err);
+}
+
+TEST(journal, failed_unlink_when_pruning_keeps_the_rest_and_reports_it) {
+  rollblock::test::temp_dir tmp;
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(tmp.path(), ffs, 4096));
+  ASSERT_TRUE(j);
+  auto recs = fill(*j, 60, 10);
+  auto through = j->prunable_through(50);
+  ASSERT_TRUE(through);
+  // The second unlink fails: segment 1 is gone, segment 2 stays.
+  ffs->schedule().fail_at(fault_op::remove, 2, EACCES);
+  auto err = j->drop_through(*through);
+  EXPECT_EQ(code_of(err), ec::io_error);
+  expect_contains(err, "removing journal segment "
+                         + segment_path(tmp.path(), 2).string());
+  expect_contains(err, "Permission denied");
+  EXPECT_FALSE(fs::exists(segment_path(tmp.path(), 1)));
+  EXPECT_TRUE(fs::exists(segment_path(tmp.path(), 2)));
+  EXPECT_EQ(j->index().front().segment, 2u);
+  // The journal is consistent (a prefix went): pruning again finishes.
+  ffs->schedule().heal();
+  ASSERT_FALSE(j->drop_through(*through));
+  EXPECT_FALSE(fs::exists(segment_path(tmp.path(), 2)));
+  append_ok(*j, make_record(61, 1));
+  j.reset();
+  j = open_ok(opts_for(tmp.path(), 8, 4096));
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->last_height(), 61u);
+  EXPECT_GT(j->first_height(), *through);
+}
+
+namespace {
+
+/// Runs `child` in a forked process, which must die of SIGKILL (a crash
+/// injected by a fault_file_system); returns whether it did.
+template <class F>
+::testing::AssertionResult killed_in_child(F&& child) {
+  auto pid = ::fork();
+  if (pid < 0)
+    return ::testing::AssertionFailure() << "fork failed";
+  if (pid == 0) {
+    child();
+    ::_exit(3); // The crash point was never reached.
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid)
+    return ::testing::AssertionFailure() << "waitpid failed";
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+    return ::testing::AssertionFailure()
+           << "the child did not die of SIGKILL (status " << status << ")";
+  return ::testing::AssertionSuccess();
+}
+
+} // namespace
+
+TEST(journal, crash_in_the_middle_of_an_append_leaves_a_torn_tail) {
+  for (std::size_t keep : {std::size_t{0}, std::size_t{20}, std::size_t{41},
+                           std::size_t{100}}) {
+    SCOPED_TRACE("bytes written before the crash: " + std::to_string(keep));
+    rollblock::test::temp_dir tmp;
+    std::vector<block_record> recs;
+    for (block_id h = 1; h <= 5; ++h)
+      recs.push_back(make_record(h, 8));
+    ASSERT_TRUE(killed_in_child([&] {
+      auto ffs = std::make_shared<fault_file_system>();
+      ffs->schedule().crash_at(fault_op::write, 4, keep);
+      auto j = journal::open(faulty(tmp.path(), ffs));
+      if (!j)
+        return;
+      for (auto& r : recs)
+        if ((*j)->append(r) || (*j)->sync())
+          return;
+    }));
+    journal_open_report rep;
+    auto j = open_ok(opts_for(tmp.path()), &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.truncated_bytes, keep);
+    EXPECT_EQ(read_all_above(*j, 0),
+              std::vector<block_record>(recs.begin(), recs.begin() + 3));
+  }
+}
+
+// -- missing segments, cut journals and the required height --------------------
+
+TEST(journal, missing_middle_segment_is_journal_corrupt_naming_it) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    fill(*j, 60, 10);
+    ASSERT_GE(j->index().back().segment, 4u);
+  }
+  auto last_in_1 = [&] {
+    auto j = open_ok(o);
+    block_id h = 0;
+    for (auto& p : j->index())
+      if (p.segment == 1)
+        h = p.height;
+    return h;
+  }();
+  fs::remove(segment_path(tmp.path(), 2));
+  auto before = files_in(tmp.path());
+  for (bool repair : {true, false}) {
+    auto oo = o;
+    oo.repair = repair;
+    auto j = journal::open(oo);
+    ASSERT_FALSE(j);
+    EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+    expect_contains(j.error(), "journal segment "
+                                 + segment_path(tmp.path(), 2).string()
+                                 + " is missing");
+    expect_contains(j.error(), "last good height "
+                                 + std::to_string(last_in_1));
+  }
+  EXPECT_EQ(files_in(tmp.path()), before);
+}
+
+TEST(journal, required_height_refuses_a_journal_cut_short_below_it) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path());
+  std::vector<journal_position> idx;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    fill(*j, 6, 4);
+    idx = j->index();
+  }
+  auto seg = segment_path(tmp.path(), 1);
+  auto bytes = read_bytes(seg);
+  // Cut in the middle of entry 4: a torn tail for a journal whose
+  // checkpoint is 3, corruption for one whose checkpoint is 5.
+  auto cut = idx[3].offset + 17;
+  write_bytes(seg, bytes.substr(0, cut));
+  o.required_height = 5;
+  auto j = journal::open(o);
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  expect_contains(j.error(), "it is damaged at " + seg.string() + " offset "
+                               + std::to_string(idx[3].offset));
+  expect_contains(j.error(), "holds no entry at height 5");
+  expect_contains(j.error(), "ends with height 3");
+  EXPECT_EQ(fs::file_size(seg), cut); // Nothing was repaired.
+  o.required_height = 3;
+  journal_open_report rep;
+  auto ok = open_ok(o, &rep);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(rep.truncated_offset, idx[3].offset);
+  EXPECT_EQ(ok->last_height(), 3u);
+}
+
+TEST(journal, required_height_refuses_a_missing_newest_segment) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  block_id last = 0;
+  std::uint64_t segments = 0;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    fill(*j, 60, 10);
+    last = j->last_height();
+    segments = j->index().back().segment;
+  }
+  fs::remove(segment_path(tmp.path(), segments));
+  o.required_height = last;
+  auto j = journal::open(o);
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  expect_contains(j.error(), "holds no entry at height " + std::to_string(last));
+  expect_contains(j.error(), "a segment is missing or was cut short");
+  EXPECT_FALSE(fs::exists(segment_path(tmp.path(), segments)));
+}
+
+TEST(journal, required_height_refuses_an_emptied_journal_directory) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path());
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    fill(*j, 3, 2);
+  }
+  fs::remove(segment_path(tmp.path(), 1));
+  o.required_height = 2;
+  auto j = journal::open(o);
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  expect_contains(j.error(), "holds no entry at height 2");
+  expect_contains(j.error(), "the journal holds no entry");
+  EXPECT_TRUE(files_in(tmp.path()).empty()); // No new segment was created.
 }

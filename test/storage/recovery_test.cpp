@@ -2,9 +2,15 @@
 
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/checkpoint_builder.hpp"
+#include "rollblock/storage/logger.hpp"
+#include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
 
 #include <algorithm>
 #include <filesystem>
@@ -752,4 +758,241 @@ TEST(recovery, config_changes_keep_blocks_and_checkpoint) {
   EXPECT_EQ(stored.checkpoint, 3u);
   EXPECT_EQ(stored.durability, durability_mode::async(8));
   EXPECT_EQ(stored.min_rollback_window, 1u);
+}
+
+// -- corruption found at open ---------------------------------------------------
+
+namespace {
+
+using rollblock::test::read_bytes;
+using rollblock::test::write_bytes;
+
+/// A data directory holding blocks 1..8 in the journal, checkpointed at 5;
+/// with `big` values, blocks 1..20 over several 4 KiB segments,
+/// checkpointed at 14.
+struct damaged_dir {
+  explicit damaged_dir(bool big = false) {
+    opts = options_for(tmp.path());
+    if (big)
+      opts.journal_segment_bytes = 4096;
+    auto s = recover_ok(opts);
+    EXPECT_TRUE(s);
+    driver d{std::move(*s)};
+    last = big ? 20 : 8;
+    checkpoint = big ? 14 : 5;
+    for (block_id h = 1; h <= last; ++h) {
+      auto ops = ops_of(h);
+      if (big)
+        ops.push_back({k8(5000 + h), std::string(1500, char('a' + h % 26))});
+      d.apply(h, ops);
+      if (h == checkpoint)
+        d.checkpoint(h);
+    }
+    EXPECT_FALSE(d.store().blocks->sync());
+    index = d.store().blocks->index();
+  }
+
+  fs::path segment(std::uint64_t seq) const {
+    char name[32];
+    std::snprintf(name, sizeof(name), "%06llu.rbj",
+                  static_cast<unsigned long long>(seq));
+    return tmp.path() / "journal" / name;
+  }
+
+  /// The journal position of height `h`.
+  const journal_position& at(block_id h) const {
+    return index.at(static_cast<std::size_t>(h - 1));
+  }
+
+  void flip(block_id h, std::uint64_t delta) const {
+    auto path = segment(at(h).segment);
+    auto bytes = read_bytes(path);
+    bytes[at(h).offset + delta] ^= 0x10;
+    write_bytes(path, bytes);
+  }
+
+  /// Every file of the journal with its bytes.
+  std::map<std::string, std::string> journal_files() const {
+    std::map<std::string, std::string> out;
+    for (auto& e : fs::directory_iterator{tmp.path() / "journal"})
+      out[e.path().filename().string()] = read_bytes(e.path());
+    return out;
+  }
+
+  /// Recovers, expecting `code` with every text of `texts` in the message
+  /// and no journal file changed.
+  void expect_refused(ec code, const std::vector<std::string>& texts) const {
+    auto before = journal_files();
+    auto r = recover(opts);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(code_of(r.error()), code) << describe(r.error());
+    for (auto& t : texts)
+      EXPECT_NE(message_of(r.error()).find(t), std::string::npos)
+        << "'" << t << "' not in: " << message_of(r.error());
+    EXPECT_EQ(journal_files(), before);
+  }
+
+  rollblock::test::temp_dir tmp;
+  store_options opts;
+  block_id last = 0;
+  block_id checkpoint = 0;
+  std::vector<journal_position> index;
+};
+
+} // namespace
+
+TEST(recovery, byte_flipped_in_the_first_entry_header_is_refused) {
+  damaged_dir dd;
+  dd.flip(1, 9); // The height field.
+  dd.expect_refused(ec::journal_corrupt,
+                    {dd.segment(1).string() + " is corrupt at offset 0",
+                     "header checksum mismatch",
+                     "last good height none",
+                     "valid entry follows at " + dd.segment(1).string()
+                       + " offset " + std::to_string(dd.at(2).offset)});
+}
+
+TEST(recovery, byte_flipped_in_a_middle_entry_is_refused) {
+  damaged_dir dd;
+  dd.flip(4, 40 + 3);
+  dd.expect_refused(ec::journal_corrupt,
+                    {dd.segment(1).string() + " is corrupt at offset "
+                       + std::to_string(dd.at(4).offset),
+                     "payload checksum mismatch", "last good height 3"});
+}
+
+TEST(recovery, byte_flipped_in_the_last_entry_above_the_checkpoint_is_a_torn_tail) {
+  damaged_dir dd;
+  dd.flip(8, 30);
+  // Capture the store's log.
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  sink->set_pattern("%l %v");
+  logger().sinks().push_back(sink);
+  auto s = recover_ok(dd.opts);
+  logger().sinks().pop_back();
+  ASSERT_TRUE(s);
+  EXPECT_NE(log.str().find("warning journal: cut a torn tail of "
+                           + std::to_string(dd.at(8).size)
+                           + " bytes at offset "
+                           + std::to_string(dd.at(8).offset) + " of "
+                           + dd.segment(1).string() + " (last good height 7)"),
+            std::string::npos)
+    << log.str();
+  EXPECT_EQ(s->journal_report.truncated_file, dd.segment(1).string());
+  EXPECT_EQ(s->journal_report.truncated_offset, dd.at(8).offset);
+  EXPECT_EQ(s->heights, (store_heights{7, 7, 7}));
+}
+
+TEST(recovery, byte_flipped_in_the_checkpoint_entry_is_refused_even_at_the_tail) {
+  damaged_dir dd;
+  // Cut the journal after block 5 (the checkpoint), then damage block 5:
+  // a torn tail cannot reach a block that was checkpointed.
+  auto path = dd.segment(1);
+  auto bytes = read_bytes(path);
+  write_bytes(path, bytes.substr(0, dd.at(5).offset + dd.at(5).size));
+  dd.flip(5, 50);
+  dd.expect_refused(ec::journal_corrupt,
+                    {"damaged at " + path.string() + " offset "
+                       + std::to_string(dd.at(5).offset),
+                     "holds no entry at height 5",
+                     "ends with height 4"});
+}
+
+TEST(recovery, journal_truncated_below_the_checkpoint_is_refused) {
+  damaged_dir dd;
+  auto path = dd.segment(1);
+  auto bytes = read_bytes(path);
+  write_bytes(path, bytes.substr(0, dd.at(4).offset + 11));
+  dd.expect_refused(ec::journal_corrupt,
+                    {"damaged at " + path.string() + " offset "
+                       + std::to_string(dd.at(4).offset),
+                     "holds no entry at height 5", "ends with height 3"});
+}
+
+TEST(recovery, journal_truncated_above_the_checkpoint_is_a_torn_tail) {
+  damaged_dir dd;
+  auto path = dd.segment(1);
+  auto bytes = read_bytes(path);
+  write_bytes(path, bytes.substr(0, dd.at(7).offset + 11));
+  auto s = recover_ok(dd.opts);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->journal_report.truncated_offset, dd.at(7).offset);
+  EXPECT_EQ(s->journal_report.truncated_bytes, 11u);
+  EXPECT_EQ(s->heights, (store_heights{6, 6, 6}));
+}
+
+TEST(recovery, missing_middle_journal_segment_is_refused) {
+  damaged_dir dd{true};
+  ASSERT_GE(dd.at(dd.last).segment, 4u);
+  block_id last_in_1 = 0;
+  for (auto& p : dd.index)
+    if (p.segment == 1)
+      last_in_1 = p.height;
+  fs::remove(dd.segment(2));
+  dd.expect_refused(ec::journal_corrupt,
+                    {"journal segment " + dd.segment(2).string()
+                       + " is missing",
+                     "last good height " + std::to_string(last_in_1)});
+}
+
+TEST(recovery, missing_journal_segment_holding_the_checkpoint_is_refused) {
+  damaged_dir dd{true};
+  auto seg = dd.at(dd.checkpoint).segment;
+  // Remove the checkpoint's segment and every later one: no gap is left.
+  for (auto s = seg; s <= dd.at(dd.last).segment; ++s)
+    fs::remove(dd.segment(s));
+  dd.expect_refused(ec::journal_corrupt,
+                    {"holds no entry at height "
+                       + std::to_string(dd.checkpoint),
+                     "a segment is missing or was cut short"});
+}
+
+TEST(recovery, missing_journal_directory_contents_are_refused) {
+  damaged_dir dd;
+  fs::remove(dd.segment(1));
+  dd.expect_refused(ec::journal_corrupt,
+                    {"holds no entry at height 5",
+                     "the journal holds no entry"});
+}
+
+TEST(recovery, metadata_of_another_format_version_is_refused) {
+  damaged_dir dd;
+  {
+    state_store::options so;
+    so.dir = dd.tmp.path() / "state";
+    auto st = state_store::open(so);
+    ASSERT_TRUE(st) << describe(st.error());
+    auto meta = leveldb_meta(**st);
+    meta.format_version = format_version + 1;
+    ASSERT_FALSE((*st)->write_config(meta));
+  }
+  dd.expect_refused(ec::format_version_mismatch,
+                    {"written by format version "
+                       + std::to_string(format_version + 1),
+                     "this build reads version "
+                       + std::to_string(format_version),
+                     (dd.tmp.path() / "state").string()});
+}
+
+TEST(recovery, damaged_leveldb_table_is_state_corrupt_naming_the_file) {
+  damaged_dir dd;
+  // Reopening folds LevelDB's log into a table file.
+  ASSERT_TRUE(recover_ok(dd.opts));
+  std::vector<fs::path> tables;
+  for (auto& e : fs::directory_iterator{dd.tmp.path() / "state"})
+    if (e.path().extension() == ".ldb")
+      tables.push_back(e.path());
+  ASSERT_FALSE(tables.empty());
+  for (auto& t : tables) {
+    auto bytes = read_bytes(t);
+    bytes[20] ^= 0x01; // Inside the first data block.
+    write_bytes(t, bytes);
+  }
+  auto r = recover(dd.opts);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::state_corrupt) << describe(r.error());
+  EXPECT_NE(message_of(r.error()).find(tables.front().string()),
+            std::string::npos)
+    << message_of(r.error());
 }

@@ -1,6 +1,7 @@
 #include "rollblock/storage/state_store.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "support/fault_env.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -253,13 +254,14 @@ TEST(state_store, checkpoint_height_revert_marker_and_pruned_through) {
   ASSERT_FALSE(store->write_checkpoint(batch));
   expected.checkpoint = 5;
   expected.revert_marker = 5;
+  expected.reverted_to = 5;
   check(__LINE__);
   ASSERT_FALSE(store->write_pruned_through(3));
   expected.pruned_through = 3;
   check(__LINE__);
   ASSERT_FALSE(store->clear_revert_marker());
   expected.revert_marker = std::nullopt;
-  check(__LINE__);
+  check(__LINE__); // The checkpoint still came from the revert.
   // Clearing an absent marker is fine too.
   ASSERT_FALSE(store->clear_revert_marker());
   check(__LINE__);
@@ -269,11 +271,21 @@ TEST(state_store, checkpoint_height_revert_marker_and_pruned_through) {
   ASSERT_FALSE(store->write_checkpoint(batch));
   expected.checkpoint = 0;
   expected.revert_marker = 0;
+  expected.reverted_to = 0;
   check(__LINE__);
   // Rewriting the configuration keeps the heights.
   expected.min_rollback_window = 42;
   expected.durability = durability_mode::synchronous();
   ASSERT_FALSE(store->write_config(expected));
+  check(__LINE__);
+  // A regular checkpoint is a journaled block again: reverted_to goes.
+  ASSERT_FALSE(store->clear_revert_marker());
+  checkpoint_batch regular;
+  regular.height = 9;
+  ASSERT_FALSE(store->write_checkpoint(regular));
+  expected.checkpoint = 9;
+  expected.revert_marker = std::nullopt;
+  expected.reverted_to = std::nullopt;
   check(__LINE__);
 }
 
@@ -284,6 +296,7 @@ TEST(state_store, reopen_persists_everything) {
   expected_meta.key_width = 16;
   expected_meta.checkpoint = 1234;
   expected_meta.revert_marker = 1200;
+  expected_meta.reverted_to = 1200;
   expected_meta.pruned_through = 1000;
   contents expected;
   for (std::uint64_t i = 0; i < 1000; ++i)
@@ -587,4 +600,79 @@ TEST(state_store, read_only_opening_creates_nothing_and_refuses_writes) {
   EXPECT_EQ(records.front(), "m/checkpoint");
   // LevelDB's own log is left alone.
   EXPECT_EQ(std::filesystem::file_size(log), log_size);
+}
+
+// -- injected LevelDB faults (a fault_env) ---------------------------------------
+
+namespace {
+
+std::unique_ptr<state_store> open_with(const std::filesystem::path& dir,
+                                       leveldb::Env* env) {
+  state_store::options o;
+  o.dir = dir;
+  o.cache_bytes = 1 << 20;
+  o.write_buffer_bytes = 1 << 20;
+  o.env = env;
+  auto store = state_store::open(o);
+  EXPECT_TRUE(store) << describe(store.error());
+  return store ? std::move(*store) : nullptr;
+}
+
+checkpoint_batch batch_at(block_id h) {
+  checkpoint_batch b;
+  b.height = h;
+  for (std::uint64_t i = 0; i < 50; ++i)
+    b.writes.emplace_back(key_from_u64(i), value_from_u64(h * 100 + i));
+  return b;
+}
+
+} // namespace
+
+TEST(state_store, enospc_on_a_checkpoint_is_io_error_and_keeps_the_old_one) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  rollblock::test::fault_env env;
+  {
+    auto store = open_with(dir, &env);
+    ASSERT_TRUE(store);
+    ASSERT_FALSE(store->write_config(sample_config()));
+    ASSERT_FALSE(store->write_checkpoint(batch_at(1)));
+    // The disk fills 30 bytes into the next log record.
+    env.schedule().fail_writes_after(30);
+    auto err = store->write_checkpoint(batch_at(2));
+    EXPECT_EQ(code_of(err), ec::io_error) << describe(err);
+    EXPECT_NE(message_of(err).find("writing checkpoint 2 failed for the state "
+                                   "database at "
+                                   + dir.string()),
+              std::string::npos)
+      << message_of(err);
+    EXPECT_NE(message_of(err).find("No space left on device"),
+              std::string::npos)
+      << message_of(err);
+  }
+  // The torn log record is dropped at open (paranoid checks pass: it is the
+  // log's tail); checkpoint 1 is intact.
+  auto store = open_with(dir, nullptr);
+  ASSERT_TRUE(store);
+  auto meta = store->read_metadata();
+  ASSERT_TRUE(meta && *meta) << describe(meta.error());
+  EXPECT_EQ((*meta)->checkpoint, block_id{1});
+  EXPECT_EQ(*store->get(key_from_u64(7)), value_from_u64(107));
+}
+
+TEST(state_store, eio_on_the_log_sync_is_io_error_and_leveldb_refuses_more) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  rollblock::test::fault_env env;
+  auto store = open_with(dir, &env);
+  ASSERT_TRUE(store);
+  ASSERT_FALSE(store->write_config(sample_config()));
+  env.schedule().fail_at(rollblock::test::fault_op::sync, 1, EIO);
+  auto err = store->write_checkpoint(batch_at(1));
+  EXPECT_EQ(code_of(err), ec::io_error) << describe(err);
+  EXPECT_NE(message_of(err).find("Input/output error"), std::string::npos)
+    << message_of(err);
+  // LevelDB itself fails every later write after a failed log sync.
+  env.schedule().heal();
+  EXPECT_EQ(code_of(store->write_checkpoint(batch_at(2))), ec::io_error);
 }

@@ -6,9 +6,20 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+
+// The I/O interfaces a store can be opened with, declared only: messages/
+// does no I/O and does not depend on storage/ or LevelDB.
+namespace leveldb {
+class Env;
+} // namespace leveldb
+
+namespace rollblock::storage {
+class file_system;
+} // namespace rollblock::storage
 
 namespace rollblock {
 
@@ -55,6 +66,13 @@ struct store_options {
   /// entries (not yet checkpointed) stay, so a burst of writes between two
   /// checkpoints can exceed the budget. Not persisted.
   std::optional<std::size_t> memory_budget{};
+  /// Every file operation of the journal goes through this
+  /// (rollblock/storage/file_system.hpp); null: the POSIX file system.
+  /// Tests pass a fault-injecting one.
+  std::shared_ptr<storage::file_system> journal_file_system{};
+  /// LevelDB's file operations; null: leveldb::Env::Default(). Must outlive
+  /// the store. Tests pass a fault-injecting leveldb::EnvWrapper.
+  leveldb::Env* leveldb_env = nullptr;
 };
 
 /// The smallest memory budget a store accepts.

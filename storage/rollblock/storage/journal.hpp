@@ -2,6 +2,7 @@
 
 #include "rollblock/messages/block_record.hpp"
 #include "rollblock/messages/types.hpp"
+#include "rollblock/storage/file_system.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -70,6 +71,15 @@ public:
     /// opened read-only"); reading (index, read_from, ...) works as usual,
     /// and size_bytes() counts the files as they are, torn tail included.
     bool repair = true;
+    /// Every file operation goes through this; null means
+    /// posix_file_system(). Tests pass a fault-injecting one.
+    std::shared_ptr<file_system> fs{};
+    /// A height the journal must hold (the store's checkpoint, which only
+    /// covers fsynced blocks). When the journal holds no entry at it, open()
+    /// fails with ec::journal_corrupt and changes no file, even where it
+    /// would otherwise cut a torn tail: a segment is missing, or the journal
+    /// was cut short or damaged below a durable height.
+    std::optional<block_id> required_height{};
   };
 
   /// Opens the journal in `opts.dir`, creating the directory when missing.
@@ -88,14 +98,20 @@ public:
 
   /// Appends `record` to the active segment (without fsync), rolling to a new
   /// segment first when the active one is full (the full one is fsynced and
-  /// the directory fsynced before the new one is used).
+  /// the directory fsynced before the new one is used). A short write is
+  /// continued until the whole entry is written.
   /// REQUIRES: record.height above last_height() unless the journal is empty.
   /// On a failed write the segment is truncated back to the entry's start and
-  /// ec::io_error is returned.
+  /// ec::io_error (naming the file and the errno text) is returned; the
+  /// journal stays usable. When that truncation fails too, or a roll fails
+  /// to sync, the journal is failed: every later change returns the error.
   caf::error append(const block_record& record);
 
   /// fdatasyncs the active segment. Everything appended so far is durable
-  /// when this returns no error. Returns ec::io_error on failure.
+  /// when this returns no error. Returns ec::io_error on failure, and the
+  /// journal is failed from then on: every later change (sync included)
+  /// returns the same error, since a retried fsync may succeed without the
+  /// data the kernel dropped (fsyncgate).
   caf::error sync();
 
   /// Returns whether the journal holds no entry.
@@ -109,6 +125,11 @@ public:
 
   /// Returns the position of every entry, oldest first.
   const std::vector<journal_position>& index() const;
+
+  /// Reads and verifies the entry at `pos` (from index()). Returns
+  /// ec::journal_corrupt naming file, offset and height when the bytes there
+  /// no longer verify, ec::io_error when they cannot be read.
+  caf::expected<block_record> read(const journal_position& pos) const;
 
   /// Reads and verifies every entry at or above `height`, oldest first.
   caf::expected<block_record_list> read_from(block_id height) const;
@@ -132,6 +153,9 @@ public:
 
   /// Returns the directory.
   const std::filesystem::path& dir() const;
+
+  /// Returns the path of segment `seq` (which need not exist).
+  std::filesystem::path segment_path(std::uint64_t seq) const;
 
 private:
   struct impl;

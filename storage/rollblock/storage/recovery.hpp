@@ -35,9 +35,16 @@ caf::error validate(const store_options& opts);
 
 /// Opens the data directory `opts.data_dir`, creating it when missing:
 ///  1. validates the options and takes the directory lock;
-///  2. opens LevelDB (directory "state") and reads or writes the metadata:
-///     a key width other than the stored one is ec::config_mismatch;
-///  3. opens the journal (directory "journal"), repairing a torn tail;
+///  2. opens LevelDB (directory "state", through opts.leveldb_env, with
+///     paranoid checks) and reads or writes the metadata: a key width other
+///     than the stored one is ec::config_mismatch, another format version
+///     ec::format_version_mismatch, damage ec::state_corrupt naming the
+///     damaged table file;
+///  3. opens the journal (directory "journal", through
+///     opts.journal_file_system), repairing a torn tail above the
+///     checkpoint (logged as a warning with file, offset and height); a
+///     missing segment or damage that reaches the checkpoint's entry is
+///     ec::journal_corrupt and changes nothing;
 ///  4. completes an interrupted revert (revert marker) or prune;
 ///  5. loads the LevelDB state into memory (with a memory budget: loads
 ///     nothing, counts the live keys and serves misses from LevelDB) and

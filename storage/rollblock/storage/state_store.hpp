@@ -16,6 +16,10 @@
 #include <utility>
 #include <vector>
 
+namespace leveldb {
+class Env;
+} // namespace leveldb
+
 namespace rollblock::storage {
 
 /// The format version of the state store's records (and of the data
@@ -35,6 +39,10 @@ struct store_metadata {
   /// Set while a revert to this height is being applied to the journal: at
   /// open, journal entries above it are removed, then the marker is cleared.
   std::optional<block_id> revert_marker;
+  /// Set when the checkpoint was written by a revert to this height (which
+  /// need not be a journaled block); cleared by the next checkpoint. Without
+  /// it the checkpoint height is a block the journal must hold.
+  std::optional<block_id> reverted_to;
 
   friend bool operator==(const store_metadata&,
                          const store_metadata&) = default;
@@ -67,10 +75,15 @@ public:
     /// runs with paranoid checks and writes no LOG file, and every write
     /// returns ec::invalid_argument.
     bool read_only = false;
+    /// LevelDB's file operations; null means leveldb::Env::Default(). Tests
+    /// pass a fault-injecting one. Must outlive the state_store.
+    leveldb::Env* env = nullptr;
   };
 
-  /// Opens (or creates) the LevelDB database in `opts.dir`. Returns
-  /// ec::io_error or ec::state_corrupt with LevelDB's message on failure.
+  /// Opens (or creates) the LevelDB database in `opts.dir`, with paranoid
+  /// checks (a damaged log record or table fails the open instead of being
+  /// skipped). Returns ec::io_error or ec::state_corrupt with LevelDB's
+  /// message (naming the damaged file where LevelDB knows it) on failure.
   static caf::expected<std::unique_ptr<state_store>>
   open(const options& opts);
 
@@ -88,7 +101,8 @@ public:
   caf::error write_config(const store_metadata& meta);
 
   /// Applies `batch` in ONE LevelDB WriteBatch with sync: the state writes,
-  /// the checkpoint height and, when set, the revert marker.
+  /// the checkpoint height and, when set, the revert marker and reverted_to
+  /// (else reverted_to is cleared).
   /// REQUIRES: every key has the store's width.
   caf::error write_checkpoint(const checkpoint_batch& batch);
 
