@@ -16,4 +16,7 @@ if [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
 cmake --build "$build" --target soak_test crash_writer >/dev/null
-ROLLBLOCK_SOAK_KILLS=$kills "$build/test/soak_test"
+# The stores' own log (each reopen) goes to a file; the checks and the tallies
+# to the terminal.
+echo "store log: $build/soak.log"
+ROLLBLOCK_SOAK_KILLS=$kills "$build/test/soak_test" 2>"$build/soak.log"
