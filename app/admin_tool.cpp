@@ -3,6 +3,10 @@
 //   rollblock [--data-dir DIR] verify
 //   rollblock [--data-dir DIR] info
 //   rollblock [--data-dir DIR] dump --at HEIGHT [--format hex|raw]
+//   rollblock health --port PORT [--host HOST] [--timeout SECONDS]
+//
+// health asks a running rollblockd (GET /health on its --metrics-port) and
+// exits 0 serving, 1 degraded, 2 fatal, 3 unreachable; it takes no lock.
 //
 // Every command takes the data directory's lock first (a running rollblockd
 // holds it) and never changes the journal. Exit codes: 0 success (verify:
@@ -10,6 +14,7 @@
 // reported but still exits 0), 1 corruption or failure, 2 bad usage.
 
 #include "data_dir_inspector.hpp"
+#include "health_probe.hpp"
 
 #include "rollblock/messages/error.hpp"
 
@@ -50,6 +55,9 @@ Commands:
                       window, heights, journal and LevelDB sizes, live keys
   dump --at HEIGHT    print the state as of HEIGHT (a recoverable height),
                       sorted by key, to stdout
+  health --port PORT  ask a RUNNING rollblockd (GET /health on its
+                      --metrics-port) and print its state; exit 0 serving,
+                      1 degraded, 2 fatal, 3 unreachable (no lock taken)
 
 )";
 
@@ -59,7 +67,8 @@ Dump formats:
   raw   the key bytes, a tab, the value bytes, a newline; unambiguous only
         when keys and values hold no tab or newline bytes
 
-Exit codes: 0 success, 1 corruption or failure, 2 bad usage.
+Exit codes: 0 success, 1 corruption or failure, 2 bad usage; health: 0
+serving, 1 degraded, 2 fatal (or bad usage), 3 unreachable.
 )";
 
 int usage_error(const std::string& what) {
@@ -244,6 +253,29 @@ std::optional<block_id> parse_height(const std::string& text) {
   return x;
 }
 
+// -- health -------------------------------------------------------------------
+
+int run_health(const po::variables_map& vm) {
+  if (!vm.count("port"))
+    return usage_error("health needs option '--port PORT' (rollblockd's "
+                       "--metrics-port)");
+  auto port_text = vm["port"].as<std::string>();
+  auto port = parse_height(port_text);
+  if (!port || *port == 0 || *port > 65535)
+    return usage_error("invalid value '" + port_text
+                       + "' for option '--port': expected 1..65535");
+  auto timeout_text = vm["timeout"].as<std::string>();
+  auto timeout = parse_height(timeout_text);
+  if (!timeout || *timeout == 0 || *timeout > 3600)
+    return usage_error("invalid value '" + timeout_text
+                       + "' for option '--timeout': expected 1..3600 seconds");
+  auto result = probe_health(vm["host"].as<std::string>(),
+                             static_cast<std::uint16_t>(*port),
+                             std::chrono::seconds{*timeout});
+  std::cout << result.line << '\n';
+  return result.exit_code;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -259,7 +291,12 @@ int main(int argc, char** argv) {
      "the data directory of a stopped rollblockd")
     ("at", po::value<std::string>(), "dump: the height to dump (required)")
     ("format", po::value<std::string>()->default_value("hex"),
-     "dump: hex or raw");
+     "dump: hex or raw")
+    ("host", po::value<std::string>()->default_value("127.0.0.1"),
+     "health: rollblockd's metrics address")
+    ("port", po::value<std::string>(), "health: rollblockd's --metrics-port")
+    ("timeout", po::value<std::string>()->default_value("5"),
+     "health: seconds to wait for the answer");
   // clang-format on
   po::options_description all;
   all.add(visible).add_options()(
@@ -287,10 +324,17 @@ int main(int argc, char** argv) {
   if (vm.count("command"))
     words = vm["command"].as<std::vector<std::string>>();
   if (words.empty())
-    return usage_error("no command given: use verify, info or dump");
+    return usage_error("no command given: use verify, info, dump or health");
   if (words.size() > 1)
     return usage_error("unexpected argument '" + words[1] + "'");
   auto& command = words[0];
+  if (command == "health")
+    return run_health(vm);
+  if (vm.count("port"))
+    return usage_error("option '--port' only applies to health");
+  if (!vm["host"].defaulted() || !vm["timeout"].defaulted())
+    return usage_error("options '--host' and '--timeout' only apply to "
+                       "health");
   if (command != "verify" && command != "info" && command != "dump")
     return usage_error("unknown command '" + command
                        + "': use verify, info or dump");

@@ -45,6 +45,11 @@ po::options_description describe_options() {
      "blocks the journal keeps below the checkpoint (default 100)")
     ("password-file", po::value<std::string>(),
      "require AUTH with the password in this file")
+    ("max-restarts", po::value<std::string>(),
+     "crashed store actors restarted within --restart-window before the "
+     "store turns fatal (default 3; 0: every crash is fatal)")
+    ("restart-window", po::value<std::string>(),
+     "seconds over which --max-restarts counts (default 60)")
     ("max-clients", po::value<std::string>(),
      "most concurrent RESP clients (default 10000)")
     ("log-level", po::value<std::string>(),
@@ -158,6 +163,11 @@ caf::expected<daemon_options> parse_daemon_options(int argc,
                         u64_max))
     return err;
   if (auto err = number("max-clients", result.max_clients, 1, 1000000))
+    return err;
+  if (auto err = number("max-restarts", result.max_restarts, 0, 1000000))
+    return err;
+  if (auto err = number("restart-window", result.restart_window_seconds, 1,
+                        86400 * 365))
     return err;
   if (vm.count("durability")) {
     auto mode = parse_durability(vm["durability"].as<std::string>());

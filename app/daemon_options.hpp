@@ -28,6 +28,10 @@ struct daemon_options {
   /// The password read from password_file.
   std::optional<std::string> password;
   std::size_t max_clients = 10000;
+  /// Store actor restarts allowed within restart_window_seconds before the
+  /// store turns fatal (store_options::max_restarts).
+  std::uint32_t max_restarts = 3;
+  std::uint32_t restart_window_seconds = 60;
   std::string log_level = "info";
   std::optional<std::string> config;
   bool help = false;

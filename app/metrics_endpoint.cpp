@@ -9,7 +9,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <sstream>
+#include <utility>
 
 namespace rollblock {
 
@@ -42,6 +44,13 @@ void latency(std::ostringstream& out, const char* name, const char* help,
 
 } // namespace
 
+std::string health_body(const health_report& report) {
+  auto reason = report.reason;
+  std::replace(reason.begin(), reason.end(), '\n', ' ');
+  return to_string(report.state) + (reason.empty() ? "" : " " + reason)
+         + "\n";
+}
+
 std::string prometheus_text(const metrics_snapshot& m, std::size_t clients) {
   std::ostringstream out;
   gauge(out, "applied_height", "Newest block applied in memory.",
@@ -73,10 +82,19 @@ std::string prometheus_text(const metrics_snapshot& m, std::size_t clients) {
   latency(out, "apply", "Block apply latency.", m.apply_latency);
   latency(out, "revert", "Revert latency.", m.revert_latency);
   latency(out, "lookup", "Read call latency.", m.lookup_latency);
+  out << "# HELP rollblock_actor_restarts_total Crashed store actors "
+         "restarted by the supervisor.\n"
+         "# TYPE rollblock_actor_restarts_total counter\n";
+  for (auto [actor, n] : {std::pair{"mutation", m.mutation_restarts},
+                          std::pair{"journal", m.journal_restarts},
+                          std::pair{"persistence", m.persistence_restarts},
+                          std::pair{"health", m.health_restarts}})
+    out << "rollblock_actor_restarts_total{actor=\"" << actor << "\"} " << n
+        << '\n';
   out << "# HELP rollblock_health Health: 1 for the current state.\n"
          "# TYPE rollblock_health gauge\n";
-  for (auto state : {health_state::healthy, health_state::idle,
-                     health_state::degraded, health_state::fatal})
+  for (auto state :
+       {health_state::serving, health_state::degraded, health_state::fatal})
     out << "rollblock_health{state=\"" << to_string(state) << "\"} "
         << (m.health == state ? 1 : 0) << '\n';
   return out.str();
@@ -109,20 +127,19 @@ metrics_endpoint::start(caf::actor_system& sys, store_actor store,
     res.set_content(prometheus_text(*m, clients),
                     "text/plain; version=0.0.4");
   });
-  server.Get("/health", [fetch](const httplib::Request&,
-                                httplib::Response& res) {
-    auto m = fetch();
-    if (!m) {
-      res.status = 503;
-      res.set_content("fatal " + describe(m.error()) + "\n", "text/plain");
-      return;
-    }
-    auto serving = m->health != health_state::fatal;
-    res.status = serving ? 200 : 503;
-    res.set_content((serving ? "serving " : "fatal ") + to_string(m->health)
-                      + (m->health_reason.empty() ? "" : " " + m->health_reason)
-                      + "\n",
-                    "text/plain");
+  server.Get("/health", [&sys, store](const httplib::Request&,
+                                      httplib::Response& res) {
+    caf::scoped_actor self{sys};
+    health_report report;
+    self->request(store, std::chrono::seconds{5}, atom::health::value)
+      .receive([&](health_report& r) { report = std::move(r); },
+               [&](caf::error& err) {
+                 // E.g. the health actor is being restarted.
+                 report = {health_state::degraded,
+                           "no health report: " + describe(err)};
+               });
+    res.status = report.state == health_state::serving ? 200 : 503;
+    res.set_content(health_body(report), "text/plain");
   });
   int bound = port == 0 ? server.bind_to_any_port(bind)
                         : (server.bind_to_port(bind, port) ? port : -1);

@@ -23,9 +23,15 @@ namespace rollblock {
 /// (version 0.0.4), `clients` being the connected RESP clients.
 std::string prometheus_text(const metrics_snapshot& m, std::size_t clients);
 
+/// The body of GET /health: the state, then (unless serving) a space and the
+/// reason on the same line, e.g. "serving\n" or "degraded restarting the
+/// journal actor after ...\n".
+std::string health_body(const health_report& report);
+
 /// An HTTP listener for supervisors and scrapers, in a thread of its own:
-/// GET /metrics (Prometheus text) and GET /health (200 "serving ..." when
-/// healthy, idle or degraded; 503 "fatal ..." when fatal).
+/// GET /metrics (Prometheus text) and GET /health (text/plain health_body;
+/// status 200 when serving, 503 when degraded or fatal, so that a plain
+/// HTTP check fails on anything but serving).
 class metrics_endpoint {
 public:
   /// Listens on `bind`:`port` (0: an ephemeral port, see port()).

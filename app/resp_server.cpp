@@ -346,8 +346,13 @@ std::string info_text(const server_state& st, const metrics_snapshot& m,
   }
   if (wanted("health")) {
     section("Health");
-    fmt::format_to(it, "health:{}\r\nhealth_reason:{}\r\n",
-                   to_string(m.health), sanitized(m.health_reason));
+    fmt::format_to(it,
+                   "health:{}\r\nhealth_reason:{}\r\nmutation_restarts:{}\r\n"
+                   "journal_restarts:{}\r\npersistence_restarts:{}\r\n"
+                   "health_restarts:{}\r\n",
+                   to_string(m.health), sanitized(m.health_reason),
+                   m.mutation_restarts, m.journal_restarts,
+                   m.persistence_restarts, m.health_restarts);
   }
   return out;
 }

@@ -49,6 +49,8 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   store_opts.key_width = opts.key_bytes;
   store_opts.durability = opts.durability;
   store_opts.min_rollback_window = opts.min_rollback_window;
+  store_opts.max_restarts = opts.max_restarts;
+  store_opts.restart_window = std::chrono::seconds{opts.restart_window_seconds};
   auto store = spawn_store(sys, store_opts);
   if (!store) {
     logger().critical("cannot open the store: {}", describe(store.error()));

@@ -39,11 +39,16 @@ journal(journal_actor::stateful_pointer<journal_state> self,
   st.shared->counters().journal_bytes.store(st.blocks->size_bytes());
   st.sync_every = sync_every;
   st.durable = durable;
+  self->set_exception_handler(
+    [](caf::scheduled_actor*, std::exception_ptr& eptr) {
+      return crash_exit_reason("journal", eptr);
+    });
   return {
     [self](atom::append, block_record_ptr& record) -> caf::result<block_id> {
       auto& st = self->state;
       if (st.failure)
         return st.failure;
+      st.shared->fault_point("journal.append");
       if (auto err = st.blocks->append(*record)) {
         st.failure = make_error(ec::durability_failure,
                                 "journal append of block "
@@ -54,6 +59,7 @@ journal(journal_actor::stateful_pointer<journal_state> self,
       }
       st.shared->counters().journal_bytes.store(st.blocks->size_bytes(),
                                                 std::memory_order_relaxed);
+      st.shared->fault_point("journal.appended");
       if (++st.unsynced >= st.sync_every)
         if (auto err = st.sync())
           return err;
@@ -86,6 +92,7 @@ journal(journal_actor::stateful_pointer<journal_state> self,
       auto& st = self->state;
       if (st.failure)
         return st.failure;
+      st.shared->fault_point("journal.truncate");
       if (auto err = st.blocks->truncate_after(height)) {
         st.failure = err;
         return err;

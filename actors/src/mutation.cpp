@@ -23,24 +23,32 @@ mutation_actor::behavior_type
 mutation(mutation_actor::stateful_pointer<mutation_state> self,
          std::shared_ptr<store_shared> shared) {
   self->state.shared = std::move(shared);
+  self->state.memory = self->state.shared->memory();
+  self->set_exception_handler(
+    [](caf::scheduled_actor*, std::exception_ptr& eptr) {
+      return crash_exit_reason("mutation", eptr);
+    });
   return {
     [self](atom::apply, block_id height,
            operation_list& ops) -> caf::result<block_record_ptr> {
-      auto& memory = self->state.shared->memory();
+      auto& st = self->state;
+      auto& memory = *st.memory;
+      st.shared->fault_point("mutation.apply");
       auto record = memory.plan(height, ops);
       if (!record)
         return record.error();
       memory.install(*record);
+      st.shared->fault_point("mutation.installed");
       return *record;
     },
     [self](atom::revert, block_record_list& newest_first,
            block_id target) -> caf::result<atom::ok> {
-      self->state.shared->memory().revert(newest_first, target);
+      self->state.memory->revert(newest_first, target);
       return atom::ok::value;
     },
     [self](atom::start, block_id height) -> caf::result<atom::ok> {
       auto& st = self->state;
-      auto& memory = st.shared->memory();
+      auto& memory = *st.memory;
       auto planned = memory.plan(height, {});
       if (!planned)
         return planned.error();
@@ -53,7 +61,8 @@ mutation(mutation_actor::stateful_pointer<mutation_state> self,
       auto& st = self->state;
       if (!st.staged_height)
         return no_block_staged();
-      auto& memory = st.shared->memory();
+      st.shared->fault_point("mutation.set");
+      auto& memory = *st.memory;
       operation op{std::move(k), std::move(v)};
       if (auto err = check_operation(memory, op, *st.staged_height))
         return err;
@@ -65,7 +74,7 @@ mutation(mutation_actor::stateful_pointer<mutation_state> self,
       auto& st = self->state;
       if (!st.staged_height)
         return no_block_staged();
-      auto& memory = st.shared->memory();
+      auto& memory = *st.memory;
       operation op{std::move(k), {}};
       if (auto err = check_operation(memory, op, *st.staged_height))
         return err;
@@ -78,7 +87,7 @@ mutation(mutation_actor::stateful_pointer<mutation_state> self,
       auto& st = self->state;
       if (!st.staged_height)
         return no_block_staged();
-      auto& memory = st.shared->memory();
+      auto& memory = *st.memory;
       auto record = memory.plan(*st.staged_height, st.staged_ops);
       if (!record)
         return record.error();

@@ -19,12 +19,19 @@ caf::error persistence_state::fail(const caf::error& err,
 persistence_actor::behavior_type
 persistence(persistence_actor::stateful_pointer<persistence_state> self,
             std::shared_ptr<std::unique_ptr<storage::state_store>> state,
-            storage::store_metadata meta) {
+            storage::store_metadata meta,
+            std::shared_ptr<store_shared> shared) {
+  self->state.shared = std::move(shared);
   self->state.state = std::move(*state);
   self->state.meta = std::move(meta);
+  self->set_exception_handler(
+    [](caf::scheduled_actor*, std::exception_ptr& eptr) {
+      return crash_exit_reason("persistence", eptr);
+    });
   return {
     [self](atom::checkpoint, block_record_ptr& record) {
       auto& st = self->state;
+      st.shared->fault_point("persistence.checkpoint");
       st.pending_height = record->height;
       st.pending.add(std::move(record));
     },
@@ -33,6 +40,7 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
       if (st.failure)
         return st.failure;
       if (st.pending.blocks() > 0) {
+        st.shared->fault_point("persistence.flush");
         auto height = st.pending_height;
         if (auto err = st.state->write_checkpoint(st.pending.take(height)))
           return st.fail(err, "checkpoint of block " + std::to_string(height));

@@ -2,7 +2,14 @@
 
 #include "rollblock/messages/error.hpp"
 
+#include "rollblock/storage/logger.hpp"
+
+#include <caf/exit_reason.hpp>
+
+#include <spdlog/spdlog.h>
+
 #include <chrono>
+#include <stdexcept>
 
 namespace rollblock {
 
@@ -15,8 +22,38 @@ store_shared::store_shared(std::shared_ptr<storage::memory_state> memory,
   counters_.touch();
 }
 
+void store_shared::set_memory(std::shared_ptr<storage::memory_state> memory) {
+  memory_.store(std::move(memory), std::memory_order_release);
+}
+
+void store_shared::set_fault_hook(std::function<void(std::string_view)> hook) {
+  fault_hook_ = std::move(hook);
+}
+
+void store_shared::fault_point(std::string_view point) const {
+  if (fault_hook_)
+    fault_hook_(point);
+}
+
+void store_shared::set_restart(bool in_progress, std::string reason) {
+  std::lock_guard guard{mu_};
+  restarting_ = in_progress;
+  last_restart_ = std::chrono::steady_clock::now();
+  restart_reason_ = std::move(reason);
+}
+
+std::optional<std::string>
+store_shared::restart_fault(std::chrono::steady_clock::duration window) const {
+  std::lock_guard guard{mu_};
+  if (restarting_)
+    return restart_reason_;
+  if (last_restart_ && std::chrono::steady_clock::now() - *last_restart_ < window)
+    return restart_reason_;
+  return std::nullopt;
+}
+
 store_heights store_shared::heights() const {
-  return {memory_->applied(), durable_.load(std::memory_order_acquire),
+  return {memory()->applied(), durable_.load(std::memory_order_acquire),
           current_.load(std::memory_order_acquire)};
 }
 
@@ -65,12 +102,24 @@ void store_shared::set_closed() {
     status_.store(status::closed, std::memory_order_release);
 }
 
+caf::error crash_exit_reason(std::string_view actor, std::exception_ptr& eptr) {
+  try {
+    std::rethrow_exception(eptr);
+  } catch (const std::exception& e) {
+    logger().error("the {} actor crashed: {}", actor, e.what());
+  } catch (...) {
+    logger().error("the {} actor crashed: an exception of unknown type",
+                   actor);
+  }
+  return caf::exit_reason::unhandled_exception;
+}
+
 store_reader::store_reader(std::shared_ptr<store_shared> shared)
   : shared_(std::move(shared)) {
 }
 
 std::size_t store_reader::key_width() const {
-  return shared_->memory().key_width();
+  return shared_->memory()->key_width();
 }
 
 caf::error store_reader::check_key(const key& k) const {
@@ -102,7 +151,7 @@ caf::expected<value> store_reader::fetch(const key& k) const {
     return err;
   }
   auto start = std::chrono::steady_clock::now();
-  auto result = shared_->memory().get(k);
+  auto result = shared_->memory()->get(k);
   counters.lookups.fetch_add(1, std::memory_order_relaxed);
   counters.lookup_latency.record(elapsed_ns(start));
   return result;
@@ -119,7 +168,7 @@ store_reader::fetch_many(const std::vector<key>& keys) const {
       return err;
     }
   auto start = std::chrono::steady_clock::now();
-  auto result = shared_->memory().get_many(keys);
+  auto result = shared_->memory()->get_many(keys);
   counters.lookups.fetch_add(keys.size(), std::memory_order_relaxed);
   counters.lookup_latency.record(elapsed_ns(start));
   return result;

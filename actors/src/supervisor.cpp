@@ -1,9 +1,64 @@
+// Supervision: restarting a crashed store actor.
+//
+// A child that dies with a reason outside the rollblock error category (an
+// exception escaping a handler, an exit message) is restarted; a rollblock
+// reason, or a crash beyond the restart limit (store_options::max_restarts
+// within restart_window; ec::restart_limit_exceeded), makes the store fatal.
+// Restarts are logged at error level and counted per actor in the metrics;
+// health is degraded while one runs and for restart_window after it.
+//
+// - health: respawned alone; nothing else changes.
+// - mutation, journal, persistence: the store is reopened from durable state
+//   the way spawn_store opens it. Mutating calls wait in the queue; the
+//   surviving two are stopped; once all three are down (journal and LevelDB
+//   closed) a detached reopen actor runs storage::recover: the journal's torn
+//   tail (if the journal died mid-append) is cut, an interrupted revert is
+//   completed, LevelDB is loaded into a fresh in-memory state and every
+//   journal entry above its checkpoint (appended blocks, fsynced or not, are
+//   in the file) is replayed, checkpointed and fsynced. The fresh state
+//   replaces the old in store_shared (readers switch over at once) and three
+//   new children are spawned on it. The store is then exactly at some height
+//   between the durable and the applied height before the crash: durable
+//   never regresses, blocks acknowledged as durable are there, a block only
+//   installed in memory (mutation died before the journal saw it) is gone.
+//   Replies of the old children that arrive later are ignored (generation).
+//
+// The call that was running when the engine child died (at most one: calls
+// run one at a time) is answered as follows; queued calls then run as usual.
+//
+//   call                      | answer after the restart
+//   --------------------------+-----------------------------------------------
+//   apply, pop(height, key),  | the result when the block is in the reopened
+//   end (synchronous modes)   | store (applied height >= its height), else
+//                             | ec::actor_restarted (nothing applied: retry)
+//   apply, pop, end (async)   | already answered when installed; the block
+//                             | survives if its journal entry reached the file
+//   start, set, pop(key)      | ec::actor_restarted; the staged block is gone
+//                             | (later set/end: ec::no_block_in_progress)
+//   revert(t)                 | t when the reopened store is at t (the revert
+//                             | got far enough to be completed by recovery),
+//                             | else ec::actor_restarted (retry)
+//   flush                     | retried: the durable height after the reopen
+//   relaxed, strict           | retried after the reopen
+//   shutdown                  | retried after the reopen
+//   fetch, heights, healthy   | answered inline: unaffected; until the
+//                             | reopened state replaces the old one, reads
+//                             | see the old (it may hold the interrupted,
+//                             | unacknowledged block)
+//   metrics, health           | forwarded to the health actor: when that one
+//                             | dies, the caller gets CAF's error
+//                             | (sec::request_receiver_down): retry
+//
+// When the restart ends in the fatal state (limit reached, or recovery
+// failed), the running call gets the fatal error like every later call.
+
 #include "rollblock/actors/supervisor.hpp"
 
 #include "rollblock/actors/health.hpp"
 #include "rollblock/actors/journal.hpp"
 #include "rollblock/actors/mutation.hpp"
 #include "rollblock/actors/persistence.hpp"
+#include "rollblock/actors/reopen.hpp"
 #include "rollblock/messages/error.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -13,6 +68,8 @@
 #include "rollblock/storage/logger.hpp"
 
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 namespace rollblock {
 
@@ -36,7 +93,7 @@ void run_queue(self_ptr self) {
   if (st.draining_queue)
     return;
   st.draining_queue = true;
-  while (!st.busy && !st.queue.empty()) {
+  while (!st.busy && !st.restarting && !st.queue.empty()) {
     auto call = std::move(st.queue.front());
     st.queue.pop_front();
     st.busy = true;
@@ -54,7 +111,52 @@ void enqueue(self_ptr self, std::function<void()> call) {
 /// Ends the running call and starts the next.
 void finish(self_ptr self) {
   self->state.busy = false;
+  self->state.on_restart = nullptr;
   run_queue(self);
+}
+
+/// Returns whether `err` says that a child died (any category but ours)
+/// rather than that it failed a step: the restart deals with the call.
+bool child_died(const caf::error& err) {
+  return err.category() != error_category;
+}
+
+/// The error of a call that a child's crash interrupted.
+caf::error interrupted() {
+  return make_error(ec::actor_restarted,
+                    "a store actor crashed during the call and was "
+                    "restarted from durable state; the call had no effect, "
+                    "retry it");
+}
+
+/// Makes a restart run `call` again, first in the queue, instead of
+/// answering the running call (for calls that are safe to repeat).
+void retry_after_restart(self_ptr self, std::function<void()> call) {
+  self->state.on_restart =
+    [self, call](const caf::expected<store_heights>&) {
+      // Once fatal, the retried call answers with the fatal error itself.
+      self->state.queue.push_front(call);
+    };
+}
+
+/// Requests `xs` from the child `dest` and calls `on_ok` with its result of
+/// type R or `on_err` with its error; neither when a child restarted since
+/// the request was sent, nor on the error of a dead child: the restart
+/// answers the running call (see the table at the top).
+template <class R, class Dest, class OnOk, class OnErr, class... Ts>
+void ask(self_ptr self, const Dest& dest, OnOk on_ok, OnErr on_err,
+         Ts&&... xs) {
+  auto generation = self->state.generation;
+  self->request(dest, caf::infinite, std::forward<Ts>(xs)...)
+    .then(
+      [self, generation, on_ok](R& result) mutable {
+        if (self->state.generation == generation)
+          on_ok(result);
+      },
+      [self, generation, on_err](caf::error& err) mutable {
+        if (self->state.generation == generation && !child_died(err))
+          on_err(err);
+      });
 }
 
 /// Runs `f` once no journal append is in flight.
@@ -89,14 +191,13 @@ void enter_fatal(self_ptr self, const caf::error& err) {
   block_record_list newest_first(st.appended.rbegin(), st.appended.rend());
   auto durable = st.shared->heights().durable;
   st.appended.clear();
-  self->request(st.mutation, caf::infinite, atom::revert::value,
-                std::move(newest_first), durable)
-    .then([](atom::ok) {},
-          [](caf::error& revert_err) {
-            logger().critical("reverting undurable blocks in memory failed: "
-                             "{}",
-                             describe(revert_err));
-          });
+  ask<atom::ok>(
+    self, st.mutation, [](atom::ok) {},
+    [](caf::error& revert_err) {
+      logger().critical("reverting undurable blocks in memory failed: {}",
+                        describe(revert_err));
+    },
+    atom::revert::value, std::move(newest_first), durable);
 }
 
 /// Returns the error for a failed store step: the fatal error once fatal.
@@ -148,20 +249,21 @@ void append(self_ptr self, block_record_ptr record,
         f();
     }
   };
-  self->request(st.journal, caf::infinite, atom::append::value, record)
-    .then(
-      [self, then, settle](block_id durable) {
-        advance_durable(self, durable);
-        if (then)
-          then({});
-        settle();
-      },
-      [self, then, settle](caf::error& err) {
-        auto refusal = fault(self, err);
-        if (then)
-          then(refusal);
-        settle();
-      });
+  ask<block_id>(
+    self, st.journal,
+    [self, then, settle](block_id durable) {
+      advance_durable(self, durable);
+      if (then)
+        then({});
+      settle();
+    },
+    [self, then, settle](caf::error& err) {
+      auto refusal = fault(self, err);
+      if (then)
+        then(refusal);
+      settle();
+    },
+    atom::append::value, record);
 }
 
 /// Counts a block, journals it and answers the caller per durability mode:
@@ -195,6 +297,8 @@ void commit(self_ptr self, block_record_ptr record,
   append(self, std::move(record), nullptr);
   c.apply_latency.record(elapsed_ns(start));
   respond({});
+  // Answered: a restart from here on has nothing to tell this caller.
+  st.on_restart = nullptr;
   if (st.in_flight >= st.mode.max_pending)
     st.on_capacity = [self] { finish(self); };
   else
@@ -232,24 +336,37 @@ void apply_block(self_ptr self, block_id height, operation_list ops,
     return finish(self);
   }
   auto start = clock_type::now();
-  self
-    ->request(st.mutation, caf::infinite, atom::apply::value, height,
-              std::move(ops))
-    .then(
-      [self, start, promise, reply](block_record_ptr& record) mutable {
-        auto answer = reply(*record);
-        commit(self, std::move(record), start,
-               [promise, answer](const caf::error& err) mutable {
-                 if (err)
-                   promise.deliver(err);
-                 else
-                   promise.deliver(answer);
-               });
-      },
-      [self, promise](caf::error& err) mutable {
-        promise.deliver(client_error(self, err));
-        finish(self);
-      });
+  st.on_restart = [promise](const caf::expected<store_heights>& reopened) mutable {
+    promise.deliver(reopened ? interrupted() : reopened.error());
+  };
+  ask<block_record_ptr>(
+    self, st.mutation,
+    [self, start, promise, reply](block_record_ptr& record) mutable {
+      auto answer = reply(*record);
+      // From here on the block may reach the journal before a crash.
+      self->state.on_restart =
+        [promise, answer, height = record->height](
+          const caf::expected<store_heights>& reopened) mutable {
+          if (!reopened)
+            promise.deliver(reopened.error());
+          else if (reopened->applied >= height)
+            promise.deliver(answer);
+          else
+            promise.deliver(interrupted());
+        };
+      commit(self, std::move(record), start,
+             [promise, answer](const caf::error& err) mutable {
+               if (err)
+                 promise.deliver(err);
+               else
+                 promise.deliver(answer);
+             });
+    },
+    [self, promise](caf::error& err) mutable {
+      promise.deliver(client_error(self, err));
+      finish(self);
+    },
+    atom::apply::value, height, std::move(ops));
 }
 
 /// Forwards a staged-block call to the mutation actor (a queued call) and
@@ -257,17 +374,21 @@ void apply_block(self_ptr self, block_id height, operation_list ops,
 template <class R, class T, class Reply, class... Ts>
 void stage(self_ptr self, caf::typed_response_promise<T> promise, Reply reply,
            Ts&&... xs) {
-  self
-    ->request(self->state.mutation, caf::infinite, std::forward<Ts>(xs)...)
-    .then(
-      [self, promise, reply](R& result) mutable {
-        promise.deliver(reply(result));
-        finish(self);
-      },
-      [self, promise](caf::error& err) mutable {
-        promise.deliver(client_error(self, err));
-        finish(self);
-      });
+  self->state.on_restart =
+    [promise](const caf::expected<store_heights>& reopened) mutable {
+      promise.deliver(reopened ? interrupted() : reopened.error());
+    };
+  ask<R>(
+    self, self->state.mutation,
+    [self, promise, reply](R& result) mutable {
+      promise.deliver(reply(result));
+      finish(self);
+    },
+    [self, promise](caf::error& err) mutable {
+      promise.deliver(client_error(self, err));
+      finish(self);
+    },
+    std::forward<Ts>(xs)...);
 }
 
 /// Writes the durable blocks handed to persistence as one checkpoint, then
@@ -282,43 +403,40 @@ void checkpoint(self_ptr self) {
     enter_fatal(self, err);
     done();
   };
-  self->request(st.persistence, caf::infinite, atom::flush::value)
-    .then(
-      [self, done, failed](block_id current) {
-        auto& st = self->state;
-        st.shared->set_current(current);
-        st.shared->counters().checkpoints.fetch_add(1);
-        if (st.barrier || current < st.rollback_window) {
-          done();
-          return;
-        }
-        auto keep_from = current - st.rollback_window;
-        self->request(st.journal, caf::infinite, atom::prune::value, keep_from)
-          .then(
-            [self, keep_from, done, failed](block_id through) {
-              auto& st = self->state;
-              if (through >= keep_from || st.barrier) {
-                done();
-                return;
-              }
-              // Reverts below `through` are refused from now on, before the
-              // files go.
-              st.pruned_through = through;
-              self
-                ->request(st.persistence, caf::infinite, atom::prune::value,
-                          through)
-                .then(
-                  [self, through, done, failed](atom::ok) {
-                    self
-                      ->request(self->state.journal, caf::infinite,
-                                atom::drop::value, through)
-                      .then([done](atom::ok) { done(); }, failed);
-                  },
-                  failed);
+  ask<block_id>(
+    self, st.persistence,
+    [self, done, failed](block_id current) {
+      auto& st = self->state;
+      st.shared->set_current(current);
+      st.shared->counters().checkpoints.fetch_add(1);
+      if (st.barrier || current < st.rollback_window) {
+        done();
+        return;
+      }
+      auto keep_from = current - st.rollback_window;
+      ask<block_id>(
+        self, st.journal,
+        [self, keep_from, done, failed](block_id through) {
+          auto& st = self->state;
+          if (through >= keep_from || st.barrier) {
+            done();
+            return;
+          }
+          // Reverts below `through` are refused from now on, before the
+          // files go.
+          st.pruned_through = through;
+          ask<atom::ok>(
+            self, st.persistence,
+            [self, through, done, failed](atom::ok) {
+              ask<atom::ok>(
+                self, self->state.journal, [done](atom::ok) { done(); },
+                failed, atom::drop::value, through);
             },
-            failed);
-      },
-      failed);
+            failed, atom::prune::value, through);
+        },
+        failed, atom::prune::value, keep_from);
+    },
+    failed, atom::flush::value);
 }
 
 /// Makes everything applied durable and checkpointed, then calls `then`
@@ -327,22 +445,20 @@ void flush_all(self_ptr self,
                std::function<void(caf::expected<block_id>)> then) {
   when_drained(self, [self, then] {
     auto failed = [self, then](caf::error& err) { then(fault(self, err)); };
-    self->request(self->state.journal, caf::infinite, atom::sync::value)
-      .then(
-        [self, then, failed](block_id durable) {
-          advance_durable(self, durable);
-          self
-            ->request(self->state.persistence, caf::infinite,
-                      atom::flush::value)
-            .then(
-              [self, then, durable](block_id current) {
-                self->state.shared->set_current(current);
-                self->state.since_checkpoint = 0;
-                then(durable);
-              },
-              failed);
-        },
-        failed);
+    ask<block_id>(
+      self, self->state.journal,
+      [self, then, failed](block_id durable) {
+        advance_durable(self, durable);
+        ask<block_id>(
+          self, self->state.persistence,
+          [self, then, durable](block_id current) {
+            self->state.shared->set_current(current);
+            self->state.since_checkpoint = 0;
+            then(durable);
+          },
+          failed, atom::flush::value);
+      },
+      failed, atom::sync::value);
   });
 }
 
@@ -376,58 +492,58 @@ struct revert_call {
   /// 2. Read the records of the blocks above the target.
   void read_undo() {
     auto call = *this;
-    self
-      ->request(self->state.journal, caf::infinite, atom::read::value, target)
-      .then([call](block_record_list& newest_first) mutable {
-              call.write_state(std::move(newest_first));
-            },
-            [call](caf::error& err) mutable { call.fail(err); });
+    ask<block_record_list>(
+      self, self->state.journal,
+      [call](block_record_list& newest_first) mutable {
+        call.write_state(std::move(newest_first));
+      },
+      [call](caf::error& err) mutable { call.fail(err); }, atom::read::value,
+      target);
   }
 
   /// 3. LevelDB gets the state at the target, with the revert marker, in
   ///    one WriteBatch.
   void write_state(block_record_list newest_first) {
     auto call = *this;
-    self
-      ->request(self->state.persistence, caf::infinite, atom::revert::value,
-                newest_first, target)
-      .then([call, newest_first](atom::ok) mutable {
-              call.truncate_journal(std::move(newest_first));
-            },
-            [call](caf::error& err) mutable { call.fail(err); });
+    ask<atom::ok>(
+      self, self->state.persistence,
+      [call, newest_first](atom::ok) mutable {
+        call.truncate_journal(std::move(newest_first));
+      },
+      [call](caf::error& err) mutable { call.fail(err); },
+      atom::revert::value, newest_first, target);
   }
 
   /// 4. The journal loses the entries above the target, durably.
   void truncate_journal(block_record_list newest_first) {
     auto call = *this;
-    self
-      ->request(self->state.journal, caf::infinite, atom::truncate::value,
-                target)
-      .then([call, newest_first](atom::ok) mutable {
-              call.clear_marker(std::move(newest_first));
-            },
-            [call](caf::error& err) mutable { call.fail(err); });
+    ask<atom::ok>(
+      self, self->state.journal,
+      [call, newest_first](atom::ok) mutable {
+        call.clear_marker(std::move(newest_first));
+      },
+      [call](caf::error& err) mutable { call.fail(err); },
+      atom::truncate::value, target);
   }
 
   /// 5. The marker goes: a crash from here on reopens at the target.
   void clear_marker(block_record_list newest_first) {
     auto call = *this;
-    self
-      ->request(self->state.persistence, caf::infinite, atom::clear::value)
-      .then([call, newest_first](atom::ok) mutable {
-              call.revert_memory(std::move(newest_first));
-            },
-            [call](caf::error& err) mutable { call.fail(err); });
+    ask<atom::ok>(
+      self, self->state.persistence,
+      [call, newest_first](atom::ok) mutable {
+        call.revert_memory(std::move(newest_first));
+      },
+      [call](caf::error& err) mutable { call.fail(err); },
+      atom::clear::value);
   }
 
   /// 6. Memory follows; readers see the target state from now on.
   void revert_memory(block_record_list newest_first) {
     auto call = *this;
     auto blocks = newest_first.size();
-    self
-      ->request(self->state.mutation, caf::infinite, atom::revert::value,
-                std::move(newest_first), target)
-      .then(
+    ask<atom::ok>(
+      self, self->state.mutation,
         [call, blocks](atom::ok) mutable {
           auto& st = call.self->state;
           st.shared->set_durable(call.target);
@@ -441,7 +557,8 @@ struct revert_call {
           call.promise.deliver(call.target);
           finish(call.self);
         },
-        [call](caf::error& err) mutable { call.fail(err); });
+        [call](caf::error& err) mutable { call.fail(err); },
+      atom::revert::value, std::move(newest_first), target);
   }
 };
 
@@ -460,7 +577,7 @@ void start_revert(self_ptr self, block_id target,
   if (st.staged)
     return respond_error(make_error(ec::block_in_progress,
                                     "cannot revert while a block is staged"));
-  auto applied = st.shared->memory().applied();
+  auto applied = st.shared->memory()->applied();
   if (target > applied)
     return respond_error(
       make_error(ec::rollback_target_ahead,
@@ -481,6 +598,15 @@ void start_revert(self_ptr self, block_id target,
         + ", so the oldest reachable height is "
         + std::to_string(*st.pruned_through)));
   st.barrier = true;
+  st.on_restart =
+    [promise, target](const caf::expected<store_heights>& reopened) mutable {
+      if (!reopened)
+        promise.deliver(reopened.error());
+      else if (reopened->applied == target)
+        promise.deliver(target);
+      else
+        promise.deliver(interrupted());
+    };
   revert_call{self, target, clock_type::now(), std::move(promise)}.run();
 }
 
@@ -497,6 +623,9 @@ void switch_policy(self_ptr self, durability_mode mode,
     promise.deliver(fault(self, err));
     finish(self);
   };
+  retry_after_restart(self, [self, mode, promise] {
+    switch_policy(self, mode, promise);
+  });
   flush_all(self, [self, mode, promise,
                    failed](caf::expected<block_id> durable) mutable {
     if (!durable) {
@@ -504,27 +633,266 @@ void switch_policy(self_ptr self, durability_mode mode,
       finish(self);
       return;
     }
+    ask<block_id>(
+      self, self->state.journal,
+      [self, mode, promise, failed](block_id) mutable {
+        ask<atom::ok>(
+          self, self->state.persistence,
+          [self, mode, promise](atom::ok) mutable {
+            auto& st = self->state;
+            st.mode = mode;
+            st.shared->set_durability(mode);
+            logger().info("durability mode is now {}", to_string(mode));
+            promise.deliver(mode);
+            finish(self);
+          },
+          failed, atom::config::value, mode);
+      },
+      failed, atom::relaxed::value, mode.sync_every);
+  });
+}
+
+// -- supervision -------------------------------------------------------------
+
+/// Answers the shutdown once every child is down (the children closed the
+/// journal and LevelDB): releases the directory before the caller learns
+/// that the store is closed.
+void close_when_children_down(self_ptr self) {
+  auto& st = self->state;
+  if (!st.shutdown_promise || st.children_alive > 0)
+    return;
+  st.lock.reset();
+  st.shutdown_promise->deliver(atom::ok::value);
+  st.shutdown_promise.reset();
+  self->quit();
+}
+
+/// Spawns mutation, journal and persistence on a recovered data directory.
+void spawn_engine(self_ptr self, storage::recovered_store& recovered) {
+  auto& st = self->state;
+  st.mutation = self->spawn<caf::monitored>(mutation, st.shared);
+  st.journal = self->spawn<caf::detached + caf::monitored>(
+    journal, std::make_shared<std::unique_ptr<storage::journal>>(
+               std::move(recovered.blocks)),
+    st.mode.sync_every, recovered.heights.durable, st.shared);
+  st.persistence = self->spawn<caf::detached + caf::monitored>(
+    persistence,
+    std::make_shared<std::unique_ptr<storage::state_store>>(
+      std::move(recovered.state)),
+    recovered.meta, st.shared);
+  st.spawned->push_back(st.mutation.address());
+  st.spawned->push_back(st.journal.address());
+  st.spawned->push_back(st.persistence.address());
+  st.children_alive += 3;
+}
+
+void spawn_health(self_ptr self) {
+  auto& st = self->state;
+  st.health = self->spawn<caf::monitored>(health, st.shared,
+                                          st.options.restart_window);
+  st.spawned->push_back(st.health.address());
+  ++st.children_alive;
+}
+
+/// Answers the call that a crash interrupted with the reopened heights or
+/// the fatal error (see the table at the top), then runs the queue.
+void settle_interrupted(self_ptr self,
+                        const caf::expected<store_heights>& reopened) {
+  auto& st = self->state;
+  st.on_capacity = nullptr;
+  if (!st.busy)
+    return run_queue(self);
+  auto answer = std::move(st.on_restart);
+  st.on_restart = nullptr;
+  if (answer)
+    answer(reopened);
+  finish(self);
+}
+
+/// Takes over a data directory reopened after a crash: fresh memory, fresh
+/// children, a clean write pipeline.
+void adopt(self_ptr self, storage::recovered_store& recovered) {
+  auto& st = self->state;
+  st.lock = std::move(recovered.lock);
+  st.shared->set_memory(recovered.memory);
+  st.shared->set_durable(recovered.heights.durable);
+  st.shared->set_current(recovered.heights.current);
+  st.mode = recovered.meta.durability;
+  st.shared->set_durability(st.mode);
+  st.rollback_window = recovered.meta.min_rollback_window;
+  st.pruned_through = recovered.meta.pruned_through;
+  st.appended.clear();
+  st.in_flight = 0;
+  st.on_drained.clear();
+  st.since_checkpoint = 0;
+  st.last_checkpoint = clock_type::now();
+  st.checkpointing = false;
+  st.barrier = false;
+  st.staged = false;
+  spawn_engine(self, recovered);
+  st.restarting = false;
+  st.shared->set_restart(false, "restarted the " + st.restart_cause);
+  logger().warn("restarted the store actors at block {}: the {}",
+                recovered.heights.applied, st.restart_cause);
+  settle_interrupted(self, recovered.heights);
+}
+
+/// Reopens the data directory once every engine child is down.
+void reopen_store(self_ptr self) {
+  auto& st = self->state;
+  // The reopen takes the directory lock itself.
+  st.lock.reset();
+  auto opener = self->spawn<caf::detached>(reopen, st.options);
+  self->request(opener, caf::infinite, atom::open::value)
+    .then(
+      [self](std::shared_ptr<storage::recovered_store>& recovered) {
+        adopt(self, *recovered);
+      },
+      [self](caf::error& err) {
+        auto& st = self->state;
+        st.restarting = false;
+        enter_fatal(self, err);
+        settle_interrupted(self, st.shared->refusal());
+      });
+}
+
+/// Returns the name of the child at `source`, or nullptr for a stranger.
+const char* child_name(self_ptr self, const caf::actor_addr& source) {
+  auto& st = self->state;
+  if (source == st.mutation.address())
+    return "mutation";
+  if (source == st.journal.address())
+    return "journal";
+  if (source == st.persistence.address())
+    return "persistence";
+  if (source == st.health.address())
+    return "health";
+  return nullptr;
+}
+
+/// Counts a restart of `name` and returns the fatal error when it exceeds
+/// the restart limit.
+caf::error count_restart(self_ptr self, const std::string& name,
+                         const std::string& why) {
+  auto& st = self->state;
+  auto& c = st.shared->counters();
+  auto& counter = name == "mutation"  ? c.mutation_restarts
+                  : name == "journal" ? c.journal_restarts
+                  : name == "persistence" ? c.persistence_restarts
+                                          : c.health_restarts;
+  counter.fetch_add(1);
+  auto now = clock_type::now();
+  while (!st.restart_times.empty()
+         && now - st.restart_times.front() >= st.options.restart_window)
+    st.restart_times.pop_front();
+  if (st.restart_times.size() >= st.options.max_restarts)
+    return make_error(
+      ec::restart_limit_exceeded,
+      "the " + name + " actor crashed (" + why + ") after "
+        + std::to_string(st.restart_times.size())
+        + " restarts within the last "
+        + std::to_string(st.options.restart_window.count())
+        + " s; the limit is " + std::to_string(st.options.max_restarts));
+  st.restart_times.push_back(now);
+  return {};
+}
+
+/// A child went down while the store serves: restarts it (see the top).
+void on_child_down(self_ptr self, const caf::down_msg& msg) {
+  auto& st = self->state;
+  auto stopped = std::find(st.stopping.begin(), st.stopping.end(), msg.source);
+  if (stopped != st.stopping.end()) {
+    // One of the children this restart stopped.
+    st.stopping.erase(stopped);
+    --st.children_alive;
+    if (st.stopping.empty())
+      reopen_store(self);
+    return;
+  }
+  auto name = child_name(self, msg.source);
+  if (name == nullptr)
+    return;
+  --st.children_alive;
+  if (st.shared->refusal())
+    return;
+  auto why = caf::to_string(msg.reason);
+  if (msg.reason.category() == error_category) {
+    enter_fatal(self, msg.reason);
+    return;
+  }
+  logger().error("the {} actor terminated ({}); restarting it", name, why);
+  if (auto err = count_restart(self, name, why)) {
+    ++st.generation;
+    enter_fatal(self, err);
+    settle_interrupted(self, err);
+    return;
+  }
+  if (std::string_view{name} == "health") {
+    spawn_health(self);
+    st.shared->set_restart(false, "restarted the health actor after it "
+                                  "terminated: " + why);
+    return;
+  }
+  // Replies of the old children are stale from here on.
+  ++st.generation;
+  st.restarting = true;
+  st.restart_cause = std::string{name} + " actor after it terminated: " + why;
+  st.shared->set_restart(true, "restarting the " + st.restart_cause);
+  auto stop = [&](const caf::actor_addr& child) {
+    if (child == msg.source)
+      return;
+    st.stopping.push_back(child);
+    caf::anon_send_exit(child, caf::exit_reason::user_shutdown);
+  };
+  stop(st.mutation.address());
+  stop(st.journal.address());
+  stop(st.persistence.address());
+}
+
+// -- flush and shutdown ------------------------------------------------------
+
+void flush_call(self_ptr self, caf::typed_response_promise<block_id> promise) {
+  if (auto err = self->state.shared->refusal()) {
+    promise.deliver(err);
+    return finish(self);
+  }
+  retry_after_restart(self, [self, promise] { flush_call(self, promise); });
+  flush_all(self, [self, promise](caf::expected<block_id> durable) mutable {
+    if (durable)
+      promise.deliver(*durable);
+    else
+      promise.deliver(durable.error());
+    finish(self);
+  });
+}
+
+void close_store(self_ptr self, caf::typed_response_promise<atom::ok> promise) {
+  auto& st = self->state;
+  if (st.staged) {
+    promise.deliver(client_error(
+      self, make_error(ec::block_in_progress,
+                       "cannot close while a block is staged")));
+    return finish(self);
+  }
+  auto close = [self, promise](caf::error err) mutable {
     auto& st = self->state;
-    self
-      ->request(st.journal, caf::infinite, atom::relaxed::value,
-                mode.sync_every)
-      .then(
-        [self, mode, promise, failed](block_id) mutable {
-          self
-            ->request(self->state.persistence, caf::infinite,
-                      atom::config::value, mode)
-            .then(
-              [self, mode, promise](atom::ok) mutable {
-                auto& st = self->state;
-                st.mode = mode;
-                st.shared->set_durability(mode);
-                logger().info("durability mode is now {}", to_string(mode));
-                promise.deliver(mode);
-                finish(self);
-              },
-              failed);
-        },
-        failed);
+    if (err)
+      logger().error("closing after a failure: {}", describe(err));
+    st.shared->set_closed();
+    st.shutdown_promise = promise;
+    self->send_exit(st.mutation, caf::exit_reason::user_shutdown);
+    self->send_exit(st.journal, caf::exit_reason::user_shutdown);
+    self->send_exit(st.persistence, caf::exit_reason::user_shutdown);
+    self->send_exit(st.health, caf::exit_reason::user_shutdown);
+    // Calls queued behind the shutdown get store_closed when they run.
+    finish(self);
+    close_when_children_down(self);
+  };
+  if (st.shared->refusal())
+    return close({});
+  retry_after_restart(self, [self, promise] { close_store(self, promise); });
+  flush_all(self, [close](caf::expected<block_id> durable) mutable {
+    close(durable ? caf::error{} : durable.error());
   });
 }
 
@@ -543,44 +911,24 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
   st.lock = std::move(recovered->lock);
   st.last_checkpoint = clock_type::now();
   auto heights = recovered->heights;
-  st.mutation = self->spawn<caf::monitored>(mutation, shared);
-  st.journal = self->spawn<caf::detached + caf::monitored>(
-    journal, std::make_shared<std::unique_ptr<storage::journal>>(
-               std::move(recovered->blocks)),
-    st.mode.sync_every, heights.durable, shared);
-  st.persistence = self->spawn<caf::detached + caf::monitored>(
-    persistence,
-    std::make_shared<std::unique_ptr<storage::state_store>>(
-      std::move(recovered->state)),
-    recovered->meta);
-  st.health = self->spawn<caf::monitored>(health, shared);
-  st.children_alive = 4;
+  shared->set_fault_hook(options.fault_hook);
+  st.spawned = std::make_shared<std::vector<caf::actor_addr>>();
+  spawn_engine(self, *recovered);
+  spawn_health(self);
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
-    --st.children_alive;
     if (st.shutdown_promise) {
-      if (st.children_alive == 0) {
-        // The children closed the journal and LevelDB; release the
-        // directory before the caller learns that the store is closed.
-        st.lock.reset();
-        st.shutdown_promise->deliver(atom::ok::value);
-        st.shutdown_promise.reset();
-        self->quit();
-      }
+      --st.children_alive;
+      close_when_children_down(self);
       return;
     }
-    enter_fatal(self, make_error(ec::durability_failure,
-                                 "a store actor terminated unexpectedly: "
-                                   + caf::to_string(msg.reason)));
+    on_child_down(self, msg);
   });
   // Children die with the supervisor, whatever ends it. (The state is gone
-  // when attached functors run: capture the handles.)
-  self->attach_functor([mutation = st.mutation, journal = st.journal,
-                        persistence = st.persistence, health = st.health] {
-    caf::anon_send_exit(mutation, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(persistence, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(health, caf::exit_reason::user_shutdown);
+  // when attached functors run: capture the list, which restarts extend.)
+  self->attach_functor([spawned = st.spawned] {
+    for (auto& child : *spawned)
+      caf::anon_send_exit(child, caf::exit_reason::user_shutdown);
   });
   logger().debug("store serving at block {}", heights.applied);
   return {
@@ -653,23 +1001,38 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
     [self](atom::end) -> caf::result<block_id> {
       return queued<block_id>(self, [self](auto promise) mutable {
         auto start = clock_type::now();
-        self->request(self->state.mutation, caf::infinite, atom::end::value)
-          .then(
-            [self, start, promise](block_record_ptr& record) mutable {
-              self->state.staged = false;
-              auto height = record->height;
-              commit(self, std::move(record), start,
-                     [height, promise](const caf::error& err) mutable {
-                       if (err)
-                         promise.deliver(err);
-                       else
-                         promise.deliver(height);
-                     });
-            },
-            [self, promise](caf::error& err) mutable {
-              promise.deliver(client_error(self, err));
-              finish(self);
-            });
+        self->state.on_restart =
+          [promise](const caf::expected<store_heights>& reopened) mutable {
+            promise.deliver(reopened ? interrupted() : reopened.error());
+          };
+        ask<block_record_ptr>(
+          self, self->state.mutation,
+          [self, start, promise](block_record_ptr& record) mutable {
+            self->state.staged = false;
+            auto height = record->height;
+            self->state.on_restart =
+              [promise, height](
+                const caf::expected<store_heights>& reopened) mutable {
+                if (!reopened)
+                  promise.deliver(reopened.error());
+                else if (reopened->applied >= height)
+                  promise.deliver(height);
+                else
+                  promise.deliver(interrupted());
+              };
+            commit(self, std::move(record), start,
+                   [height, promise](const caf::error& err) mutable {
+                     if (err)
+                       promise.deliver(err);
+                     else
+                       promise.deliver(height);
+                   });
+          },
+          [self, promise](caf::error& err) mutable {
+            promise.deliver(client_error(self, err));
+            finish(self);
+          },
+          atom::end::value);
       });
     },
     [self](atom::heights) -> caf::result<store_heights> {
@@ -677,45 +1040,12 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
     },
     [self](atom::flush) -> caf::result<block_id> {
       return queued<block_id>(self, [self](auto promise) mutable {
-        flush_all(self,
-                  [self, promise](caf::expected<block_id> durable) mutable {
-                    if (durable)
-                      promise.deliver(*durable);
-                    else
-                      promise.deliver(durable.error());
-                    finish(self);
-                  });
+        flush_call(self, std::move(promise));
       });
     },
     [self](atom::shutdown) -> caf::result<atom::ok> {
       auto promise = self->make_response_promise<atom::ok>();
-      enqueue(self, [self, promise]() mutable {
-        auto& st = self->state;
-        if (st.staged) {
-          promise.deliver(client_error(
-            self, make_error(ec::block_in_progress,
-                             "cannot close while a block is staged")));
-          return finish(self);
-        }
-        auto close = [self, promise](caf::error err) mutable {
-          auto& st = self->state;
-          if (err)
-            logger().error("closing after a failure: {}", describe(err));
-          st.shared->set_closed();
-          st.shutdown_promise = promise;
-          self->send_exit(st.mutation, caf::exit_reason::user_shutdown);
-          self->send_exit(st.journal, caf::exit_reason::user_shutdown);
-          self->send_exit(st.persistence, caf::exit_reason::user_shutdown);
-          self->send_exit(st.health, caf::exit_reason::user_shutdown);
-          // Calls queued behind the shutdown get store_closed when they run.
-          finish(self);
-        };
-        if (st.shared->refusal())
-          return close({});
-        flush_all(self, [close](caf::expected<block_id> durable) mutable {
-          close(durable ? caf::error{} : durable.error());
-        });
-      });
+      enqueue(self, [self, promise] { close_store(self, promise); });
       return promise;
     },
     [self](atom::healthy) -> caf::result<atom::ok> {

@@ -41,6 +41,10 @@ std::string to_string(ec x) {
       return "durability_failure";
     case ec::store_closed:
       return "store_closed";
+    case ec::actor_restarted:
+      return "actor_restarted";
+    case ec::restart_limit_exceeded:
+      return "restart_limit_exceeded";
   }
   return "unknown_error_code";
 }

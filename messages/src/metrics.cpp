@@ -8,10 +8,8 @@ namespace rollblock {
 
 std::string to_string(health_state x) {
   switch (x) {
-    case health_state::healthy:
-      return "healthy";
-    case health_state::idle:
-      return "idle";
+    case health_state::serving:
+      return "serving";
     case health_state::degraded:
       return "degraded";
     case health_state::fatal:

@@ -1,31 +1,54 @@
 #include "rollblock/storage/checkpoint_builder.hpp"
 
+#include <algorithm>
+#include <cassert>
+
 namespace rollblock::storage {
 
-void checkpoint_builder::put(const key& k, const value& v) {
-  auto [it, added] = position_.try_emplace(k, batch_.writes.size());
-  if (added)
+void checkpoint_builder::put(const key& k, std::string_view stored,
+                             const value& v) {
+  if (position_.key_width() != k.size()) {
+    // A store's keys all have one width: this is the first key.
+    assert(position_.empty());
+    position_ = flat_key_map<std::size_t>{k.size()};
+  }
+  auto [position, added] = position_.try_emplace(k);
+  if (added) {
+    *position = batch_.writes.size();
     batch_.writes.emplace_back(k, v);
-  else
-    batch_.writes[it->second].second = v;
+    stored_.push_back(stored);
+  } else {
+    batch_.writes[*position].second = v;
+  }
 }
 
 void checkpoint_builder::add(block_record_ptr record) {
   for (auto& change : record->changes)
-    put(change.k, change.after);
+    put(change.k, change.before, change.after);
   held_.push_back(std::move(record));
 }
 
 void checkpoint_builder::add_undo(block_record_ptr record) {
   for (auto& change : record->changes)
-    put(change.k, change.before);
+    put(change.k, change.after, change.before);
   held_.push_back(std::move(record));
 }
 
 checkpoint_batch checkpoint_builder::take(block_id height) {
   auto result = std::move(batch_);
   result.height = height;
+  // Keep only the writes that change LevelDB, in first-touched order.
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < result.writes.size(); ++i) {
+    if (result.writes[i].second == stored_[i])
+      continue;
+    if (kept != i)
+      result.writes[kept] = std::move(result.writes[i]);
+    ++kept;
+  }
+  result.writes.resize(kept);
   batch_ = checkpoint_batch{};
+  stored_.clear();
   position_.clear();
   held_.clear();
   return result;

@@ -3,38 +3,30 @@
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/logger.hpp"
 
-#include <xxhash.h>
-
 #include <algorithm>
 #include <thread>
 
 namespace rollblock::storage {
-
-std::size_t memory_state::key_hash::operator()(std::string_view k) const {
-  return static_cast<std::size_t>(XXH3_64bits(k.data(), k.size()));
-}
 
 memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
                            std::size_t optimistic_attempts)
   : key_width_(key_width), optimistic_attempts_(optimistic_attempts) {
   shards_.reserve(shard_count);
   for (std::size_t i = 0; i < shard_count; ++i)
-    shards_.push_back(std::make_unique<shard>());
+    shards_.push_back(std::make_unique<shard>(key_width));
 }
 
 memory_state::~memory_state() = default;
 
-std::size_t memory_state::shard_of(std::string_view k) const {
-  // Use other bits than the hash tables do, so shards fill their buckets.
-  return (key_hash{}(k) >> 40) % shards_.size();
-}
-
 // -- writer ------------------------------------------------------------------
 
 void memory_state::load(const key& k, value v) {
-  auto& s = *shards_[shard_of(k)];
+  auto hash = key_hash(k);
+  auto& s = *shards_[shard_of_hash(hash)];
   std::unique_lock guard{s.mu};
-  auto [it, added] = s.map.insert_or_assign(k, entry{std::move(v), 0});
+  auto [e, added] = s.map.try_emplace(k, hash);
+  e->v.assign(v);
+  e->height = 0;
   if (added)
     live_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -71,41 +63,45 @@ memory_state::plan(block_id height, const operation_list& ops) const {
   auto record = std::make_shared<block_record>();
   record->height = height;
   record->changes.reserve(ops.size());
-  std::unordered_map<std::string_view, std::size_t, key_hash, std::equal_to<>>
-    position;
+  flat_key_map<std::size_t> position{key_width_};
   position.reserve(ops.size());
   for (auto& op : ops) {
-    auto [it, added] = position.try_emplace(op.k, record->changes.size());
+    auto hash = key_hash(op.k);
+    auto [index, added] = position.try_emplace(op.k, hash);
     if (!added) {
-      record->changes[it->second].after = op.v;
+      record->changes[*index].after = op.v;
       continue;
     }
+    *index = record->changes.size();
     // The writer is the only thread that changes the maps: no lock needed to
     // read them here.
-    auto& s = *shards_[shard_of(op.k)];
-    auto found = s.map.find(op.k);
-    value before = found != s.map.end() ? found->second.v : value{};
-    record->changes.push_back(key_change{op.k, op.v, std::move(before)});
+    auto& s = *shards_[shard_of_hash(hash)];
+    auto* found = s.map.find(op.k, hash);
+    record->changes.push_back(
+      key_change{op.k, op.v, found ? found->v.str() : value{}});
   }
-  // Keys in `position` view op.k strings, which outlive this function's use.
   return block_record_ptr{std::move(record)};
 }
 
 void memory_state::install(block_record_ptr record) {
-  auto undo = std::make_shared<block_undo>();
+  auto undo = std::make_shared<block_undo>(key_width_);
   undo->record = record;
-  undo->before_heights.reserve(record->changes.size());
-  undo->index.reserve(record->changes.size());
-  std::vector<std::vector<std::size_t>> by_shard(shards_.size());
-  for (std::size_t i = 0; i < record->changes.size(); ++i) {
-    auto& change = record->changes[i];
-    auto shard_index = shard_of(change.k);
-    auto& s = *shards_[shard_index];
-    auto found = s.map.find(change.k);
-    undo->before_heights.push_back(found != s.map.end() ? found->second.height
-                                                        : 0);
-    undo->index.emplace(change.k, i);
-    by_shard[shard_index].push_back(i);
+  auto& changes = record->changes;
+  undo->before_heights.reserve(changes.size());
+  undo->index.reserve(changes.size());
+  std::vector<std::uint64_t> hashes;
+  hashes.reserve(changes.size());
+  std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    auto& change = changes[i];
+    auto hash = key_hash(change.k);
+    hashes.push_back(hash);
+    auto shard_index = shard_of_hash(hash);
+    auto* found = shards_[shard_index]->map.find(change.k, hash);
+    undo->before_heights.push_back(found ? found->height : 0);
+    *undo->index.try_emplace(change.k, hash).first
+      = static_cast<std::uint32_t>(i);
+    by_shard[shard_index].push_back(static_cast<std::uint32_t>(i));
   }
   // Publish the undo before any entry of this block becomes visible.
   block_undo_ptr expired;
@@ -129,18 +125,20 @@ void memory_state::install(block_record_ptr record) {
     auto& s = *shards_[shard_index];
     std::unique_lock guard{s.mu};
     for (auto i : indexes) {
-      auto& change = record->changes[i];
-      auto found = s.map.find(change.k);
-      if (found == s.map.end()) {
+      auto& change = changes[i];
+      auto* found = s.map.find(change.k, hashes[i]);
+      if (!found) {
         if (change.after.empty())
           continue; // deleting an absent key: nothing to show or undo
-        s.map.emplace(change.k, entry{change.after, height});
+        auto* e = s.map.try_emplace(change.k, hashes[i]).first;
+        e->v.assign(change.after);
+        e->height = height;
         ++live_delta;
         continue;
       }
-      auto was_live = !found->second.v.empty();
-      found->second.v = change.after;
-      found->second.height = height;
+      auto was_live = !found->v.empty();
+      found->v.assign(change.after);
+      found->height = height;
       live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
     }
@@ -158,12 +156,12 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
   for (auto& change : oldest->record->changes) {
     if (!change.after.empty())
       continue;
-    auto& s = *shards_[shard_of(change.k)];
+    auto hash = key_hash(change.k);
+    auto& s = *shards_[shard_of_hash(hash)];
     std::unique_lock guard{s.mu};
-    auto found = s.map.find(change.k);
-    if (found != s.map.end() && found->second.height == height
-        && found->second.v.empty())
-      s.map.erase(found);
+    auto* found = s.map.find(change.k, hash);
+    if (found && found->height == height && found->v.empty())
+      s.map.erase(change.k, hash);
   }
 }
 
@@ -177,16 +175,17 @@ void memory_state::revert(const block_record_list& newest_first,
   std::ptrdiff_t live_delta = 0;
   for (auto& record : newest_first) {
     for (auto& change : record->changes) {
-      auto& s = *shards_[shard_of(change.k)];
-      auto found = s.map.find(change.k);
-      auto was_live = found != s.map.end() && !found->second.v.empty();
+      auto hash = key_hash(change.k);
+      auto& s = *shards_[shard_of_hash(hash)];
+      auto* found = s.map.find(change.k, hash);
+      auto was_live = found && !found->v.empty();
       if (change.before.empty()) {
-        if (found != s.map.end())
-          s.map.erase(found);
-      } else if (found != s.map.end()) {
-        found->second = entry{change.before, 0};
+        if (found)
+          s.map.erase(change.k, hash);
       } else {
-        s.map.emplace(change.k, entry{change.before, 0});
+        auto* e = found ? found : s.map.try_emplace(change.k, hash).first;
+        e->v.assign(change.before);
+        e->height = 0;
       }
       live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
@@ -235,22 +234,22 @@ memory_state::block_undo_ptr memory_state::find_undo(block_id height) const {
   return nullptr;
 }
 
-bool memory_state::read_at(std::string_view k, block_id at, value& out,
-                           bool locked) const {
-  auto& s = *shards_[shard_of(k)];
+bool memory_state::read_at(std::string_view k, std::uint64_t hash,
+                           block_id at, value& out, bool locked) const {
+  auto& s = *shards_[shard_of_hash(hash)];
   block_id height = 0;
   {
     std::shared_lock guard{s.mu, std::defer_lock};
     if (!locked)
       guard.lock();
-    auto found = s.map.find(k);
-    if (found == s.map.end()) {
+    auto* found = s.map.find(k, hash);
+    if (!found) {
       out.clear();
       return true;
     }
-    height = found->second.height;
+    height = found->height;
     if (height <= at) {
-      out = found->second.v;
+      out.assign(found->v.view());
       return true;
     }
   }
@@ -259,12 +258,12 @@ bool memory_state::read_at(std::string_view k, block_id at, value& out,
     auto undo = find_undo(height);
     if (!undo)
       return false;
-    auto i = undo->index.find(k);
-    if (i == undo->index.end())
+    auto* i = undo->index.find(k, hash);
+    if (!i)
       return false; // cannot happen for a consistent undo; start over
-    height = undo->before_heights[i->second];
+    height = undo->before_heights[*i];
     if (height <= at) {
-      out = undo->record->changes[i->second].before;
+      out = undo->record->changes[*i].before;
       return true;
     }
   }
@@ -299,8 +298,10 @@ void memory_state::read_consistent(Read read) const {
 
 value memory_state::get(const key& k) const {
   value result;
-  read_consistent(
-    [&](block_id at, bool locked) { return read_at(k, at, result, locked); });
+  auto hash = key_hash(k);
+  read_consistent([&](block_id at, bool locked) {
+    return read_at(k, hash, at, result, locked);
+  });
   if (staging_.load(std::memory_order_acquire)) {
     std::lock_guard guard{stage_mu_};
     if (auto found = staged_.find(k); found != staged_.end())
@@ -311,9 +312,12 @@ value memory_state::get(const key& k) const {
 
 std::vector<value> memory_state::get_many(const std::vector<key>& keys) const {
   std::vector<value> result(keys.size());
+  std::vector<std::uint64_t> hashes(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    hashes[i] = key_hash(keys[i]);
   read_consistent([&](block_id at, bool locked) {
     for (std::size_t i = 0; i < keys.size(); ++i)
-      if (!read_at(keys[i], at, result[i], locked))
+      if (!read_at(keys[i], hashes[i], at, result[i], locked))
         return false;
     return true;
   });
@@ -330,9 +334,10 @@ std::vector<std::pair<key, value>> memory_state::snapshot() const {
   std::vector<std::pair<key, value>> result;
   for (auto& s : shards_) {
     std::shared_lock guard{s->mu};
-    for (auto& [k, e] : s->map)
+    s->map.for_each([&](std::string_view k, const entry& e) {
       if (!e.v.empty())
-        result.emplace_back(k, e.v);
+        result.emplace_back(key{k}, e.v.str());
+    });
   }
   std::sort(result.begin(), result.end());
   return result;

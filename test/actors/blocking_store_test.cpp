@@ -472,12 +472,12 @@ TEST_F(store_test, client_errors_are_counted_and_leave_health_alone) {
   ASSERT_OK(store->ensure_healthy());
   auto health = store->health();
   ASSERT_TRUE(health);
-  EXPECT_EQ(health->state, health_state::healthy);
+  EXPECT_EQ(health->state, health_state::serving);
   auto m = store->metrics();
   ASSERT_TRUE(m);
   EXPECT_EQ(m->client_errors, 3u);
   EXPECT_EQ(m->blocks_applied, 1u);
-  EXPECT_EQ(m->health, health_state::healthy);
+  EXPECT_EQ(m->health, health_state::serving);
 }
 
 TEST_F(store_test, metrics_count_exactly) {

@@ -111,7 +111,7 @@ TEST_F(store_actor_test, errors_arrive_as_caf_errors_of_the_category) {
   self->request(store.actor, caf::infinite, atom::health::value)
     .receive(
       [](const health_report& report) {
-        EXPECT_EQ(report.state, health_state::healthy);
+        EXPECT_EQ(report.state, health_state::serving);
         EXPECT_EQ(report.reason, "");
       },
       [](caf::error& err) { FAIL() << describe(err); });

@@ -148,3 +148,27 @@ TEST(daemon_options, non_loopback_bind_needs_a_password) {
   EXPECT_TRUE(is_loopback("::1"));
   EXPECT_FALSE(is_loopback("10.0.0.1"));
 }
+
+TEST(daemon_options, restart_limits) {
+  auto defaults = parse({});
+  ASSERT_TRUE(defaults) << describe(defaults.error());
+  EXPECT_EQ(defaults->max_restarts, 3u);
+  EXPECT_EQ(defaults->restart_window_seconds, 60u);
+  auto opts = parse({"--max-restarts", "0", "--restart-window", "600"});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_EQ(opts->max_restarts, 0u);
+  EXPECT_EQ(opts->restart_window_seconds, 600u);
+  test::temp_dir dir;
+  auto path = dir.sub("rollblockd.conf");
+  write_file(path, "max-restarts = 5\nrestart-window = 30\n");
+  auto from_file = parse({"--config", path.c_str(), "--max-restarts", "7"});
+  ASSERT_TRUE(from_file) << describe(from_file.error());
+  EXPECT_EQ(from_file->max_restarts, 7u);
+  EXPECT_EQ(from_file->restart_window_seconds, 30u);
+  EXPECT_EQ(error_of({"--restart-window", "0"}),
+            "--restart-window: invalid value '0' (expected a whole number "
+            "from 1 to 31536000)");
+  EXPECT_EQ(error_of({"--max-restarts", "x"}),
+            "--max-restarts: invalid value 'x' (expected a whole number from "
+            "0 to 1000000)");
+}

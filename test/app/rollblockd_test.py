@@ -632,7 +632,9 @@ class ProtocolTest(Base):
             "deletes", "reverts", "blocks_reverted", "lookups",
             "client_errors", "checksum_errors", "checkpoints", "live_keys",
             "journal_bytes"] + latency)
-        self.assertEqual(names["Health"], ["health", "health_reason"])
+        self.assertEqual(names["Health"], [
+            "health", "health_reason", "mutation_restarts", "journal_restarts",
+            "persistence_restarts", "health_restarts"])
         v = {n: x for _, f in sections for n, x in f}
         uptime = int(v.pop("uptime_in_seconds"))
         self.assertTrue(0 <= uptime < 60, uptime)
@@ -673,8 +675,12 @@ class ProtocolTest(Base):
             "apply_latency_count": "2",
             "revert_latency_count": "0",
             "lookup_latency_count": "2",
-            "health": "healthy",
+            "health": "serving",
             "health_reason": "",
+            "mutation_restarts": "0",
+            "journal_restarts": "0",
+            "persistence_restarts": "0",
+            "health_restarts": "0",
         })
         # Sections by name, any case, in the fixed order.
         self.assertEqual(r.cmd("INFO", "heights"),
@@ -683,7 +689,9 @@ class ProtocolTest(Base):
         self.assertEqual(r.cmd("INFO", "HEALTH", "Heights"),
                          b"# Heights\r\napplied_height:1\r\ndurable_height:1"
                          b"\r\ncurrent_height:1\r\n\r\n# Health\r\n"
-                         b"health:healthy\r\nhealth_reason:\r\n")
+                         b"health:serving\r\nhealth_reason:\r\n"
+                         b"mutation_restarts:0\r\njournal_restarts:0\r\n"
+                         b"persistence_restarts:0\r\nhealth_restarts:0\r\n")
         self.assertEqual([s for s, _ in parse_info(r.cmd("INFO", "all"))],
                          ["Server", "Heights", "Stats", "Health"])
         self.assertEqual(r.cmd("INFO", "nosuchsection"), b"")
@@ -693,7 +701,7 @@ class ProtocolTest(Base):
         parsed = self.d.client().info()
         self.assertEqual(parsed["applied_height"], 1)
         self.assertEqual(parsed["durability"], "sync")
-        self.assertEqual(parsed["health"], "healthy")
+        self.assertEqual(parsed["health"], "serving")
         self.assertEqual(self.d.client().info("heights"), {
             "applied_height": 1, "durable_height": 1, "current_height": 1})
 
@@ -1694,15 +1702,21 @@ class MetricsTest(Base):
                 r"{0}_sum {2}\n{0}_count {3}\n").format(
                     full, re.escape(help_text), num, counts[kind]))
         self.assertTrue(body.endswith(
+            "# HELP rollblock_actor_restarts_total Crashed store actors "
+            "restarted by the supervisor.\n"
+            "# TYPE rollblock_actor_restarts_total counter\n"
+            "rollblock_actor_restarts_total{actor=\"mutation\"} 0\n"
+            "rollblock_actor_restarts_total{actor=\"journal\"} 0\n"
+            "rollblock_actor_restarts_total{actor=\"persistence\"} 0\n"
+            "rollblock_actor_restarts_total{actor=\"health\"} 0\n"
             "# HELP rollblock_health Health: 1 for the current state.\n"
             "# TYPE rollblock_health gauge\n"
-            "rollblock_health{state=\"healthy\"} 1\n"
-            "rollblock_health{state=\"idle\"} 0\n"
+            "rollblock_health{state=\"serving\"} 1\n"
             "rollblock_health{state=\"degraded\"} 0\n"
             "rollblock_health{state=\"fatal\"} 0\n"), body[-400:])
         # Every sample line is name{labels} value, and every family is typed.
         families = re.findall(r"^# TYPE (\S+) (\S+)$", body, re.M)
-        self.assertEqual(len(families), 20)
+        self.assertEqual(len(families), 21)
         for line in body.splitlines():
             if not line.startswith("#"):
                 self.assertRegex(line, r"^rollblock_[a-z_]+(\{[a-z]+=\"[0-9a-z.]+"
@@ -1722,7 +1736,7 @@ class MetricsTest(Base):
         self.assertIn("\nrollblock_connected_clients 4\n", body)
         # /health, and anything else is 404.
         self.assertEqual(http_get(d.metrics_port, "/health"),
-                         (200, "text/plain", "serving healthy\n"))
+                         (200, "text/plain", "serving\n"))
         self.assertEqual(http_get(d.metrics_port, "/nope")[0], 404)
         self.assertEqual(d.stop(), 0)
 

@@ -51,12 +51,29 @@ TEST(checkpoint_builder, add_coalesces_last_wins_across_blocks) {
   auto batch = b.take(9);
   EXPECT_EQ(batch.height, 9u);
   EXPECT_EQ(batch.revert_marker, std::nullopt);
-  // One write per key, in first-touched order, with the newest after value
-  // (an empty value deletes).
-  EXPECT_EQ(batch.writes, (writes{{k8(1), "a9"},
-                                  {k8(2), ""},
-                                  {k8(3), "c2"},
-                                  {k8(4), ""}}));
+  // One write per key, in first-touched order, with the newest after value.
+  // Keys 2 (inserted, then deleted) and 4 (deleted while absent) end as they
+  // were in LevelDB: no write.
+  EXPECT_EQ(batch.writes, (writes{{k8(1), "a9"}, {k8(3), "c2"}}));
+}
+
+TEST(checkpoint_builder, keys_back_at_their_stored_value_are_not_written) {
+  checkpoint_builder b;
+  b.add(record(11, {{k8(1), "x", ""},      // inserted...
+                    {k8(2), "b11", "b0"},  // changed...
+                    {k8(3), "", "c0"},     // deleted...
+                    {k8(4), "d11", "d0"}}));
+  b.add(record(12, {{k8(1), "", "x"},      // ...and deleted again
+                    {k8(2), "b0", "b11"},  // ...and set back
+                    {k8(3), "c0", ""},     // ...and put back
+                    {k8(5), "e12", ""}}));
+  auto batch = b.take(12);
+  EXPECT_EQ(batch.height, 12u);
+  EXPECT_EQ(batch.writes, (writes{{k8(4), "d11"}, {k8(5), "e12"}}));
+  // A delete of a key LevelDB holds is written as an empty value.
+  b.add(record(13, {{k8(4), "", "d11"}, {k8(6), "f13", ""}}));
+  b.add(record(14, {{k8(6), "", "f13"}}));
+  EXPECT_EQ(b.take(14).writes, (writes{{k8(4), ""}}));
 }
 
 TEST(checkpoint_builder, add_undo_newest_first_yields_the_oldest_before) {
@@ -69,9 +86,11 @@ TEST(checkpoint_builder, add_undo_newest_first_yields_the_oldest_before) {
   EXPECT_EQ(b.blocks(), 3u);
   auto batch = b.take(2);
   EXPECT_EQ(batch.height, 2u);
-  // The state below block 3: each key's before value of its oldest change.
+  // The state below block 3: each key's before value of its oldest change,
+  // written only where it differs from LevelDB (the after values of the
+  // newest change): key 3, inserted in block 3 and deleted in block 8, is
+  // absent in both.
   EXPECT_EQ(batch.writes, (writes{{k8(1), "a0"},
-                                  {k8(3), ""},
                                   {k8(2), ""},
                                   {k8(4), "d0"}}));
 }

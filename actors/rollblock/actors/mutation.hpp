@@ -14,6 +14,8 @@ struct mutation_state {
   static inline const char* name = "rollblock.mutation";
 
   std::shared_ptr<store_shared> shared;
+  /// The in-memory state this actor writes (the store's state when spawned).
+  std::shared_ptr<storage::memory_state> memory;
   /// The staged block's height and operations, while one is staged.
   std::optional<block_id> staged_height;
   operation_list staged_ops;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "rollblock/actors/store_reader.hpp"
 #include "rollblock/messages/actor_interfaces.hpp"
 #include "rollblock/storage/checkpoint_builder.hpp"
 #include "rollblock/storage/state_store.hpp"
@@ -15,6 +16,8 @@ namespace rollblock {
 struct persistence_state {
   static inline const char* name = "rollblock.persistence";
 
+  /// Where the fault hook lives.
+  std::shared_ptr<store_shared> shared;
   std::unique_ptr<storage::state_store> state;
   storage::store_metadata meta;
   storage::checkpoint_builder pending;
@@ -32,6 +35,7 @@ struct persistence_state {
 persistence_actor::behavior_type
 persistence(persistence_actor::stateful_pointer<persistence_state> self,
             std::shared_ptr<std::unique_ptr<storage::state_store>> state,
-            storage::store_metadata meta);
+            storage::store_metadata meta,
+            std::shared_ptr<store_shared> shared);
 
 } // namespace rollblock

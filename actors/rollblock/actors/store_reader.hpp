@@ -10,8 +10,14 @@
 #include <caf/expected.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace rollblock {
@@ -24,12 +30,15 @@ public:
   store_shared(std::shared_ptr<storage::memory_state> memory,
                durability_mode mode, store_heights heights);
 
-  storage::memory_state& memory() {
-    return *memory_;
+  /// Returns the in-memory state. Hold the pointer for the duration of a
+  /// read: a restart of the mutation actor replaces the state.
+  std::shared_ptr<storage::memory_state> memory() const {
+    return memory_.load(std::memory_order_acquire);
   }
-  const storage::memory_state& memory() const {
-    return *memory_;
-  }
+
+  /// Replaces the in-memory state with one rebuilt from durable state.
+  /// REQUIRES: no mutation actor uses the old one.
+  void set_memory(std::shared_ptr<storage::memory_state> memory);
 
   store_counters& counters() {
     return counters_;
@@ -56,18 +65,42 @@ public:
   /// Marks the store closed.
   void set_closed();
 
+  /// The options' fault hook (tests only): store actors call fault_point()
+  /// at each named point; an exception thrown there crashes the actor.
+  void set_fault_hook(std::function<void(std::string_view)> hook);
+  void fault_point(std::string_view point) const;
+
+  /// Records that a crashed store actor is being restarted (`in_progress`)
+  /// or was restarted, and why.
+  void set_restart(bool in_progress, std::string reason);
+
+  /// Returns degraded (with why) while a restart runs and for `window`
+  /// after the last one finished; nullopt otherwise.
+  std::optional<std::string>
+  restart_fault(std::chrono::steady_clock::duration window) const;
+
 private:
   enum class status : int { serving, fatal, closed };
 
-  std::shared_ptr<storage::memory_state> memory_;
+  std::atomic<std::shared_ptr<storage::memory_state>> memory_;
   store_counters counters_;
+  std::function<void(std::string_view)> fault_hook_; // set before spawning
   std::atomic<block_id> durable_;
   std::atomic<block_id> current_;
   std::atomic<status> status_{status::serving};
-  mutable std::mutex mu_; // guards the two below
+  mutable std::mutex mu_; // guards the five below
   caf::error fatal_;
   durability_mode durability_;
+  bool restarting_ = false;
+  std::optional<std::chrono::steady_clock::time_point> last_restart_;
+  std::string restart_reason_;
 };
+
+/// The exception handler of every store actor: logs the exception that
+/// escaped one of `actor`'s handlers at error level and returns
+/// caf::exit_reason::unhandled_exception, the exit reason on which the
+/// supervisor restarts the actor.
+caf::error crash_exit_reason(std::string_view actor, std::exception_ptr& eptr);
 
 /// Reads a store from any thread without an actor round trip. Copyable;
 /// all copies read the same store.

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace rollblock {
@@ -34,6 +35,23 @@ struct supervisor_state {
   persistence_actor persistence;
   health_actor health;
   std::size_t children_alive = 0;
+  /// Every child ever spawned, so that they all die with the supervisor.
+  std::shared_ptr<std::vector<caf::actor_addr>> spawned;
+
+  /// Bumped whenever a child crashes: replies to requests sent before are
+  /// ignored (the restart answers the running call).
+  std::uint64_t generation = 0;
+  /// The engine children are being restarted: mutating calls wait.
+  bool restarting = false;
+  /// The children a restart stopped and waits to see go down.
+  std::vector<caf::actor_addr> stopping;
+  /// Which child crashed and why, for logs and health.
+  std::string restart_cause;
+  /// When the restarts within the restart window happened, oldest first.
+  std::deque<std::chrono::steady_clock::time_point> restart_times;
+  /// How a restart answers the running call (see supervisor.cpp), given the
+  /// reopened heights or the fatal error; reset by finish().
+  std::function<void(const caf::expected<store_heights>&)> on_restart;
 
   /// Mutating calls run one at a time, in arrival order; `busy` while one
   /// runs. Each queued call ends by calling finish().
@@ -64,8 +82,19 @@ struct supervisor_state {
 
 /// The store's front actor. Serializes every write, revert, flush and policy
 /// switch; orders the rollback barrier against queued journal and
-/// persistence work; owns the fatal state. Reads are answered inline from
-/// the in-memory state.
+/// persistence work; owns the fatal state; restarts crashed children from
+/// durable state (see the top of supervisor.cpp). Reads are answered inline
+/// from the in-memory state.
+///
+/// Fault points (store_options::fault_hook, tests only), in the order a
+/// block passes them: "mutation.apply" (before a block is checked),
+/// "mutation.installed" (installed in memory, not yet answered),
+/// "mutation.set" (a staged write), "journal.append" (before the write),
+/// "journal.appended" (written, not yet fsynced), "journal.truncate" (a
+/// revert's truncation, after LevelDB got the revert marker),
+/// "persistence.checkpoint"
+/// (queued for the next checkpoint), "persistence.flush" (before the
+/// WriteBatch), "health.metrics" (a metrics request).
 store_actor::behavior_type
 supervisor(store_actor::stateful_pointer<supervisor_state> self,
            std::shared_ptr<storage::recovered_store> recovered,

@@ -14,8 +14,17 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace rollblock::storage {
+struct recovered_store;
+} // namespace rollblock::storage
+
+/// A data directory opened by storage::recover, handed between actors of
+/// one process (never across a network).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<rollblock::storage::recovered_store>)
 
 /// Every typed actor interface of rollblock, declared once. Each handler has
 /// a one-line comment saying what it does.
@@ -25,7 +34,7 @@ namespace rollblock {
 using status_protocol = caf::typed_actor<
   // Returns a copy of the store's figures.
   caf::replies_to<atom::metrics>::with<metrics_snapshot>,
-  // Returns the health state and, unless healthy or idle, why.
+  // Returns the health state and, unless serving, why.
   caf::replies_to<atom::health>::with<health_report>>;
 
 /// The store: the public interface of the supervisor. Writes, reverts,
@@ -121,5 +130,12 @@ using health_actor = caf::typed_actor<
   // Records a store fault (the store turned fatal or repaired damage).
   caf::reacts_to<atom::fault, health_state, std::string>>::
   extend_with<status_protocol>;
+
+/// The reopen actor (detached, one call: blocking recovery): opens the data
+/// directory again after a store actor crashed.
+using reopen_actor = caf::typed_actor<
+  // Recovers the data directory (storage::recover) and replies with it.
+  caf::replies_to<atom::open>::with<
+    std::shared_ptr<storage::recovered_store>>>;
 
 } // namespace rollblock

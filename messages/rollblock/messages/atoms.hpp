@@ -32,6 +32,7 @@ using checkpoint = caf::atom_constant<caf::atom("checkpoint")>;
 using clear = caf::atom_constant<caf::atom("clear")>;
 using config = caf::atom_constant<caf::atom("config")>;
 using fault = caf::atom_constant<caf::atom("fault")>;
+using open = caf::atom_constant<caf::atom("open")>;
 using flush = caf::flush_atom;
 using ok = caf::ok_atom;
 

@@ -52,6 +52,12 @@ enum class ec : std::uint8_t {
   durability_failure,
   /// The store was shut down.
   store_closed,
+  /// A store actor crashed while the call ran; the supervisor restarted it
+  /// from durable state and the call had no effect: retry it.
+  actor_restarted,
+  /// Store actors crashed more often than the restart limit allows (see
+  /// store_options::max_restarts): the store is fatal until reopened.
+  restart_limit_exceeded,
 };
 
 /// Returns the name of `x`, e.g. "block_id_not_increasing".

@@ -13,18 +13,19 @@
 namespace rollblock {
 
 /// How a store is doing, as a supervisor or probe wants to know it.
-/// - healthy: serving, activity within the idle period.
-/// - idle: serving, no activity for a while.
-/// - degraded: serving, but store faults were seen and survived (e.g. a
-///   torn journal tail repaired at open, checksum errors).
+/// - serving: answering calls, no store fault seen. Client errors (bad
+///   input, wrong state) never change this.
+/// - degraded: answering calls (or about to again), but a store fault was
+///   seen and survived: a store actor is being restarted or was restarted
+///   within the restart window, checksum errors, repaired damage.
 /// - fatal: refusing every call until reopened.
-enum class health_state : std::uint8_t { healthy, idle, degraded, fatal };
+enum class health_state : std::uint8_t { serving, degraded, fatal };
 
 std::string to_string(health_state x);
 
-/// A health state and, unless healthy or idle, why.
+/// A health state and, unless serving, why.
 struct health_report {
-  health_state state = health_state::healthy;
+  health_state state = health_state::serving;
   std::string reason;
 };
 
@@ -69,9 +70,14 @@ struct metrics_snapshot {
   latency_summary apply_latency;
   latency_summary revert_latency;
   latency_summary lookup_latency;
-  health_state health = health_state::healthy;
+  health_state health = health_state::serving;
   /// Why the store is degraded or fatal; empty otherwise.
   std::string health_reason;
+  /// Crashed store actors restarted by the supervisor, per actor.
+  std::uint64_t mutation_restarts = 0;
+  std::uint64_t journal_restarts = 0;
+  std::uint64_t persistence_restarts = 0;
+  std::uint64_t health_restarts = 0;
 };
 
 template <class Inspector>
@@ -81,7 +87,8 @@ typename Inspector::result_type inspect(Inspector& f, metrics_snapshot& x) {
            x.deletes, x.reverts, x.blocks_reverted, x.lookups,
            x.client_errors, x.checksum_errors, x.checkpoints, x.live_keys,
            x.journal_bytes, x.apply_latency, x.revert_latency,
-           x.lookup_latency, x.health, x.health_reason);
+           x.lookup_latency, x.health, x.health_reason, x.mutation_restarts,
+           x.journal_restarts, x.persistence_restarts, x.health_restarts);
 }
 
 /// A lock-free latency histogram: buckets a quarter of a power of two wide,
@@ -120,6 +127,11 @@ struct store_counters {
   std::atomic<std::uint64_t> client_errors{0};
   std::atomic<std::uint64_t> checksum_errors{0};
   std::atomic<std::uint64_t> checkpoints{0};
+  /// Restarts of crashed store actors, per actor.
+  std::atomic<std::uint64_t> mutation_restarts{0};
+  std::atomic<std::uint64_t> journal_restarts{0};
+  std::atomic<std::uint64_t> persistence_restarts{0};
+  std::atomic<std::uint64_t> health_restarts{0};
   /// The journal's size on disk, as its actor last saw it.
   std::atomic<std::uint64_t> journal_bytes{0};
   /// Steady-clock nanoseconds of the last call that did work.

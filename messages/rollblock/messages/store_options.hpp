@@ -5,8 +5,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace rollblock {
 
@@ -33,6 +35,16 @@ struct store_options {
   /// LevelDB block cache and write buffer sizes.
   std::size_t leveldb_cache_bytes = 64ull << 20;
   std::size_t leveldb_write_buffer_bytes = 64ull << 20;
+  /// The supervisor restarts a crashed store actor at most this many times
+  /// within restart_window; the next crash in that window makes the store
+  /// fatal (ec::restart_limit_exceeded). 0: every crash is fatal.
+  std::uint32_t max_restarts = 3;
+  std::chrono::seconds restart_window{60};
+  /// For tests only (rollblockd never sets it): the store actors call it with
+  /// the name of each fault point they pass (the list is in
+  /// rollblock/actors/supervisor.hpp); an exception it throws crashes that
+  /// actor the way a bug would. Unset: no calls.
+  std::function<void(std::string_view point)> fault_hook{};
 };
 
 /// The three heights of a store.

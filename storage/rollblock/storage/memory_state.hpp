@@ -3,10 +3,11 @@
 #include "rollblock/messages/block_record.hpp"
 #include "rollblock/messages/operation.hpp"
 #include "rollblock/messages/types.hpp"
+#include "rollblock/storage/compact_value.hpp"
+#include "rollblock/storage/flat_key_map.hpp"
 
 #include <caf/expected.hpp>
 
-#include <functional>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -115,37 +116,42 @@ public:
   std::vector<std::pair<key, value>> snapshot() const;
 
 private:
+  /// 24 bytes (plus the key inline in the table and one tag byte).
   struct entry {
-    value v;          // empty: a tombstone, purged once its undo expires
-    block_id height;  // the block that wrote it (0 when loaded or reverted)
-  };
-
-  struct key_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view k) const;
+    compact_value v;     // empty: a tombstone, purged once its undo expires
+    block_id height = 0; // the block that wrote it (0: loaded or reverted)
   };
 
   struct shard {
+    explicit shard(std::size_t key_width) : map(key_width) {
+    }
     mutable std::shared_mutex mu;
-    std::unordered_map<key, entry, key_hash, std::equal_to<>> map;
+    flat_key_map<entry> map;
   };
 
   /// The undo of one installed block, as readers need it.
   struct block_undo {
+    explicit block_undo(std::size_t key_width) : index(key_width) {
+    }
     block_record_ptr record;
     /// Per change: the height of the entry it replaced (0 when absent).
     std::vector<block_id> before_heights;
-    std::unordered_map<std::string_view, std::size_t, key_hash> index;
+    /// Key -> its change in `record`.
+    flat_key_map<std::uint32_t> index;
   };
   using block_undo_ptr = std::shared_ptr<const block_undo>;
 
-  std::size_t shard_of(std::string_view k) const;
+  /// Returns the shard of a key from its key_hash (bits the tables ignore).
+  std::size_t shard_of_hash(std::uint64_t hash) const {
+    return (hash >> 40) % shards_.size();
+  }
 
   /// Reads one key at height `at` into `out`; returns false when the reader
   /// must start over (the needed undo is gone). Takes the key's shard lock
   /// unless the caller holds every shard lock (`locked`).
-  bool read_at(std::string_view k, block_id at, value& out,
-               bool locked = false) const;
+  /// REQUIRES: hash == key_hash(k).
+  bool read_at(std::string_view k, std::uint64_t hash, block_id at,
+               value& out, bool locked = false) const;
 
   /// Runs `read(height, locked)` until it succeeds at one height with no
   /// revert overlapping it; `read` returns false when it must start over.
@@ -177,7 +183,7 @@ private:
 
   std::atomic<bool> staging_{false};
   mutable std::mutex stage_mu_;
-  std::unordered_map<key, value, key_hash, std::equal_to<>> staged_;
+  std::unordered_map<key, value> staged_;
 };
 
 } // namespace rollblock::storage

@@ -1,0 +1,30 @@
+#include "rollblock/storage/compact_value.hpp"
+
+#include <new>
+
+namespace rollblock::storage {
+
+void compact_value::assign(std::string_view v) {
+  auto n = static_cast<std::uint16_t>(v.size());
+  if (v.size() <= inline_capacity) {
+    release();
+    std::memcpy(bytes_, v.data(), v.size());
+  } else if (size() == v.size()) {
+    // Same size on the heap: reuse the block.
+    std::memcpy(heap(), v.data(), v.size());
+  } else {
+    auto* p = new char[v.size()];
+    std::memcpy(p, v.data(), v.size());
+    release();
+    std::memcpy(bytes_, &p, sizeof(p));
+  }
+  std::memcpy(bytes_ + inline_capacity, &n, sizeof(n));
+}
+
+void compact_value::release() noexcept {
+  if (size() > inline_capacity)
+    delete[] heap();
+  std::memset(bytes_, 0, sizeof(bytes_));
+}
+
+} // namespace rollblock::storage
