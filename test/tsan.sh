@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ThreadSanitizer run of the concurrency tests (ctest label "tsan": the
-# sharded in-memory state, the actors, the blocking facade, the store reader
-# and the concurrent model test), in build-tsan/ (the tsan preset).
+# sharded in-memory state, the actors, the blocking facade, the store reader,
+# supervision and the concurrent model test), in build-tsan/ (the tsan
+# preset).
 #
 # CAF 0.17 as Debian ships it is not instrumented: TSan cannot see the atomics
 # of its mailboxes, scheduler and reference counts, so it reports every
