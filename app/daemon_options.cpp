@@ -94,6 +94,26 @@ caf::expected<T> parse_number(const po::variables_map& vm,
   return static_cast<T>(x);
 }
 
+/// Returns the first "%name%" (a name of lowercase letters and '_') in
+/// `text`, or "" when there is none. Boost.Program_options 1.74 renders its
+/// error messages by replacing such placeholders until none is left, so an
+/// error about a token that holds one never ends: such text is refused before
+/// Boost sees it.
+std::string placeholder_in(std::string_view text) {
+  for (auto open = text.find('%'); open != std::string_view::npos;
+       open = text.find('%', open + 1)) {
+    auto close = text.find('%', open + 1);
+    if (close == std::string_view::npos)
+      return {};
+    auto name = text.substr(open + 1, close - open - 1);
+    if (!name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || c == '_';
+        }))
+      return std::string{text.substr(open, close - open + 1)};
+  }
+  return {};
+}
+
 } // namespace
 
 std::string daemon_usage() {
@@ -114,6 +134,10 @@ bool is_loopback(const std::string& address) {
 caf::expected<daemon_options> parse_daemon_options(int argc,
                                                    const char* const* argv) {
   auto desc = describe_options();
+  for (int i = 1; i < argc; ++i)
+    if (auto p = placeholder_in(argv[i]); !p.empty())
+      return bad("argument " + std::to_string(i) + " holds '" + p
+                 + "', which no option takes");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -122,8 +146,13 @@ caf::expected<daemon_options> parse_daemon_options(int argc,
       std::ifstream file{path};
       if (!file)
         return bad("cannot read config file " + path);
+      std::stringstream text;
+      text << file.rdbuf();
+      if (auto p = placeholder_in(text.str()); !p.empty())
+        return bad("config file " + path + " holds '" + p
+                   + "', which no option takes");
       try {
-        po::store(po::parse_config_file(file, desc), vm);
+        po::store(po::parse_config_file(text, desc), vm);
       } catch (const po::error& e) {
         return bad("config file " + path + ": " + e.what());
       }

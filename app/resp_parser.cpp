@@ -280,12 +280,14 @@ resp_parser::result resp_parser::next() {
 }
 
 resp_parser::result resp_parser::parse_inline() {
+  // A line longer than max_inline fails whether or not its '\n' has arrived
+  // yet, so that the outcome does not depend on how the input was split.
   auto nl = in_.find('\n', start_);
-  if (nl == std::string_view::npos) {
-    if (in_.size() - start_ > limits_.max_inline)
-      return fail("Protocol error: too big inline request");
+  auto len = (nl == std::string_view::npos ? in_.size() : nl) - start_;
+  if (len > limits_.max_inline)
+    return fail("Protocol error: too big inline request");
+  if (nl == std::string_view::npos)
     return result::need_more;
-  }
   auto line = in_.substr(start_, nl - start_);
   if (!line.empty() && line.back() == '\r')
     line.remove_suffix(1);

@@ -8,6 +8,7 @@ packages=(
   libboost-program-options-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev liblmdb-dev
   libcpp-httplib-dev redis-tools python3-redis
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

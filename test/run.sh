@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds rollblock and runs the whole test suite: every test in a release
-# build, then the storage and actor tests again under AddressSanitizer and
-# UndefinedBehaviorSanitizer. Installs missing packages first.
+# build (the kill soak included: ctest label soak, 200 SIGKILLs), then the
+# storage and actor tests again under AddressSanitizer and
+# UndefinedBehaviorSanitizer, the libFuzzer targets (clang) for a bounded time
+# each, and the concurrency tests under ThreadSanitizer. Installs missing
+# packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
@@ -12,3 +15,10 @@ ctest --preset default -j "$jobs"
 cmake --preset asan-ubsan >/dev/null
 cmake --build --preset asan-ubsan -j "$jobs" --target engine_tests
 ctest --preset asan-ubsan -j "$jobs" -L 'messages|storage|actors'
+# Fuzzing: replay every seed, then 45 s of each target (all at once).
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j "$jobs"
+ctest --preset fuzz
+bash test/fuzz/run.sh 45
+# ThreadSanitizer, against a TSan-built CAF (built once per machine).
+bash test/tsan.sh

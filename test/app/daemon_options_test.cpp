@@ -196,3 +196,23 @@ TEST(daemon_options, memory_budget) {
             "--memory-budget: invalid memory budget '12': the budget must be "
             "at least 64KiB (65536 bytes)");
 }
+
+// Found by daemon_options_fuzz: Boost.Program_options 1.74 never finishes
+// rendering an error about a token that holds one of its message
+// placeholders ("-%canonical_option%" hung rollblockd at startup).
+TEST(daemon_options, message_placeholders_are_refused) {
+  EXPECT_EQ(error_of({"-%canonical_option%"}),
+            "argument 1 holds '%canonical_option%', which no option takes");
+  EXPECT_EQ(error_of({"--data-dir", "d", "--x%prefix_option%"}),
+            "argument 3 holds '%prefix_option%', which no option takes");
+  test::temp_dir dir;
+  auto conf = dir.sub("conf");
+  write_file(conf, "port = 1\nx%value% = 2\n");
+  EXPECT_EQ(error_of({"--config", conf.c_str()}),
+            "config file " + conf
+              + " holds '%value%', which no option takes");
+  // A lone '%' or one around other text is an ordinary character.
+  auto ok = parse({"--data-dir", "100%/a%B%"});
+  ASSERT_TRUE(ok) << message_of(ok.error());
+  EXPECT_EQ(ok->data_dir, "100%/a%B%");
+}

@@ -195,6 +195,18 @@ TEST(resp_parser, inline_errors) {
   EXPECT_EQ(parse(std::string(16, 'x'), small), (outcome{{}, ""}));
 }
 
+// Found by resp_parser_fuzz: a complete line above max_inline parsed when it
+// arrived in one read and failed when split.
+TEST(resp_parser, too_big_inline_line_fails_at_every_split) {
+  resp_limits small;
+  small.max_inline = 16;
+  expect_same_at_every_split(
+    "PING\r\n" + std::string(17, 'x') + "\r\nPING\r\n",
+    {{{"PING"}}, "Protocol error: too big inline request"}, small);
+  expect_same_at_every_split(std::string(16, 'x') + "\n",
+                             {{{std::string(16, 'x')}}, ""}, small);
+}
+
 TEST(resp_parser, bad_multibulk_length) {
   auto err = outcome{{}, "Protocol error: invalid multibulk length"};
   EXPECT_EQ(parse("*x\r\n"), err);
