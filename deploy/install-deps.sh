@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev liblmdb-dev
   libcpp-httplib-dev redis-tools python3-redis
   clang libclang-rt-14-dev
+  curl ca-certificates
 )
 missing=()
 for p in "${packages[@]}"; do
