@@ -5,6 +5,7 @@
 #include "rollblock/actors/blocking_store.hpp"
 #include "rollblock/messages/error.hpp"
 #include "support/file_size_limit.hpp"
+#include "support/error_assertions.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -48,18 +49,6 @@ protected:
 
   test::temp_dir dir;
 };
-
-#define EXPECT_CODE(expr, code)                                                \
-  do {                                                                         \
-    auto err_ = (expr);                                                        \
-    EXPECT_EQ(code_of(err_), code) << describe(err_);                          \
-  } while (false)
-
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    auto err_ = (expr);                                                        \
-    ASSERT_FALSE(err_) << describe(err_);                                      \
-  } while (false)
 
 } // namespace
 

@@ -7,6 +7,7 @@
 
 #include "rollblock/actors/blocking_store.hpp"
 #include "rollblock/messages/error.hpp"
+#include "support/error_assertions.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -70,18 +71,6 @@ private:
   int remaining_ = 0;
   int thrown_ = 0;
 };
-
-#define EXPECT_CODE(expr, code)                                                \
-  do {                                                                         \
-    auto err_ = (expr);                                                        \
-    EXPECT_EQ(code_of(err_), code) << describe(err_);                          \
-  } while (false)
-
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    auto err_ = (expr);                                                        \
-    ASSERT_FALSE(err_) << describe(err_);                                      \
-  } while (false)
 
 class supervision_test : public ::testing::Test {
 protected:
