@@ -14,7 +14,9 @@
 # and builds the tests against it. Measured here: about 5 CPU
 # minutes for CAF, once; about 1 CPU minute for the tests.
 #
-# TSAN_OPTIONS (the tsan test preset): detect_deadlocks=0, because
+# TSAN_OPTIONS (the tsan test preset): suppressions=test/tsan.supp (races
+# TSan reports inside the uninstrumented libleveldb; see that file) and
+# detect_deadlocks=0, because
 # memory_state::revert holds all 64 shard locks at once, and TSan's deadlock
 # detector aborts (a CHECK failure, not a report) when a thread holds 64
 # locks. Lock order there is fixed (shard 0 to 63), and the detector stays
