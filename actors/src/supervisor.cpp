@@ -322,6 +322,33 @@ caf::result<T> queued(self_ptr self, Call call) {
   return promise;
 }
 
+/// Commits a planned block and answers `answer` once commit() succeeds, or
+/// its error. Should a child crash from here on, the restart answers
+/// `answer` when the reopened store holds the block and interrupted()
+/// otherwise (the block may have reached the journal before the crash).
+template <class T>
+void commit_and_answer(self_ptr self, block_record_ptr record,
+                       clock_type::time_point start,
+                       caf::typed_response_promise<T> promise, T answer) {
+  self->state.on_restart =
+    [promise, answer, height = record->height](
+      const caf::expected<store_heights>& reopened) mutable {
+      if (!reopened)
+        promise.deliver(reopened.error());
+      else if (reopened->applied >= height)
+        promise.deliver(answer);
+      else
+        promise.deliver(interrupted());
+    };
+  commit(self, std::move(record), start,
+         [promise, answer](const caf::error& err) mutable {
+           if (err)
+             promise.deliver(err);
+           else
+             promise.deliver(answer);
+         });
+}
+
 /// Applies a block (a queued call): the mutation actor checks and installs
 /// it, then commit() journals it. `reply` makes the answer from the record.
 template <class T, class Reply>
@@ -342,25 +369,9 @@ void apply_block(self_ptr self, block_id height, operation_list ops,
   ask<block_record_ptr>(
     self, st.mutation,
     [self, start, promise, reply](block_record_ptr& record) mutable {
-      auto answer = reply(*record);
-      // From here on the block may reach the journal before a crash.
-      self->state.on_restart =
-        [promise, answer, height = record->height](
-          const caf::expected<store_heights>& reopened) mutable {
-          if (!reopened)
-            promise.deliver(reopened.error());
-          else if (reopened->applied >= height)
-            promise.deliver(answer);
-          else
-            promise.deliver(interrupted());
-        };
-      commit(self, std::move(record), start,
-             [promise, answer](const caf::error& err) mutable {
-               if (err)
-                 promise.deliver(err);
-               else
-                 promise.deliver(answer);
-             });
+      T answer = reply(*record);
+      commit_and_answer(self, std::move(record), start, promise,
+                        std::move(answer));
     },
     [self, promise](caf::error& err) mutable {
       promise.deliver(client_error(self, err));
@@ -1010,23 +1021,8 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
           [self, start, promise](block_record_ptr& record) mutable {
             self->state.staged = false;
             auto height = record->height;
-            self->state.on_restart =
-              [promise, height](
-                const caf::expected<store_heights>& reopened) mutable {
-                if (!reopened)
-                  promise.deliver(reopened.error());
-                else if (reopened->applied >= height)
-                  promise.deliver(height);
-                else
-                  promise.deliver(interrupted());
-              };
-            commit(self, std::move(record), start,
-                   [height, promise](const caf::error& err) mutable {
-                     if (err)
-                       promise.deliver(err);
-                     else
-                       promise.deliver(height);
-                   });
+            commit_and_answer(self, std::move(record), start, promise,
+                              height);
           },
           [self, promise](caf::error& err) mutable {
             promise.deliver(client_error(self, err));
