@@ -19,7 +19,7 @@ store_shared::store_shared(std::shared_ptr<storage::memory_state> memory,
     durable_(heights.durable),
     current_(heights.current),
     durability_(mode) {
-  counters_.touch();
+  // nop
 }
 
 void store_shared::set_memory(std::shared_ptr<storage::memory_state> memory) {

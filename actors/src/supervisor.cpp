@@ -283,7 +283,6 @@ void commit(self_ptr self, block_record_ptr record,
                                  std::memory_order_relaxed);
   c.deletes.fetch_add(deletes, std::memory_order_relaxed);
   c.sets.fetch_add(record->changes.size() - deletes, std::memory_order_relaxed);
-  c.touch();
   if (st.mode.is_synchronous()) {
     append(self, std::move(record),
            [self, start, respond](const caf::error& err) {
@@ -563,7 +562,6 @@ struct revert_call {
           c.reverts.fetch_add(1);
           c.blocks_reverted.fetch_add(blocks);
           c.revert_latency.record(elapsed_ns(call.start));
-          c.touch();
           st.barrier = false;
           call.promise.deliver(call.target);
           finish(call.self);

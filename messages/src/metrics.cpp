@@ -81,14 +81,3 @@ latency_summary latency_histogram::summary() const {
 }
 
 } // namespace rollblock
-
-namespace rollblock {
-
-void store_counters::touch() {
-  auto now = std::chrono::steady_clock::now().time_since_epoch();
-  last_activity_ns.store(
-    std::chrono::duration_cast<std::chrono::nanoseconds>(now).count(),
-    std::memory_order_relaxed);
-}
-
-} // namespace rollblock

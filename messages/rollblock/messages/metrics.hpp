@@ -134,14 +134,9 @@ struct store_counters {
   std::atomic<std::uint64_t> health_restarts{0};
   /// The journal's size on disk, as its actor last saw it.
   std::atomic<std::uint64_t> journal_bytes{0};
-  /// Steady-clock nanoseconds of the last call that did work.
-  std::atomic<std::int64_t> last_activity_ns{0};
   latency_histogram apply_latency;
   latency_histogram revert_latency;
   latency_histogram lookup_latency;
-
-  /// Marks activity now.
-  void touch();
 };
 
 } // namespace rollblock
