@@ -1,7 +1,6 @@
 #include "rollblock/messages/metrics.hpp"
 
 #include <bit>
-#include <chrono>
 #include <cmath>
 
 namespace rollblock {
