@@ -44,6 +44,9 @@ po::options_description describe_options() {
      "or sync)")
     ("min-rollback-window", po::value<std::string>(),
      "blocks the journal keeps below the checkpoint (default 100)")
+    ("checkpoint-lag", po::value<std::string>(),
+     "newest durable blocks kept out of LevelDB, so that reverts to them "
+     "only cut the journal (default 100; 0 with --memory-budget)")
     ("memory-budget", po::value<std::string>(),
      "memory the store may use, e.g. 512MiB or 2GiB (units B, KiB, MiB, "
      "GiB, TiB; at least 64KiB); cold keys are read from LevelDB (default "
@@ -195,6 +198,8 @@ caf::expected<daemon_options> parse_daemon_options(int argc,
     return err;
   if (auto err = number("min-rollback-window", result.min_rollback_window, 0,
                         u64_max))
+    return err;
+  if (auto err = number("checkpoint-lag", result.checkpoint_lag, 0, 1000000))
     return err;
   if (auto err = number("max-clients", result.max_clients, 1, 1000000))
     return err;

@@ -26,6 +26,8 @@ struct daemon_options {
   std::optional<std::uint64_t> min_rollback_window;
   /// The store's memory budget in bytes; unset: unlimited.
   std::optional<std::size_t> memory_budget;
+  /// store_options::checkpoint_lag_blocks; unset: the store's default.
+  std::optional<std::uint64_t> checkpoint_lag;
   std::optional<std::string> password_file;
   /// The password read from password_file.
   std::optional<std::string> password;

@@ -52,6 +52,7 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   store_opts.max_restarts = opts.max_restarts;
   store_opts.restart_window = std::chrono::seconds{opts.restart_window_seconds};
   store_opts.memory_budget = opts.memory_budget;
+  store_opts.checkpoint_lag_blocks = opts.checkpoint_lag;
   auto store = spawn_store(sys, store_opts);
   if (!store) {
     logger().critical("cannot open the store: {}", describe(store.error()));

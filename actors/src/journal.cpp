@@ -67,6 +67,7 @@ journal(journal_actor::stateful_pointer<journal_state> self,
     },
     [self](atom::sync) -> caf::result<block_id> {
       auto& st = self->state;
+      st.shared->fault_point("journal.sync");
       if (auto err = st.sync())
         return err;
       return st.durable;

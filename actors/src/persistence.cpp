@@ -6,6 +6,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <iterator>
+
 namespace rollblock {
 
 caf::error persistence_state::fail(const caf::error& err,
@@ -40,49 +43,89 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
     [self](atom::checkpoint, block_record_ptr& record) {
       auto& st = self->state;
       st.shared->fault_point("persistence.checkpoint");
-      st.pending_height = record->height;
-      st.pending.add(std::move(record));
+      st.held.push_back(std::move(record));
     },
-    [self](atom::flush) -> caf::result<block_id> {
+    [self](atom::flush, block_id through) -> caf::result<block_id> {
       auto& st = self->state;
       if (st.failure)
         return st.failure;
-      if (st.pending.blocks() > 0) {
+      if (!st.held.empty() && st.held.front()->height <= through) {
         st.shared->fault_point("persistence.flush");
-        auto height = st.pending_height;
-        if (auto err = st.state->write_checkpoint(st.pending.take(height)))
+        storage::checkpoint_builder builder;
+        block_id height = 0;
+        std::size_t count = 0;
+        for (auto& record : st.held) {
+          if (record->height > through)
+            break;
+          height = record->height;
+          builder.add(record);
+          ++count;
+        }
+        if (auto err = st.state->write_checkpoint(builder.take(height)))
           return st.fail(err, "checkpoint of block " + std::to_string(height));
+        st.held.erase(st.held.begin(),
+                      st.held.begin() + static_cast<std::ptrdiff_t>(count));
         st.meta.checkpoint = height;
+        st.meta.reverted_to.reset();
         st.memory->set_checkpointed(height);
       }
       return st.meta.checkpoint.value_or(0);
     },
     [self](atom::revert, block_record_list& newest_first,
-           block_id target) -> caf::result<atom::ok> {
+           block_id target) -> caf::result<bool> {
       auto& st = self->state;
       if (st.failure)
         return st.failure;
+      auto checkpoint = st.meta.checkpoint;
+      auto above_target = [target](const block_record_ptr& record) {
+        return record->height > target;
+      };
+      auto first_above = std::find_if(st.held.begin(), st.held.end(),
+                                      above_target);
+      // LevelDB keeps its state when it holds none above the target and the
+      // journal, cut right above the target, ends with the target: a held
+      // block, or the checkpoint itself. A budgeted memory serves reverted
+      // keys from LevelDB, which must then hold the target exactly.
+      auto target_held = first_above != st.held.begin()
+                         && std::prev(first_above)->get()->height == target;
+      if ((!checkpoint || *checkpoint <= target)
+          && (checkpoint == target
+              || (target_held && !st.memory->budgeted()))) {
+        st.held.erase(first_above, st.held.end());
+        return false;
+      }
       // Keys LevelDB is about to rewrite stay readable from memory until
       // memory reverts too.
       st.memory->make_resident(newest_first);
-      // Blocks still queued are above the target: the revert drops them.
-      st.pending.take(target);
+      // From the checkpoint: forward through the held blocks up to the
+      // target, or back through the undo of the blocks LevelDB holds above
+      // it (exactly one of the two has blocks).
+      storage::checkpoint_builder builder;
+      for (auto it = st.held.begin(); it != first_above; ++it)
+        builder.add(*it);
       for (auto& record : newest_first)
-        st.pending.add_undo(record);
-      auto batch = st.pending.take(target);
+        if (checkpoint && record->height <= *checkpoint)
+          builder.add_undo(record);
+      auto batch = builder.take(target);
       batch.revert_marker = target;
       if (auto err = st.state->write_checkpoint(batch))
         return st.fail(err, "revert to block " + std::to_string(target));
+      st.held.clear();
       st.meta.checkpoint = target;
+      st.meta.reverted_to = target;
+      st.marker_set = true;
       st.memory->set_checkpointed(target);
-      return atom::ok::value;
+      return true;
     },
     [self](atom::clear) -> caf::result<atom::ok> {
       auto& st = self->state;
       if (st.failure)
         return st.failure;
+      if (!st.marker_set)
+        return atom::ok::value;
       if (auto err = st.state->clear_revert_marker())
         return st.fail(err, "clearing the revert marker");
+      st.marker_set = false;
       return atom::ok::value;
     },
     [self](atom::prune, block_id through) -> caf::result<atom::ok> {

@@ -208,24 +208,64 @@ caf::error fault(self_ptr self, const caf::error& err) {
 
 // -- the write pipeline --------------------------------------------------------
 
-void checkpoint(self_ptr self);
+void checkpoint(self_ptr self, block_id through);
+
+/// Returns how many held blocks a periodic checkpoint may write: those
+/// older than the newest checkpoint_lag.
+std::size_t checkpointable(const supervisor_state& st) {
+  return st.held.size() > st.checkpoint_lag ? st.held.size() - st.checkpoint_lag
+                                            : 0;
+}
+
+/// Returns whether persistence holds so many blocks that applies wait for a
+/// checkpoint (the backpressure of the checkpoint pipeline).
+bool persistence_backlogged(const supervisor_state& st) {
+  return checkpointable(st) >= 4 * st.options.checkpoint_every_blocks;
+}
+
+/// Resumes an apply held back by backpressure once there is room.
+void resume_when_capacity(self_ptr self) {
+  auto& st = self->state;
+  if (st.on_capacity && st.in_flight < st.mode.max_pending
+      && !persistence_backlogged(st)) {
+    auto resume = std::move(st.on_capacity);
+    st.on_capacity = nullptr;
+    resume();
+  }
+}
+
+/// Starts a checkpoint of the blocks older than the lag when
+/// checkpoint_every_blocks of them wait or checkpoint_interval passed.
+void checkpoint_when_due(self_ptr self) {
+  auto& st = self->state;
+  auto count = checkpointable(st);
+  if (st.checkpointing || st.barrier || count == 0)
+    return;
+  if (count >= st.options.checkpoint_every_blocks
+      || clock_type::now() - st.last_checkpoint
+           >= st.options.checkpoint_interval)
+    checkpoint(self, st.held[count - 1]);
+}
 
 /// Hands blocks up to `durable` to persistence; checkpoints when due.
 void advance_durable(self_ptr self, block_id durable) {
   auto& st = self->state;
   st.shared->set_durable(durable);
   while (!st.appended.empty() && st.appended.front()->height <= durable) {
+    st.held.push_back(st.appended.front()->height);
     self->send(st.persistence, atom::checkpoint::value,
                std::move(st.appended.front()));
     st.appended.pop_front();
-    ++st.since_checkpoint;
   }
-  if (st.checkpointing || st.barrier || st.since_checkpoint == 0)
-    return;
-  if (st.since_checkpoint >= st.options.checkpoint_every_blocks
-      || clock_type::now() - st.last_checkpoint
-           >= st.options.checkpoint_interval)
-    checkpoint(self);
+  checkpoint_when_due(self);
+}
+
+/// Records that LevelDB holds the state at `current`.
+void checkpointed(self_ptr self, block_id current) {
+  auto& st = self->state;
+  st.shared->set_current(current);
+  while (!st.held.empty() && st.held.front() <= current)
+    st.held.pop_front();
 }
 
 /// Sends a block to the journal; `then` runs with the outcome of the append.
@@ -237,11 +277,7 @@ void append(self_ptr self, block_record_ptr record,
   auto settle = [self] {
     auto& st = self->state;
     --st.in_flight;
-    if (st.on_capacity && st.in_flight < st.mode.max_pending) {
-      auto resume = std::move(st.on_capacity);
-      st.on_capacity = nullptr;
-      resume();
-    }
+    resume_when_capacity(self);
     if (st.in_flight == 0) {
       auto waiting = std::move(st.on_drained);
       st.on_drained.clear();
@@ -264,6 +300,18 @@ void append(self_ptr self, block_record_ptr record,
       settle();
     },
     atom::append::value, record);
+}
+
+/// Ends an answered apply, or holds the next call back (backpressure) while
+/// max_pending blocks wait for the journal or persistence is backlogged.
+void finish_when_capacity(self_ptr self) {
+  auto& st = self->state;
+  // Answered: a restart from here on has nothing to tell this caller.
+  st.on_restart = nullptr;
+  if (st.in_flight >= st.mode.max_pending || persistence_backlogged(st))
+    st.on_capacity = [self] { finish(self); };
+  else
+    finish(self);
 }
 
 /// Counts a block, journals it and answers the caller per durability mode:
@@ -289,19 +337,14 @@ void commit(self_ptr self, block_record_ptr record,
              self->state.shared->counters().apply_latency.record(
                elapsed_ns(start));
              respond(err);
-             finish(self);
+             finish_when_capacity(self);
            });
     return;
   }
   append(self, std::move(record), nullptr);
   c.apply_latency.record(elapsed_ns(start));
   respond({});
-  // Answered: a restart from here on has nothing to tell this caller.
-  st.on_restart = nullptr;
-  if (st.in_flight >= st.mode.max_pending)
-    st.on_capacity = [self] { finish(self); };
-  else
-    finish(self);
+  finish_when_capacity(self);
 }
 
 /// Runs a mutating call in order: refuses at once while fatal or closed,
@@ -401,14 +444,22 @@ void stage(self_ptr self, caf::typed_response_promise<T> promise, Reply reply,
     std::forward<Ts>(xs)...);
 }
 
-/// Writes the durable blocks handed to persistence as one checkpoint, then
-/// prunes the journal below checkpoint - rollback window.
-void checkpoint(self_ptr self) {
+/// Writes the held blocks through `through` as one checkpoint, then prunes
+/// the journal below checkpoint - rollback window.
+void checkpoint(self_ptr self, block_id through) {
   auto& st = self->state;
   st.checkpointing = true;
-  st.since_checkpoint = 0;
   st.last_checkpoint = clock_type::now();
-  auto done = [self] { self->state.checkpointing = false; };
+  auto done = [self] {
+    auto& st = self->state;
+    st.checkpointing = false;
+    auto waiting = std::move(st.on_checkpointed);
+    st.on_checkpointed.clear();
+    for (auto& f : waiting)
+      f();
+    resume_when_capacity(self);
+    checkpoint_when_due(self);
+  };
   auto failed = [self, done](caf::error& err) {
     enter_fatal(self, err);
     done();
@@ -417,7 +468,7 @@ void checkpoint(self_ptr self) {
     self, st.persistence,
     [self, done, failed](block_id current) {
       auto& st = self->state;
-      st.shared->set_current(current);
+      checkpointed(self, current);
       st.shared->counters().checkpoints.fetch_add(1);
       if (st.barrier || current < st.rollback_window) {
         done();
@@ -446,29 +497,40 @@ void checkpoint(self_ptr self) {
         },
         failed, atom::prune::value, keep_from);
     },
-    failed, atom::flush::value);
+    failed, atom::flush::value, through);
 }
 
-/// Makes everything applied durable and checkpointed, then calls `then`
-/// with the durable height or the error.
-void flush_all(self_ptr self,
-               std::function<void(caf::expected<block_id>)> then) {
+/// Makes everything applied durable (fsynced in the journal and handed to
+/// persistence), then calls `then` with the durable height or the error.
+void sync_all(self_ptr self,
+              std::function<void(caf::expected<block_id>)> then) {
   when_drained(self, [self, then] {
-    auto failed = [self, then](caf::error& err) { then(fault(self, err)); };
     ask<block_id>(
       self, self->state.journal,
-      [self, then, failed](block_id durable) {
+      [self, then](block_id durable) {
         advance_durable(self, durable);
-        ask<block_id>(
-          self, self->state.persistence,
-          [self, then, durable](block_id current) {
-            self->state.shared->set_current(current);
-            self->state.since_checkpoint = 0;
-            then(durable);
-          },
-          failed, atom::flush::value);
+        then(durable);
       },
-      failed, atom::sync::value);
+      [self, then](caf::error& err) { then(fault(self, err)); },
+      atom::sync::value);
+  });
+}
+
+/// Makes everything applied durable and checkpointed (no lag), then calls
+/// `then` with the durable height or the error.
+void flush_all(self_ptr self,
+               std::function<void(caf::expected<block_id>)> then) {
+  sync_all(self, [self, then](caf::expected<block_id> durable) {
+    if (!durable)
+      return then(durable);
+    ask<block_id>(
+      self, self->state.persistence,
+      [self, then, durable](block_id current) {
+        checkpointed(self, current);
+        then(durable);
+      },
+      [self, then](caf::error& err) { then(fault(self, err)); },
+      atom::flush::value, *durable);
   });
 }
 
@@ -489,10 +551,10 @@ struct revert_call {
     finish(self);
   }
 
-  /// 1. Everything applied becomes durable and checkpointed.
+  /// 1. Everything applied becomes durable.
   void run() {
     auto call = *this;
-    flush_all(self, [call](caf::expected<block_id> durable) mutable {
+    sync_all(self, [call](caf::expected<block_id> durable) mutable {
       if (!durable)
         return call.fail(durable.error());
       call.read_undo();
@@ -511,13 +573,22 @@ struct revert_call {
       target);
   }
 
-  /// 3. LevelDB gets the state at the target, with the revert marker, in
-  ///    one WriteBatch.
+  /// 3. Persistence forgets the blocks above the target. When LevelDB
+  ///    holds a state above the target (a revert beyond the checkpoint
+  ///    lag), or the target is no block the journal holds, LevelDB gets the
+  ///    state at the target with the revert marker, in one WriteBatch.
   void write_state(block_record_list newest_first) {
     auto call = *this;
-    ask<atom::ok>(
+    ask<bool>(
       self, self->state.persistence,
-      [call, newest_first](atom::ok) mutable {
+      [call, newest_first](bool wrote) mutable {
+        auto& held = call.self->state.held;
+        if (wrote) {
+          held.clear();
+          call.self->state.shared->set_current(call.target);
+        }
+        while (!held.empty() && held.back() > call.target)
+          held.pop_back();
         call.truncate_journal(std::move(newest_first));
       },
       [call](caf::error& err) mutable { call.fail(err); },
@@ -557,7 +628,6 @@ struct revert_call {
         [call, blocks](atom::ok) mutable {
           auto& st = call.self->state;
           st.shared->set_durable(call.target);
-          st.shared->set_current(call.target);
           auto& c = st.shared->counters();
           c.reverts.fetch_add(1);
           c.blocks_reverted.fetch_add(blocks);
@@ -733,9 +803,10 @@ void adopt(self_ptr self, storage::recovered_store& recovered) {
   st.appended.clear();
   st.in_flight = 0;
   st.on_drained.clear();
-  st.since_checkpoint = 0;
+  st.held.clear();
   st.last_checkpoint = clock_type::now();
   st.checkpointing = false;
+  st.on_checkpointed.clear();
   st.barrier = false;
   st.staged = false;
   spawn_engine(self, recovered);
@@ -860,18 +931,34 @@ void on_child_down(self_ptr self, const caf::down_msg& msg) {
 
 // -- flush and shutdown ------------------------------------------------------
 
+/// Runs `f` once no checkpoint is in progress.
+void when_checkpointed(self_ptr self, std::function<void()> f) {
+  if (self->state.checkpointing)
+    self->state.on_checkpointed.push_back(std::move(f));
+  else
+    f();
+}
+
 void flush_call(self_ptr self, caf::typed_response_promise<block_id> promise) {
   if (auto err = self->state.shared->refusal()) {
     promise.deliver(err);
     return finish(self);
   }
   retry_after_restart(self, [self, promise] { flush_call(self, promise); });
-  flush_all(self, [self, promise](caf::expected<block_id> durable) mutable {
-    if (durable)
-      promise.deliver(*durable);
-    else
+  sync_all(self, [self, promise](caf::expected<block_id> durable) mutable {
+    if (!durable) {
       promise.deliver(durable.error());
-    finish(self);
+      return finish(self);
+    }
+    // A checkpoint in progress ends first, so that its failure is this
+    // flush's error.
+    when_checkpointed(self, [self, promise, durable]() mutable {
+      if (auto err = self->state.shared->refusal())
+        promise.deliver(err);
+      else
+        promise.deliver(*durable);
+      finish(self);
+    });
   });
 }
 
@@ -917,6 +1004,8 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
   st.mode = recovered->meta.durability;
   st.rollback_window = recovered->meta.min_rollback_window;
   st.pruned_through = recovered->meta.pruned_through;
+  st.checkpoint_lag = options.checkpoint_lag_blocks.value_or(
+    options.memory_budget ? 0 : 100);
   st.lock = std::move(recovered->lock);
   st.last_checkpoint = clock_type::now();
   auto heights = recovered->heights;

@@ -243,7 +243,8 @@ TEST_F(store_test, revert_undoes_newest_first_to_exact_state) {
   ASSERT_OK(store->revert_to(1));
   EXPECT_EQ(*store->fetch_many({k(1), k(2), k(3), k(4)}),
             (std::vector<value>{v(1), v(1), "", ""}));
-  EXPECT_EQ(store->heights(), (store_heights{1, 1, 1}));
+  // Within the checkpoint lag: LevelDB was not written (current 0).
+  EXPECT_EQ(store->heights(), (store_heights{1, 1, 0}));
   auto m = store->metrics();
   EXPECT_EQ(m->reverts, 1u);
   EXPECT_EQ(m->blocks_reverted, 2u);
@@ -270,6 +271,7 @@ TEST_F(store_test, revert_is_durable_when_it_returns) {
 TEST_F(store_test, revert_below_pruned_history_is_refused_and_changes_nothing) {
   store_options opts{.min_rollback_window = 10,
                      .checkpoint_every_blocks = 2,
+                     .checkpoint_lag_blocks = 5,
                      .journal_segment_bytes = 4096};
   auto store = open(opts);
   ASSERT_TRUE(store);
@@ -425,7 +427,51 @@ TEST_F(store_test, three_heights) {
   auto flushed = store->flush();
   ASSERT_TRUE(flushed);
   EXPECT_EQ(*flushed, 2u);
+  // A flush makes blocks durable; the newest stay out of LevelDB (lag).
+  EXPECT_EQ(store->heights(), (store_heights{2, 2, 0}));
+  // A shutdown checkpoints everything.
+  ASSERT_OK(store->close());
+  store = open();
+  ASSERT_TRUE(store);
   EXPECT_EQ(store->heights(), (store_heights{2, 2, 2}));
+}
+
+TEST_F(store_test, checkpoints_lag_and_reverts_within_the_lag_keep_leveldb) {
+  auto store = open({.durability = durability_mode::synchronous(),
+                     .checkpoint_every_blocks = 1,
+                     .checkpoint_lag_blocks = 3});
+  ASSERT_TRUE(store);
+  for (block_id h = 1; h <= 8; ++h)
+    ASSERT_OK(store->apply(h, {{k(h % 3), v(h)}, {k(10 + h), v(h)}}));
+  // Checkpoints run behind the replies: wait for the one of block 5.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (store->heights().current < 5
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  EXPECT_EQ(store->heights(), (store_heights{8, 8, 5}));
+  auto checkpoints = store->metrics()->checkpoints;
+  // Block 5 is in LevelDB and 6..8 only in the journal: reverting to 6 or
+  // 5 writes nothing to LevelDB.
+  ASSERT_OK(store->revert_to(6));
+  EXPECT_EQ(store->heights(), (store_heights{6, 6, 5}));
+  ASSERT_OK(store->revert_to(5));
+  EXPECT_EQ(store->heights(), (store_heights{5, 5, 5}));
+  EXPECT_EQ(get(*store, k(2)), v(5));
+  EXPECT_EQ(get(*store, k(16)), "");
+  // Below the checkpoint: LevelDB is rewritten to the target.
+  ASSERT_OK(store->revert_to(3));
+  EXPECT_EQ(store->heights(), (store_heights{3, 3, 3}));
+  EXPECT_EQ(store->metrics()->checkpoints, checkpoints);
+  EXPECT_EQ(*store->fetch_many({k(0), k(1), k(2), k(13), k(14)}),
+            (std::vector<value>{v(3), v(1), v(2), v(3), ""}));
+  // Each state survives a reopen exactly.
+  ASSERT_OK(store->apply(9, {{k(1), v(9)}}));
+  store.reset();
+  store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->heights(), (store_heights{9, 9, 9}));
+  EXPECT_EQ(*store->fetch_many({k(0), k(1), k(2), k(13), k(14)}),
+            (std::vector<value>{v(3), v(9), v(2), v(3), ""}));
 }
 
 TEST_F(store_test, close_then_every_call_fails_with_store_closed) {
@@ -490,7 +536,7 @@ TEST_F(store_test, metrics_count_exactly) {
   EXPECT_EQ(m->apply_latency.count, 2u);
   EXPECT_EQ(m->revert_latency.count, 1u);
   EXPECT_EQ(m->lookup_latency.count, 2u);
-  EXPECT_EQ(m->heights, (store_heights{1, 1, 1}));
+  EXPECT_EQ(m->heights, (store_heights{1, 1, 0}));
   EXPECT_GT(m->journal_bytes, 0u);
   EXPECT_EQ(m->durability, durability_mode::synchronous());
 }
@@ -512,7 +558,8 @@ TEST_P(durability_test, blocks_survive_close_and_reopen) {
   auto flushed = store->flush();
   ASSERT_TRUE(flushed);
   EXPECT_EQ(*flushed, 60u);
-  EXPECT_EQ(store->heights(), (store_heights{60, 60, 60}));
+  EXPECT_EQ(store->applied_height(), 60u);
+  EXPECT_EQ(store->durable_height(), 60u);
   ASSERT_OK(store->close());
   store = open(); // the mode is persisted
   ASSERT_TRUE(store);

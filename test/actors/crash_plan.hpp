@@ -80,6 +80,9 @@ inline store_options options(const std::string& dir, std::size_t width,
   opts.min_rollback_window = rollback_window;
   opts.checkpoint_every_blocks = 4;
   opts.checkpoint_interval = std::chrono::milliseconds{50};
+  // Reverts both within the checkpoint lag (the journal is cut) and beyond
+  // it (LevelDB is rewritten first).
+  opts.checkpoint_lag_blocks = 6;
   opts.journal_segment_bytes = 4096;
   return opts;
 }

@@ -74,6 +74,8 @@ protected:
     opts.journal_segment_bytes = 4096;
     opts.checkpoint_every_blocks = 1000;
     opts.checkpoint_interval = std::chrono::hours{1};
+    // Checkpoints (and their faults) come every checkpoint_every_blocks.
+    opts.checkpoint_lag_blocks = 0;
     return opts;
   }
 
@@ -248,7 +250,9 @@ TEST_F(disk_fault_test, enospc_on_checkpoint_write_is_fatal_and_loses_nothing) {
   env.schedule().fail_writes_after(10);
   // Block 4 is durable in the journal; its checkpoint fails behind it.
   ASSERT_FALSE(store->apply(4, ops_of(4)));
-  auto err = store->flush().error();
+  auto flushed = store->flush();
+  ASSERT_FALSE(flushed);
+  auto err = flushed.error();
   ASSERT_EQ(code_of(err), ec::durability_failure) << describe(err);
   expect_contains(err, "checkpoint of block");
   expect_contains(err, "No space left on device");
@@ -273,7 +277,10 @@ TEST_F(disk_fault_test, eio_on_leveldb_sync_is_fatal) {
   ASSERT_TRUE(store);
   apply_ok(*store, 1, 5);
   env.schedule().fail_at(fault_op::sync, 1, EIO);
-  auto err = store->flush().error();
+  // A policy switch checkpoints everything first.
+  auto switched = store->set_relaxed(2);
+  ASSERT_FALSE(switched);
+  auto err = switched.error();
   ASSERT_EQ(code_of(err), ec::durability_failure) << describe(err);
   expect_contains(err, "Input/output error");
   env.schedule().heal();

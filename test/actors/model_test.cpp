@@ -402,6 +402,11 @@ private:
     opts.durability = mode;
     opts.min_rollback_window = rollback_window;
     opts.checkpoint_every_blocks = 4;
+    // Reverts within the lag only cut the journal; beyond it (and with a
+    // budget) they rewrite LevelDB: both are exercised.
+    static constexpr std::optional<std::uint64_t> lags[]
+      = {std::nullopt, 0, 3, 10};
+    opts.checkpoint_lag_blocks = lags[uniform(0, 3)];
     opts.journal_segment_bytes = 4096;
     if (budget_ && chance(0.8))
       opts.memory_budget = budget_;
@@ -659,9 +664,8 @@ private:
     auto h = store_->heights();
     ASSERT_EQ(h.applied, model_.applied());
     ASSERT_EQ(h.durable, model_.applied());
-    if (!model_.fresh()) {
-      ASSERT_EQ(h.current, model_.applied());
-    }
+    // The checkpoint may lag: the newest blocks live in the journal.
+    ASSERT_LE(h.current, model_.applied());
   }
 
   std::uint64_t seed_;

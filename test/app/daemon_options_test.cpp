@@ -173,6 +173,21 @@ TEST(daemon_options, restart_limits) {
             "0 to 1000000)");
 }
 
+TEST(daemon_options, checkpoint_lag) {
+  auto opts = parse({});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_FALSE(opts->checkpoint_lag);
+  opts = parse({"--checkpoint-lag", "0"});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_EQ(opts->checkpoint_lag, std::optional<std::uint64_t>{0});
+  opts = parse({"--checkpoint-lag", "250"});
+  ASSERT_TRUE(opts) << describe(opts.error());
+  EXPECT_EQ(opts->checkpoint_lag, std::optional<std::uint64_t>{250});
+  EXPECT_EQ(error_of({"--checkpoint-lag", "-1"}),
+            "--checkpoint-lag: invalid value '-1' (expected a whole number "
+            "from 0 to 1000000)");
+}
+
 TEST(daemon_options, memory_budget) {
   auto opts = parse({"--memory-budget", "512MiB"});
   ASSERT_TRUE(opts) << describe(opts.error());

@@ -8,6 +8,7 @@
 
 #include <caf/error.hpp>
 
+#include <deque>
 #include <memory>
 
 namespace rollblock {
@@ -24,9 +25,12 @@ struct persistence_state {
   /// reads LevelDB for keys it evicted).
   std::shared_ptr<storage::memory_state> memory;
   storage::store_metadata meta;
-  storage::checkpoint_builder pending;
-  /// The newest height queued in `pending`.
-  block_id pending_height = 0;
+  /// The durable blocks above the checkpoint, oldest first: the newest of
+  /// them stay out of LevelDB (the checkpoint lag), so that a revert to one
+  /// of them only forgets the blocks above it.
+  std::deque<block_record_ptr> held;
+  /// Whether LevelDB holds a revert marker (cleared by atom::clear).
+  bool marker_set = false;
   /// The first write failure; every later call fails with it.
   caf::error failure;
 

@@ -68,10 +68,16 @@ struct supervisor_state {
   /// Resumes an async apply held back by a full queue (backpressure).
   std::function<void()> on_capacity;
 
-  /// Durable blocks handed to persistence since the last checkpoint.
-  std::size_t since_checkpoint = 0;
+  /// The heights of the durable blocks handed to persistence and not yet
+  /// checkpointed, oldest first.
+  std::deque<block_id> held;
+  /// How many of the newest held blocks a periodic checkpoint leaves out
+  /// (store_options::checkpoint_lag_blocks).
+  std::uint64_t checkpoint_lag = 0;
   std::chrono::steady_clock::time_point last_checkpoint;
   bool checkpointing = false;
+  /// Run once the checkpoint in progress ended.
+  std::vector<std::function<void()>> on_checkpointed;
   /// A revert runs: no pruning may start.
   bool barrier = false;
   /// A block is staged (start_block .. end_block).
@@ -90,8 +96,9 @@ struct supervisor_state {
 /// block passes them: "mutation.apply" (before a block is checked),
 /// "mutation.installed" (installed in memory, not yet answered),
 /// "mutation.set" (a staged write), "journal.append" (before the write),
-/// "journal.appended" (written, not yet fsynced), "journal.truncate" (a
-/// revert's truncation, after LevelDB got the revert marker),
+/// "journal.appended" (written, not yet fsynced), "journal.sync" (a flush's
+/// fsync), "journal.truncate" (a revert's truncation: after LevelDB got the
+/// revert marker, or before anything changed within the checkpoint lag),
 /// "persistence.checkpoint"
 /// (queued for the next checkpoint), "persistence.flush" (before the
 /// WriteBatch), "health.metrics" (a metrics request).

@@ -111,13 +111,16 @@ using journal_actor = caf::typed_actor<
 /// The persistence actor (detached: blocking LevelDB I/O): owns the state of
 /// record and the metadata.
 using persistence_actor = caf::typed_actor<
-  // Queues a durable block's changes for the next checkpoint.
+  // Holds a durable block's changes until a checkpoint writes them.
   caf::reacts_to<atom::checkpoint, block_record_ptr>,
-  // Writes every queued change in one WriteBatch; replies the checkpoint.
-  caf::replies_to<atom::flush>::with<block_id>,
-  // Writes the state at a height from the undo of the records above it
-  // (newest first), with the revert marker, in one WriteBatch.
-  caf::replies_to<atom::revert, block_record_list, block_id>::with<atom::ok>,
+  // Writes the held blocks at or below a height in one WriteBatch; replies
+  // the checkpoint height.
+  caf::replies_to<atom::flush, block_id>::with<block_id>,
+  // Forgets the held blocks above a height; when LevelDB holds a state
+  // above it, or the height is not a held block, writes the state at the
+  // height with the revert marker in one WriteBatch (from the undo of the
+  // records above it, newest first). Replies whether it wrote.
+  caf::replies_to<atom::revert, block_record_list, block_id>::with<bool>,
   // Clears the revert marker.
   caf::replies_to<atom::clear>::with<atom::ok>,
   // Records the newest pruned journal height.

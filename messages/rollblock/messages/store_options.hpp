@@ -41,6 +41,15 @@ struct store_options {
   std::uint64_t checkpoint_every_blocks = 64;
   /// ... or this long after the oldest uncheckpointed durable block.
   std::chrono::milliseconds checkpoint_interval{1000};
+  /// How many of the newest durable blocks a checkpoint leaves out of
+  /// LevelDB (they stay in the journal and in memory): a revert to one of
+  /// them only cuts the journal and reverts memory, with no LevelDB write.
+  /// Costs: a crash replays up to checkpoint_lag_blocks +
+  /// checkpoint_every_blocks journaled blocks, and the persistence actor
+  /// holds their records. Flushes before a shutdown or a policy switch
+  /// checkpoint everything. Unset: 100, or 0 with a memory budget (whose
+  /// reverted keys must be readable from LevelDB).
+  std::optional<std::uint64_t> checkpoint_lag_blocks{};
   /// Start a new journal segment file after this many bytes.
   std::uint64_t journal_segment_bytes = 64ull << 20;
   /// LevelDB block cache and write buffer sizes (without a memory budget).
