@@ -732,13 +732,38 @@ TEST(admin_tool, verify_missing_journal_segment_is_corrupt) {
   expect_corrupt(s.dir, "journal segment " + missing.string() + " is missing");
 }
 
+namespace {
+
+/// The last journal entry of segment `seq`.
+storage::journal_position last_in_segment(const built& b, std::uint64_t seq) {
+  storage::journal_position last;
+  for (auto& p : b.index)
+    if (p.segment == seq)
+      last = p;
+  return last;
+}
+
+} // namespace
+
 TEST(admin_tool, verify_missing_newest_journal_segments_are_corrupt) {
   pruned_store s;
   auto at30 = *std::find_if(s.b.index.begin(), s.b.index.end(),
                             [](auto& p) { return p.height == 30; });
+  ASSERT_GT(at30.segment, s.b.index.front().segment);
   for (auto seq = at30.segment; seq <= s.b.index.back().segment; ++seq)
     fs::remove(s.dir / "journal" / segment_name(seq));
-  expect_corrupt(s.dir, "holds no entry at height 30");
+  // The trailer of the segment before names the first one deleted.
+  auto end = last_in_segment(s.b, at30.segment - 1);
+  expect_corrupt(s.dir, "journal segment "
+                          + (s.dir / "journal" / segment_name(at30.segment))
+                              .string()
+                          + " is missing: segment "
+                          + segment_name(at30.segment - 1)
+                          + " ends with a trailer at offset "
+                          + std::to_string(end.offset + end.size)
+                          + " naming it as the next segment (last good "
+                            "height "
+                          + std::to_string(end.height) + ")");
 }
 
 TEST(admin_tool, verify_damaged_leveldb_table_is_corrupt_naming_it) {
