@@ -98,8 +98,10 @@
 //   (journal_open_report::leftover_segments). A later segment holding any
 //   byte is journal_corrupt naming S, where it ends and that segment.
 //   Known limit: a segment cut at an entry boundary loses its trailer too,
-//   so cutting the NEWEST segment's last entries whole above the checkpoint
-//   looks like a journal that never had them.
+//   so cutting whole entries above the checkpoint from the end of the newest
+//   segment that holds blocks (an empty segment after it is then a
+//   leftover) looks like a journal that never had them; so does deleting
+//   every segment when there is no required height.
 //   A zero-length segment is valid. When no segment exists, open creates
 //   segment 000001.rbj.
 //

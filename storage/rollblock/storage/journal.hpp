@@ -117,7 +117,13 @@ public:
   /// when `opts.repair` is false); a bad entry with a
   /// valid entry after it is ec::journal_corrupt naming file, offset and the
   /// last good height. Heights must increase along the journal
-  /// (ec::journal_corrupt otherwise).
+  /// (ec::journal_corrupt otherwise). Every segment but the newest must end
+  /// with a trailer naming the next one: a trailer naming a segment that is
+  /// missing (the newest segments were deleted) is ec::journal_corrupt
+  /// naming that file, as is a segment without a trailer before one that
+  /// holds any byte; empty segments after one without a trailer (left by a
+  /// crash in a roll or in truncate_after) are deleted and listed in
+  /// journal_open_report::leftover_segments (only listed without repair).
   static caf::expected<std::unique_ptr<journal>>
   open(const options& opts, journal_open_report* report = nullptr);
 
