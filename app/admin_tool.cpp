@@ -47,7 +47,9 @@ journal.
 
 Commands:
   verify              check the journal (every entry and its checksums, no
-                      missing segment, the checkpoint's block present) and
+                      missing segment, the newest ones that a segment
+                      trailer names included, the checkpoint's block
+                      present) and
                       LevelDB (every record and table, checksums verified,
                       the format version), and that they agree; print the
                       recoverable heights and every problem naming file,

@@ -487,6 +487,13 @@ verify_result data_dir_inspector::verify() {
              + (j.empty() ? std::string{"none"}
                           : std::to_string(j.last_height()))
              + ")"});
+      for (auto& leftover : d.report.leftover_segments)
+        r.findings.push_back(
+          {severity::repairable,
+           "journal segment " + leftover
+             + " is empty and follows a segment that ends without a trailer "
+               "(a crash interrupted a roll or a revert); it would be "
+               "removed when the store is opened"});
       if (!j.empty()) {
         r.journal_first = j.first_height();
         r.journal_last = j.last_height();

@@ -1,6 +1,7 @@
 // The block journal: append-only segment files of checksummed entries.
 //
-// On-disk format (version 1). All integers are little-endian.
+// On-disk format (version 2; version 1 had no segment trailers). All
+// integers are little-endian.
 //
 // Segment files
 //   The journal directory holds segment files named "<seq>.rbj", where <seq>
@@ -9,28 +10,44 @@
 //   <seq>; gaps are allowed (old segments are deleted by drop_through). Files
 //   whose names are not exactly that spelling of a number (e.g. "foo",
 //   "1.rbj", "000001.rbj.tmp") are ignored. The newest segment is
-//   the active one; appends go to its end. Once the active segment holds at
-//   least segment_bytes bytes, the next append fdatasyncs it, creates segment
-//   <seq + 1>, fsyncs the directory and only then writes the entry there. A
-//   segment is a plain concatenation of entries, with no file header.
+//   the active one; appends go to its end. A segment is a plain
+//   concatenation of entries, with no file header: block entries, and in
+//   every segment but the newest a trailer entry as the last one.
+//
+// Rolling
+//   Once the active segment <seq> holds at least segment_bytes bytes, the
+//   next append (1) fdatasyncs it, (2) creates segment <seq + 1> and fsyncs
+//   the directory, (3) appends to <seq> a trailer naming <seq + 1> and
+//   fdatasyncs <seq>, and only then (4) writes the entry into <seq + 1>. So
+//   a durable trailer implies that the segment it names exists, and a block
+//   in <seq + 1> implies a durable trailer in <seq>. A crash after (2) leaves
+//   an empty <seq + 1> after a <seq> without a trailer; a crash in (3) a
+//   torn trailer before an empty <seq + 1>. Both open fine (below).
 //
 // Entry = 40-byte header + payload
 //   offset size field
 //        0    4 magic            0x4C4A4252 (bytes "RBJL")
-//        4    2 format version   1
-//        6    1 kind             1 = block
+//        4    2 format version   2
+//        6    1 kind             1 = block, 2 = segment trailer
 //        7    1 key width        bytes per key (8..64)
-//        8    8 height           block height
+//        8    8 height           block height (trailer: see below)
 //       16    4 change count     number of key changes in the payload
 //       20    4 payload length   bytes of payload following the header
 //       24    8 payload checksum XXH3_64bits(payload)
 //       32    8 header checksum  XXH3_64bits(header bytes 0..31)
 //
-// Payload: for each key change, in block order:
+// Block payload: for each key change, in block order:
 //   key        (key width bytes)
 //   after_len  u16, after  (after_len bytes)   value after the block
 //   before_len u16, before (before_len bytes)  value before the block (undo)
 // The payload must be consumed exactly by `change count` changes.
+//
+// Segment trailer (kind 2): the last entry of a segment that is followed by
+// another. Height = the height of the newest block entry before it (0 when
+// there is none), change count 0, payload length 8, payload = u64 sequence
+// number of the next segment, which must be <seq + 1>. A trailer that is not
+// the last entry of its segment, names another segment or another height is
+// journal_corrupt (nothing is repaired).
 //
 // Opening (torn-tail rules)
 //   Segment numbers are contiguous: the journal creates <seq + 1> after <seq>,
@@ -38,7 +55,12 @@
 //   first (truncate_after, a repaired tail), so a crash at any point leaves
 //   a contiguous run. A gap (000001.rbj, 000003.rbj) is a missing segment:
 //   open fails with journal_corrupt naming the missing file and the last good
-//   height, changing nothing.
+//   height, changing nothing. A segment that ends with a trailer when no
+//   later segment exists has lost its successor (the newest segments were
+//   deleted): open fails with journal_corrupt naming the missing segment,
+//   the trailer's file and offset and the last good height, changing
+//   nothing. A missing OLDEST segment is not detected (pruning deletes
+//   them; the store's pruned height and checkpoint say what must be there).
 //   Every entry of every segment is verified in order: magic, header checksum,
 //   version, kind, key width, payload length within the file, payload
 //   checksum, payload layout, and heights strictly increasing along the whole
@@ -48,7 +70,8 @@
 //   with journal_corrupt. At the first entry that fails any other check, at
 //   offset X of segment S, the rest of S (from X + 1) and every later segment
 //   is scanned byte by byte for a header whose magic and header checksum
-//   verify and whose payload fits and verifies its checksum:
+//   verify and whose payload fits and verifies its checksum (a trailer
+//   counts):
 //   - if one is found, the damage is in the middle of the journal: open fails
 //     with journal_corrupt naming S, X and the last good height, and no file
 //     is changed;
@@ -61,18 +84,34 @@
 //     later segment (which then holds no valid entry) is deleted, the
 //     directory is fsynced, and the cut is reported (the store logs it as a
 //     warning with file, offset and last good height).
-//   So a torn tail is a damaged LAST entry (header or payload, any byte), or
-//   garbage after the last entry, above the checkpoint. Refused as
-//   corruption: a bad entry with any valid entry after it, a missing
-//   segment, heights that do not increase, and any damage or truncation
+//   So a torn tail is a damaged LAST entry (header or payload, any byte; a
+//   torn trailer included), or garbage after the last entry, above the
+//   checkpoint. Refused as corruption: a bad entry with any valid entry after
+//   it, a missing segment (in the middle, or the newest ones named by a
+//   trailer), heights that do not increase, and any damage or truncation
 //   that reaches the checkpoint's entry. A journal that holds no entry at the
-//   required height at all (its newest segment deleted, the directory
-//   emptied) is refused the same way. Known limit: when only segments
-//   holding blocks above the checkpoint are deleted whole, the journal looks
-//   like one that never had those blocks (no record names the newest
-//   segment), so open cannot tell.
+//   required height at all (the directory emptied) is refused the same way.
+//   Left over by a crash: when the first segment S without a trailer is not
+//   the newest, every later segment must be empty (a roll that stopped
+//   before its trailer, a truncate_after that emptied them but did not
+//   delete them); they are deleted, newest first, and the directory fsynced
+//   (journal_open_report::leftover_segments). A later segment holding any
+//   byte is journal_corrupt naming S, where it ends and that segment.
+//   Known limit: a segment cut at an entry boundary loses its trailer too,
+//   so cutting whole entries above the checkpoint from the end of the newest
+//   segment that holds blocks (an empty segment after it is then a
+//   leftover) looks like a journal that never had them; so does deleting
+//   every segment when there is no required height.
 //   A zero-length segment is valid. When no segment exists, open creates
 //   segment 000001.rbj.
+//
+// Truncating (truncate_after)
+//   Keeping segment K up to its last kept block entry: (1) every later
+//   segment is truncated to 0 bytes and fsynced, newest first; (2) K is cut
+//   after its last kept entry (its trailer goes too) and fsynced; (3) the
+//   emptied segments are deleted newest first and the directory fsynced. A
+//   crash after any step leaves trailers that name existing segments, then
+//   at most one segment with content and no trailer, then empty leftovers.
 //
 // Read-only opening (options::repair = false)
 //   The same checks run and the same errors are returned, but no file is
@@ -101,8 +140,10 @@ namespace {
 // -- format constants ---------------------------------------------------------
 
 constexpr std::uint32_t entry_magic = 0x4C4A4252;
-constexpr std::uint16_t format_version = 1;
+constexpr std::uint16_t format_version = 2;
 constexpr std::uint8_t kind_block = 1;
+constexpr std::uint8_t kind_trailer = 2;
+constexpr std::size_t trailer_payload_size = 8;
 constexpr std::size_t header_size = 40;
 constexpr std::size_t header_checked_bytes = 32;
 constexpr std::string_view segment_suffix = ".rbj";
@@ -251,7 +292,7 @@ entry_check check_entry(const char* p, std::size_t avail, std::size_t key_width,
                  + std::to_string(format_version);
     return res;
   }
-  if (h.kind != kind_block) {
+  if (h.kind != kind_block && h.kind != kind_trailer) {
     res.reason = "unknown entry kind " + std::to_string(h.kind);
     return res;
   }
@@ -275,6 +316,18 @@ entry_check check_entry(const char* p, std::size_t avail, std::size_t key_width,
   const char* payload = p + header_size;
   if (checksum(payload, h.payload_size) != h.payload_checksum) {
     res.reason = "payload checksum mismatch";
+    return res;
+  }
+  if (h.kind == kind_trailer) {
+    // Always checked: a trailer has no payload layout to walk.
+    if (h.change_count != 0 || h.payload_size != trailer_payload_size) {
+      res.reason = "segment trailer with change count "
+                   + std::to_string(h.change_count) + " and a payload of "
+                   + std::to_string(h.payload_size)
+                   + " bytes (a trailer has no changes and 8 bytes)";
+      return res;
+    }
+    res.status = entry_status::ok;
     return res;
   }
   // Every change takes at least key_width + 4 bytes.
@@ -344,6 +397,17 @@ caf::error read_file(file_system& fs, const std::filesystem::path& path,
   return {};
 }
 
+/// Returns the size of a file in `out`.
+caf::error stat_size(file_system& fs, const std::filesystem::path& path,
+                     std::uint64_t& out) {
+  std::unique_ptr<file> f;
+  if (auto err = fs.open(path, open_mode::read_only, f))
+    return io_error("opening", path, err);
+  if (auto err = f->size(out))
+    return io_error("stat of", path, err);
+  return {};
+}
+
 std::string segment_name(std::uint64_t seq) {
   auto digits = std::to_string(seq);
   if (digits.size() < segment_digits)
@@ -410,6 +474,27 @@ std::uint64_t payload_size_of(const block_record& record,
   return size;
 }
 
+/// Writes the header of the entry at `base`, whose payload of
+/// `payload_size` bytes follows it, checksums included.
+void seal_header(char* base, std::uint8_t kind, std::size_t key_width,
+                 block_id height, std::uint32_t change_count,
+                 std::uint32_t payload_size) {
+  store_le(base, entry_magic);
+  store_le(base + 4, format_version);
+  base[6] = static_cast<char>(kind);
+  base[7] = static_cast<char>(static_cast<std::uint8_t>(key_width));
+  store_le(base + 8, static_cast<std::uint64_t>(height));
+  store_le(base + 16, change_count);
+  store_le(base + 20, payload_size);
+  store_le(base + 24, checksum(base + header_size, payload_size));
+  store_le(base + 32, checksum(base, header_checked_bytes));
+}
+
+/// Decodes a trailer whose header and checksums check_entry accepted.
+journal_trailer decode_trailer(const char* p, const entry_header& h) {
+  return journal_trailer{h.height, load_le<std::uint64_t>(p + header_size)};
+}
+
 } // namespace
 
 std::string encode_journal_entry(const block_record& record,
@@ -431,15 +516,18 @@ std::string encode_journal_entry(const block_record& record,
     std::memcpy(p, c.before.data(), c.before.size());
     p += c.before.size();
   }
-  store_le(base, entry_magic);
-  store_le(base + 4, format_version);
-  base[6] = static_cast<char>(kind_block);
-  base[7] = static_cast<char>(static_cast<std::uint8_t>(key_width));
-  store_le(base + 8, static_cast<std::uint64_t>(record.height));
-  store_le(base + 16, static_cast<std::uint32_t>(record.changes.size()));
-  store_le(base + 20, static_cast<std::uint32_t>(payload_size));
-  store_le(base + 24, checksum(base + header_size, payload_size));
-  store_le(base + 32, checksum(base, header_checked_bytes));
+  seal_header(base, kind_block, key_width, record.height,
+              static_cast<std::uint32_t>(record.changes.size()),
+              static_cast<std::uint32_t>(payload_size));
+  return out;
+}
+
+std::string encode_journal_trailer(const journal_trailer& trailer,
+                                   std::size_t key_width) {
+  std::string out(header_size + trailer_payload_size, '\0');
+  store_le(out.data() + header_size, trailer.next_segment);
+  seal_header(out.data(), kind_trailer, key_width, trailer.last_height, 0,
+              trailer_payload_size);
   return out;
 }
 
@@ -485,11 +573,28 @@ caf::expected<block_record> decode_journal_entry(std::string_view bytes,
   if (chk.status != entry_status::ok)
     return make_error(code_for(chk.status),
                       "cannot decode journal entry: " + chk.reason);
+  if (chk.header.kind != kind_block)
+    return make_error(ec::journal_corrupt,
+                      "cannot decode journal entry: it is a segment trailer "
+                      "(kind 2), not a block (kind 1)");
   block_record rec;
   if (!decode_checked(bytes.data(), chk.header, key_width, rec))
     return make_error(ec::journal_corrupt, "cannot decode journal entry: "
                                              + std::string{bad_layout});
   return rec;
+}
+
+caf::expected<journal_trailer>
+decode_journal_trailer(std::string_view bytes, std::size_t key_width) {
+  auto chk = check_entry(bytes.data(), bytes.size(), key_width, true);
+  if (chk.status != entry_status::ok)
+    return make_error(code_for(chk.status),
+                      "cannot decode journal trailer: " + chk.reason);
+  if (chk.header.kind != kind_trailer)
+    return make_error(ec::journal_corrupt,
+                      "cannot decode journal trailer: it is a block (kind 1), "
+                      "not a segment trailer (kind 2)");
+  return decode_trailer(bytes.data(), chk.header);
 }
 
 // -- journal ------------------------------------------------------------------
@@ -570,20 +675,37 @@ struct journal::impl {
     return {};
   }
 
+  /// Starts segment <seq + 1>: fsyncs the active segment (its blocks are
+  /// durable before anything names the next one), creates the next one and
+  /// fsyncs the directory, then appends the trailer naming it to the active
+  /// segment and fsyncs that, and only then makes the next one active. A
+  /// crash in between leaves an empty next segment after one without a
+  /// trailer (open removes it) or a torn trailer (a torn tail).
   caf::error roll() {
     auto& cur = segments.back();
+    auto cur_path = path_of(cur.seq);
     if (auto err = active->sync_data())
-      return fail(io_error("fdatasync of journal segment", path_of(cur.seq),
-                           err));
+      return fail(io_error("fdatasync of journal segment", cur_path, err));
     auto next = cur.seq + 1;
     auto path = path_of(next);
     std::unique_ptr<file> f;
     if (auto err = fs->open(path, open_mode::create_new, f))
       return io_error("creating journal segment", path, err);
-    segments.push_back(segment{next, 0});
-    active = std::move(f);
+    // From here on the directory holds the next segment: a failure leaves
+    // the journal in a state only reopening repairs.
     if (auto err = sync_dir(*fs, opts.dir))
       return fail(std::move(err));
+    journal_trailer trailer{index.empty() ? block_id{0} : index.back().height,
+                            next};
+    auto bytes = encode_journal_trailer(trailer, opts.key_width);
+    if (auto err = write_all(*active, bytes.data(), bytes.size(), cur.size))
+      return fail(io_error("writing the trailer of journal segment",
+                           cur_path, err));
+    if (auto err = active->sync_data())
+      return fail(io_error("fdatasync of journal segment", cur_path, err));
+    cur.size += bytes.size();
+    segments.push_back(segment{next, 0});
+    active = std::move(f);
     return {};
   }
 
@@ -632,6 +754,10 @@ caf::error journal::impl::check_required(const std::string& why) const {
 
 caf::error journal::impl::scan(journal_open_report& rep) {
   std::string buf;
+  // The first segment that ends without a trailer, when it is not the
+  // newest: every later one must be empty (a leftover).
+  std::optional<std::size_t> open_end;
+  std::size_t leftovers = 0;
   for (std::size_t i = 0; i < segments.size(); ++i) {
     auto& seg = segments[i];
     auto path = path_of(seg.seq);
@@ -644,9 +770,28 @@ caf::error journal::impl::scan(journal_open_report& rep) {
                           + " (last good height " + last_good_text()
                           + "); the blocks it held are lost, so nothing was "
                             "repaired: restore the journal from a backup");
+    if (open_end) {
+      if (auto err = stat_size(*fs, path, seg.size))
+        return err;
+      auto& end = segments[*open_end];
+      if (seg.size > 0)
+        return make_error(
+          ec::journal_corrupt,
+          "journal segment " + path_of(end.seq).string() + " ends at offset "
+            + std::to_string(end.size)
+            + " without a trailer (last good height " + last_good_text()
+            + "), but the later segment "
+            + path.string() + " holds " + std::to_string(seg.size)
+            + " bytes: a segment followed by another must end with a "
+              "trailer naming it, so blocks may be missing and nothing was "
+              "repaired: restore the journal from a backup");
+      ++leftovers;
+      continue;
+    }
     if (auto err = read_file(*fs, path, buf))
       return err;
     seg.size = buf.size();
+    std::optional<std::uint64_t> trailer_at;
     std::uint64_t off = 0;
     while (off < buf.size()) {
       auto chk = check_entry(buf.data() + off, buf.size() - off,
@@ -665,6 +810,39 @@ caf::error journal::impl::scan(journal_open_report& rep) {
                           "journal " + path.string() + " at offset "
                             + std::to_string(off) + ": " + chk.reason
                             + "; use a build that reads this format");
+      if (chk.status == entry_status::ok
+          && chk.header.kind == kind_trailer) {
+        auto trailer = decode_trailer(buf.data() + off, chk.header);
+        auto where = "journal " + path.string() + " at offset "
+                     + std::to_string(off) + " holds a segment trailer";
+        block_id last = index.empty() ? block_id{0} : index.back().height;
+        if (trailer.next_segment != seg.seq + 1)
+          return make_error(
+            ec::journal_corrupt,
+            where + " naming segment " + std::to_string(trailer.next_segment)
+              + " as the next one instead of "
+              + path_of(seg.seq + 1).filename().string() + " (last good height "
+              + last_good_text() + "); nothing was repaired");
+        if (trailer.last_height != last)
+          return make_error(
+            ec::journal_corrupt,
+            where + " naming height " + std::to_string(trailer.last_height)
+              + " as the segment's last block, but the last block before it "
+                "is "
+              + (index.empty() ? std::string{"none"} : std::to_string(last))
+              + "; nothing was repaired");
+        if (off + chk.header.entry_size() != buf.size())
+          return make_error(
+            ec::journal_corrupt,
+            where + " followed by "
+              + std::to_string(buf.size() - off - chk.header.entry_size())
+              + " more bytes, but a trailer ends its segment (last good "
+                "height "
+              + last_good_text() + "); nothing was repaired");
+        trailer_at = off;
+        off += chk.header.entry_size();
+        continue;
+      }
       if (chk.status == entry_status::ok && !index.empty()
           && chk.header.height <= index.back().height)
         return make_error(ec::journal_corrupt,
@@ -713,9 +891,44 @@ caf::error journal::impl::scan(journal_open_report& rep) {
                                          chk.header.entry_size())});
       off += chk.header.entry_size();
     }
+    if (trailer_at && i + 1 == segments.size())
+      return make_error(
+        ec::journal_corrupt,
+        "journal segment " + path_of(seg.seq + 1).string()
+          + " is missing: segment " + path.filename().string()
+          + " ends with a trailer at offset " + std::to_string(*trailer_at)
+          + " naming it as the next segment (last good height "
+          + last_good_text()
+          + "); the blocks it held are lost, so nothing was repaired: "
+            "restore the journal from a backup");
+    if (!trailer_at && i + 1 < segments.size())
+      open_end = i;
   }
-  return check_required(std::to_string(segments.size())
-                        + " segment files");
+  if (auto err = check_required(std::to_string(segments.size())
+                                + " segment files"))
+    return err;
+  if (leftovers == 0)
+    return {};
+  // Empty segments after one without a trailer: a roll that created the
+  // next segment but did not write the trailer, or a truncate_after that
+  // emptied them but did not delete them. They hold nothing: remove them,
+  // newest first.
+  auto first = segments.size() - leftovers;
+  for (auto j = first; j < segments.size(); ++j)
+    rep.leftover_segments.push_back(path_of(segments[j].seq).string());
+  if (opts.repair) {
+    while (segments.size() > first) {
+      auto path = path_of(segments.back().seq);
+      if (auto err = fs->remove(path))
+        return io_error("removing empty journal segment", path, err);
+      segments.pop_back();
+    }
+    if (auto err = sync_dir(*fs, opts.dir))
+      return err;
+  } else {
+    segments.resize(first);
+  }
+  return {};
 }
 
 caf::error journal::impl::cut_tail(std::size_t seg_idx, std::uint64_t offset,
@@ -906,6 +1119,9 @@ caf::expected<block_record> journal::read(const journal_position& pos) const {
   if (chk.status != entry_status::ok)
     return make_error(ec::journal_corrupt,
                       where + " fails its checks: " + chk.reason);
+  if (chk.header.kind != kind_block)
+    return make_error(ec::journal_corrupt,
+                      where + " holds a segment trailer, not a block");
   if (chk.header.height != pos.height)
     return make_error(ec::journal_corrupt,
                       where + " holds height "
@@ -968,22 +1184,46 @@ caf::error journal::truncate_after(block_id height) {
   }
   d.reader.reset(); // It may read a segment that is about to change.
   // From here on a failure leaves the journal in a state we no longer track.
-  // Delete later segments newest first, so a crash leaves a prefix.
-  while (d.segments.size() > keep_idx + 1) {
-    auto path = d.path_of(d.segments.back().seq);
-    if (auto err = d.fs->remove(path);
-        err && err != std::errc::no_such_file_or_directory)
-      return d.fail(io_error("removing journal segment", path, err));
-    d.segments.pop_back();
+  // 1. Empty the later segments, newest first, each fsynced. Deleting them
+  // right away would leave a trailer naming a missing segment after a
+  // crash; emptied, the trailers before them still name files that exist,
+  // and the empty segments after the first one without a trailer are
+  // leftovers that open removes.
+  for (auto i = d.segments.size(); i-- > keep_idx + 1;) {
+    auto& seg = d.segments[i];
+    if (seg.size == 0)
+      continue;
+    auto path = d.path_of(seg.seq);
+    std::unique_ptr<file> later;
+    if (i + 1 == d.segments.size() && d.active) {
+      later = std::move(d.active);
+    } else if (auto err = d.fs->open(path, open_mode::read_write, later)) {
+      return d.fail(io_error("opening journal segment", path, err));
+    }
+    if (auto err = later->truncate(0))
+      return d.fail(io_error("truncating journal segment", path, err));
+    if (auto err = later->sync())
+      return d.fail(io_error("fsync of journal segment", path, err));
+    seg.size = 0;
   }
+  // 2. Cut the kept segment after its last kept entry (a trailer goes too):
+  // it is the newest segment with content from now on.
   d.active = std::move(f);
   auto path = d.path_of(keep_seq);
   if (auto err = d.active->truncate(keep_size))
     return d.fail(io_error("truncating journal segment", path, err));
-  d.segments.back().size = keep_size;
+  d.segments[keep_idx].size = keep_size;
   d.index.erase(first_dropped, d.index.end());
   if (auto err = d.active->sync())
     return d.fail(io_error("fsync of journal segment", path, err));
+  // 3. Delete the emptied segments, newest first.
+  while (d.segments.size() > keep_idx + 1) {
+    auto later = d.path_of(d.segments.back().seq);
+    if (auto err = d.fs->remove(later);
+        err && err != std::errc::no_such_file_or_directory)
+      return d.fail(io_error("removing journal segment", later, err));
+    d.segments.pop_back();
+  }
   if (auto err = sync_dir(*d.fs, d.opts.dir))
     return d.fail(std::move(err));
   return {};

@@ -732,13 +732,95 @@ TEST(admin_tool, verify_missing_journal_segment_is_corrupt) {
   expect_corrupt(s.dir, "journal segment " + missing.string() + " is missing");
 }
 
+namespace {
+
+/// The last journal entry of segment `seq`.
+storage::journal_position last_in_segment(const built& b, std::uint64_t seq) {
+  storage::journal_position last;
+  for (auto& p : b.index)
+    if (p.segment == seq)
+      last = p;
+  return last;
+}
+
+} // namespace
+
 TEST(admin_tool, verify_missing_newest_journal_segments_are_corrupt) {
   pruned_store s;
   auto at30 = *std::find_if(s.b.index.begin(), s.b.index.end(),
                             [](auto& p) { return p.height == 30; });
+  ASSERT_GT(at30.segment, s.b.index.front().segment);
   for (auto seq = at30.segment; seq <= s.b.index.back().segment; ++seq)
     fs::remove(s.dir / "journal" / segment_name(seq));
-  expect_corrupt(s.dir, "holds no entry at height 30");
+  // The trailer of the segment before names the first one deleted.
+  auto end = last_in_segment(s.b, at30.segment - 1);
+  expect_corrupt(s.dir, "journal segment "
+                          + (s.dir / "journal" / segment_name(at30.segment))
+                              .string()
+                          + " is missing: segment "
+                          + segment_name(at30.segment - 1)
+                          + " ends with a trailer at offset "
+                          + std::to_string(end.offset + end.size)
+                          + " naming it as the next segment (last good "
+                            "height "
+                          + std::to_string(end.height) + ")");
+}
+
+TEST(admin_tool, verify_missing_newest_segment_above_the_checkpoint_is_corrupt) {
+  pruned_store s;
+  auto at30 = *std::find_if(s.b.index.begin(), s.b.index.end(),
+                            [](auto& p) { return p.height == 30; });
+  auto newest = s.b.index.back().segment;
+  ASSERT_GT(newest, at30.segment);
+  // Only the newest segment goes: every block in it is above the
+  // checkpoint, so the checkpoint's entry alone cannot tell.
+  auto missing = s.dir / "journal" / segment_name(newest);
+  fs::remove(missing);
+  auto before = journal_bytes(s.dir);
+  auto end = last_in_segment(s.b, newest - 1);
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  auto lines = lines_of(r.out);
+  ASSERT_GE(lines.size(), 2u) << r.out;
+  EXPECT_TRUE(has_line_starting(
+    r.out, "problem: journal segment " + missing.string()
+             + " is missing: segment " + segment_name(newest - 1)
+             + " ends with a trailer at offset "
+             + std::to_string(end.offset + end.size)
+             + " naming it as the next segment (last good height "
+             + std::to_string(end.height) + ")"))
+    << r.out;
+  EXPECT_TRUE(has_line_starting(r.out, "recoverable heights: unknown"))
+    << r.out;
+  EXPECT_EQ(lines.back(), "result: corrupt, 1 problem");
+  EXPECT_FALSE(fs::exists(missing));
+  EXPECT_EQ(journal_bytes(s.dir), before);
+  // info and dump refuse it too, pointing at verify.
+  auto info = run_tool({"--data-dir", s.dir.string(), "info"});
+  EXPECT_EQ(info.code, 1) << info.out << info.err;
+  EXPECT_NE(info.err.find(missing.string() + " is missing"), std::string::npos)
+    << info.err;
+}
+
+TEST(admin_tool, verify_empty_segment_left_by_an_interrupted_roll_is_repairable) {
+  small_store s;
+  auto leftover = s.dir / "journal" / segment_name(2);
+  write_bytes(leftover, "");
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 8u) << r.out;
+  EXPECT_EQ(lines[3].substr(0, lines[3].find(" segment")),
+            "journal: 20 entries (" + std::to_string(changes_of(s.spec.blocks))
+              + " changes) in 1");
+  EXPECT_EQ(lines[6], "repairable: journal segment " + leftover.string()
+                        + " is empty and follows a segment that ends without "
+                          "a trailer (a crash interrupted a roll or a "
+                          "revert); it would be removed when the store is "
+                          "opened");
+  EXPECT_EQ(lines[7],
+            "result: clean, 1 repairable issue (opening the store repairs it)");
+  EXPECT_TRUE(fs::exists(leftover));
 }
 
 TEST(admin_tool, verify_damaged_leveldb_table_is_corrupt_naming_it) {

@@ -1,9 +1,10 @@
 #pragma once
 
 // Helpers of the journal fuzz targets: byte-level access to journal entries
-// as storage/src/journal.cpp documents their format (40-byte header: magic at
-// 0, key width at 7, payload length at 20, payload checksum at 24, header
-// checksum at 32; XXH3-64 checksums).
+// (blocks and segment trailers alike) as storage/src/journal.cpp documents
+// their format (40-byte header: magic at 0, kind at 6, key width at 7,
+// payload length at 20, payload checksum at 24, header checksum at 32;
+// XXH3-64 checksums).
 
 #include <xxhash.h>
 

@@ -14,8 +14,10 @@
 //   both opens, and the read-only open changes no file;
 // - every indexed entry reads back (read_from), heights strictly increase,
 //   and each record re-encodes to exactly the bytes at its position;
-// - the repairing open reports the same tail as the read-only one and keeps
-//   the same index; after it, a read-only open finds nothing to cut.
+// - the repairing open reports the same tail and the same leftover empty
+//   segments as the read-only one and keeps the same index; after it, every
+//   segment but the newest ends with a trailer naming the next one, and a
+//   read-only open finds nothing to cut or remove.
 
 #include "journal_bytes.hpp"
 
@@ -27,9 +29,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <unistd.h>
@@ -110,6 +114,31 @@ void check_entries(const storage::journal& j, std::size_t width) {
   }
 }
 
+/// Checks that every segment file in `dir` but the newest ends with a
+/// trailer naming the next one, as a repaired journal must.
+void check_trailers(const fs::path& dir, std::size_t width) {
+  auto files = read_dir(dir);
+  std::size_t seen = 0;
+  for (auto& [name, bytes] : files) {
+    if (++seen == files.size())
+      break;
+    check(bytes.size() >= fuzz::journal_header_size + 8,
+          "a segment but the newest is too short for a trailer");
+    auto trailer = storage::decode_journal_trailer(
+      std::string_view{bytes}.substr(bytes.size() - fuzz::journal_header_size
+                                     - 8),
+      width);
+    check(static_cast<bool>(trailer),
+          "a segment but the newest does not end with a trailer");
+    char next[32];
+    std::snprintf(next, sizeof next, "%06llu.rbj",
+                  static_cast<unsigned long long>(trailer->next_segment));
+    check(std::next(files.find(name)) != files.end()
+            && std::next(files.find(name))->first == next,
+          "a trailer does not name the next segment");
+  }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -179,6 +208,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
           && repaired_report.truncated_offset == seen.truncated_offset
           && repaired_report.truncated_file == seen.truncated_file,
         "the repairing open cut another tail than the read-only one reported");
+  check(repaired_report.leftover_segments == seen.leftover_segments,
+        "the repairing open removed other segments than the read-only one "
+        "reported");
+  check_trailers(dir, width);
   auto& index = (*repaired)->index();
   auto& seen_index = (*read_only)->index();
   check(index.size() == seen_index.size(),
@@ -198,6 +231,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
   auto reopened = storage::journal::open(opts, &after);
   check(static_cast<bool>(reopened), "a repaired journal does not reopen");
   check(after.truncated_bytes == 0, "a repaired journal still has a tail");
+  check(after.leftover_segments.empty(),
+        "a repaired journal still has leftover segments");
   check((*reopened)->index().size() == entries,
         "a repaired journal lost entries");
   return 0;

@@ -143,17 +143,46 @@ int main(int argc, char** argv) {
   auto bad_layout = entry;
   bad_layout[16] = 2; // change count 2 instead of 3
   write_seed(entries, "bad_change_count", 1, 8, bad_layout);
+  // Segment trailers (kind 2).
+  auto trailer = storage::encode_journal_trailer({6, 2}, 8);
+  write_seed(entries, "trailer_width_8", 0, 8, trailer);
+  write_seed(entries, "trailer_width_64", 0, 64,
+             storage::encode_journal_trailer({~block_id{0}, 1000}, 64));
+  auto trailer_count = trailer;
+  trailer_count[16] = 1; // a trailer with a change
+  write_seed(entries, "trailer_with_a_change", 1, 8, trailer_count);
+  auto version_1 = entry;
+  version_1[4] = 1; // the format before trailers
+  write_seed(entries, "version_1", 1, 8, version_1);
 
   // Segments, as the journal writes them.
   auto one = write_journal(scratch, 8, {1, 2, 3, 5, 8}, 1 << 20);
   write_seed(segments, "one_segment", segment_flags(1, false), 8, one[0]);
   write_seed(segments, "torn_tail", segment_flags(1, true), 8,
              one[0].substr(0, one[0].size() - 7));
-  auto rolled = write_journal(scratch, 16, {10, 11, 12, 13, 14, 15}, 200);
-  if (rolled.size() > 4)
-    rolled.resize(4);
+  // Every segment but the newest ends with a trailer naming the next one.
+  auto rolled = write_journal(scratch, 16, {10, 11, 12, 13, 14, 15}, 400);
+  if (rolled.size() < 3 || rolled.size() > 4)
+    die("rolled_segments: expected 3 or 4 segments, got "
+        + std::to_string(rolled.size()));
   write_seed(segments, "rolled_segments", segment_flags(rolled.size(), true),
              16, segments_body(rolled));
+  // The newest segment deleted: the trailer before names a missing file.
+  auto missing = rolled;
+  missing.pop_back();
+  write_seed(segments, "missing_newest", segment_flags(missing.size(), false),
+             16, segments_body(missing));
+  // A roll stopped before its trailer: an empty segment after one without.
+  auto trailer_at = rolled[0].size() - 48;
+  auto untrailed = std::vector<std::string>{rolled[0].substr(0, trailer_at),
+                                            ""};
+  write_seed(segments, "leftover_empty", segment_flags(2, false), 16,
+             segments_body(untrailed));
+  // A torn trailer before the empty next segment: a torn tail.
+  auto torn_trailer = std::vector<std::string>{
+    rolled[0].substr(0, trailer_at + 21), ""};
+  write_seed(segments, "torn_trailer", segment_flags(2, false), 16,
+             segments_body(torn_trailer));
   auto wide = write_journal(scratch, 64, {0, 1}, 1 << 20);
   write_seed(segments, "width_64", segment_flags(1, false), 64, wide[0]);
   write_seed(segments, "empty", segment_flags(1, false), 8, "");

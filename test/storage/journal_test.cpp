@@ -30,6 +30,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::size_t header_size = 40;
+constexpr std::size_t trailer_size = 48;
 
 // -- records ------------------------------------------------------------------
 
@@ -137,6 +138,11 @@ void append_ok(journal& j, const block_record& r) {
   ASSERT_FALSE(err) << describe(err);
 }
 
+void expect_contains(const caf::error& err, const std::string& text) {
+  EXPECT_NE(message_of(err).find(text), std::string::npos)
+    << "'" << text << "' not in: " << message_of(err);
+}
+
 /// Appends records at heights 1..n with `changes` changes each.
 std::vector<block_record> fill(journal& j, block_id n, std::size_t changes,
                                std::size_t key_width = 8) {
@@ -183,7 +189,7 @@ TEST(journal, encode_writes_the_documented_layout) {
   ASSERT_EQ(payload.size(), 27u);
   EXPECT_EQ(bytes.substr(40), payload);
   EXPECT_EQ(bytes.substr(0, 4), "RBJL"); // 0x4C4A4252 little-endian
-  EXPECT_EQ(bytes.substr(4, 2), std::string("\x01\x00", 2));
+  EXPECT_EQ(bytes.substr(4, 2), std::string("\x02\x00", 2));
   EXPECT_EQ(bytes[6], '\x01');
   EXPECT_EQ(bytes[7], '\x08');
   EXPECT_EQ(bytes.substr(8, 8), std::string("\x08\x07\x06\x05\x04\x03\x02\x01"));
@@ -292,12 +298,17 @@ TEST(journal, decode_reports_version_and_key_width_mismatch) {
   auto other_width = decode_journal_entry(good, 16);
   ASSERT_FALSE(other_width);
   EXPECT_EQ(code_of(other_width.error()), ec::config_mismatch);
-  auto v2 = good;
-  v2[4] = 2;
-  reseal_header(v2);
-  auto r = decode_journal_entry(v2, 8);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(code_of(r.error()), ec::format_version_mismatch);
+  for (char version : {'\x01', '\x03'}) {
+    auto other = good;
+    other[4] = version;
+    reseal_header(other);
+    auto r = decode_journal_entry(other, 8);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(code_of(r.error()), ec::format_version_mismatch);
+    expect_contains(r.error(), "entry has format version "
+                                 + std::to_string(version)
+                                 + " but this build reads version 2");
+  }
   auto kind = good;
   kind[6] = 9;
   reseal_header(kind);
@@ -336,6 +347,69 @@ TEST(journal, decode_rejects_payloads_that_do_not_match_their_layout) {
   std::memcpy(huge.data() + 20, &big, 4);
   reseal_header(huge);
   expect_corrupt(huge);
+}
+
+TEST(journal, trailer_encodes_the_documented_layout_and_round_trips) {
+  journal_trailer t{0x0102030405060708ull, 7};
+  auto bytes = encode_journal_trailer(t, 16);
+  ASSERT_EQ(bytes.size(), trailer_size);
+  EXPECT_EQ(bytes.substr(0, 4), "RBJL");
+  EXPECT_EQ(bytes.substr(4, 2), std::string("\x02\x00", 2));
+  EXPECT_EQ(bytes[6], '\x02'); // kind 2: segment trailer
+  EXPECT_EQ(bytes[7], '\x10');
+  EXPECT_EQ(bytes.substr(8, 8), std::string("\x08\x07\x06\x05\x04\x03\x02\x01"));
+  EXPECT_EQ(bytes.substr(16, 4), std::string(4, '\0'));
+  EXPECT_EQ(bytes.substr(20, 4), std::string("\x08\x00\x00\x00", 4));
+  EXPECT_EQ(bytes.substr(24, 8),
+            value_from_u64(XXH3_64bits(bytes.data() + 40, 8)));
+  EXPECT_EQ(bytes.substr(32, 8), value_from_u64(XXH3_64bits(bytes.data(), 32)));
+  EXPECT_EQ(bytes.substr(40), std::string("\x07\0\0\0\0\0\0\0", 8));
+  auto back = decode_journal_trailer(bytes, 16);
+  ASSERT_TRUE(back) << describe(back.error());
+  EXPECT_EQ(*back, t);
+  // A trailer is no block, and a block no trailer.
+  auto as_block = decode_journal_entry(bytes, 16);
+  ASSERT_FALSE(as_block);
+  EXPECT_EQ(code_of(as_block.error()), ec::journal_corrupt);
+  EXPECT_EQ(message_of(as_block.error()),
+            "cannot decode journal entry: it is a segment trailer (kind 2), "
+            "not a block (kind 1)");
+  auto as_trailer
+    = decode_journal_trailer(encode_journal_entry(make_record(3, 2), 16), 16);
+  ASSERT_FALSE(as_trailer);
+  EXPECT_EQ(code_of(as_trailer.error()), ec::journal_corrupt);
+  EXPECT_EQ(message_of(as_trailer.error()),
+            "cannot decode journal trailer: it is a block (kind 1), not a "
+            "segment trailer (kind 2)");
+  auto other_width = decode_journal_trailer(bytes, 8);
+  ASSERT_FALSE(other_width);
+  EXPECT_EQ(code_of(other_width.error()), ec::config_mismatch);
+  // Every single bit flip, every proper prefix, one byte too many.
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    for (int bit = 0; bit < 8; ++bit) {
+      auto bad = bytes;
+      bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
+      auto r = decode_journal_trailer(bad, 16);
+      ASSERT_FALSE(r) << "byte " << i << " bit " << bit;
+      EXPECT_EQ(code_of(r.error()), ec::journal_corrupt)
+        << "byte " << i << " bit " << bit << ": " << describe(r.error());
+    }
+  for (std::size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(decode_journal_trailer(bytes.substr(0, n), 16));
+  EXPECT_FALSE(decode_journal_trailer(bytes + "x", 16));
+  // A trailer has no changes and exactly 8 payload bytes.
+  for (auto [count, payload] :
+       {std::pair{1u, std::string(8, '\x02')},
+        std::pair{0u, std::string(9, '\x02')},
+        std::pair{0u, std::string{}}}) {
+    auto r = decode_journal_trailer(with_payload(bytes, count, payload), 16);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(code_of(r.error()), ec::journal_corrupt);
+    expect_contains(r.error(),
+                    "segment trailer with change count "
+                      + std::to_string(count) + " and a payload of "
+                      + std::to_string(payload.size()) + " bytes");
+  }
 }
 
 // -- open, append, read -------------------------------------------------------
@@ -525,7 +599,40 @@ TEST(journal, open_ignores_files_that_are_not_segments) {
   EXPECT_EQ(j->index().back().segment, 1u);
 }
 
-TEST(journal, zero_length_last_segment_is_fine) {
+TEST(journal, zero_length_last_segment_after_a_trailer_is_fine) {
+  rollblock::test::temp_dir tmp;
+  auto o = opts_for(tmp.path(), 8, 4096);
+  std::vector<block_record> recs;
+  {
+    auto j = open_ok(o);
+    ASSERT_TRUE(j);
+    while (j->empty() || j->index().back().segment < 2) {
+      recs.push_back(make_record(recs.size() + 1, 10));
+      append_ok(*j, recs.back());
+    }
+  }
+  // As a crash after the roll but before the entry was written leaves it.
+  write_bytes(segment_path(tmp.path(), 2), "");
+  recs.pop_back();
+  {
+    journal_open_report rep;
+    auto j = open_ok(o, &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.segments, 2u);
+    EXPECT_EQ(rep.entries, recs.size());
+    EXPECT_EQ(rep.truncated_bytes, 0u);
+    EXPECT_TRUE(rep.leftover_segments.empty());
+    recs.push_back(make_record(recs.size() + 1, 2));
+    append_ok(*j, recs.back());
+    EXPECT_EQ(j->index().back().segment, 2u);
+    EXPECT_EQ(j->index().back().offset, 0u);
+  }
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, empty_segment_after_one_without_a_trailer_is_a_leftover) {
   rollblock::test::temp_dir tmp;
   std::vector<block_record> recs;
   {
@@ -533,21 +640,45 @@ TEST(journal, zero_length_last_segment_is_fine) {
     ASSERT_TRUE(j);
     recs = fill(*j, 3, 2);
   }
+  // As a roll leaves it when it stops before the trailer: segment 1 without
+  // a trailer, segment 2 empty (and 3: a truncate_after leaves several).
   write_bytes(segment_path(tmp.path(), 2), "");
+  write_bytes(segment_path(tmp.path(), 3), "");
+  auto seg1 = read_bytes(segment_path(tmp.path(), 1));
+  {
+    auto o = opts_for(tmp.path());
+    o.repair = false;
+    journal_open_report rep;
+    auto j = open_ok(o, &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.segments, 1u);
+    EXPECT_EQ(rep.entries, 3u);
+    EXPECT_EQ(rep.leftover_segments,
+              (std::vector<std::string>{
+                segment_path(tmp.path(), 2).string(),
+                segment_path(tmp.path(), 3).string()}));
+    EXPECT_EQ(files_in(tmp.path()),
+              (std::vector<std::string>{"000001.rbj", "000002.rbj",
+                                        "000003.rbj"}));
+  }
   {
     journal_open_report rep;
     auto j = open_ok(opts_for(tmp.path()), &rep);
     ASSERT_TRUE(j);
-    EXPECT_EQ(rep.segments, 2u);
+    EXPECT_EQ(rep.segments, 1u);
     EXPECT_EQ(rep.entries, 3u);
     EXPECT_EQ(rep.truncated_bytes, 0u);
+    EXPECT_EQ(rep.leftover_segments.size(), 2u);
+    EXPECT_EQ(files_in(tmp.path()), std::vector<std::string>{"000001.rbj"});
+    EXPECT_EQ(read_bytes(segment_path(tmp.path(), 1)), seg1);
     recs.push_back(make_record(4, 2));
     append_ok(*j, recs.back());
-    EXPECT_EQ(j->index().back().segment, 2u);
-    EXPECT_EQ(j->index().back().offset, 0u);
+    EXPECT_EQ(j->index().back().segment, 1u);
   }
-  auto j = open_ok(opts_for(tmp.path()));
+  journal_open_report rep;
+  auto j = open_ok(opts_for(tmp.path()), &rep);
   ASSERT_TRUE(j);
+  EXPECT_TRUE(rep.leftover_segments.empty());
   EXPECT_EQ(read_all_above(*j, 0), recs);
 }
 
@@ -872,14 +1003,39 @@ TEST(journal, heights_that_do_not_increase_are_journal_corrupt) {
 TEST(journal, other_format_version_on_open_is_refused_not_cut) {
   rollblock::test::temp_dir tmp;
   auto seg = segment_path(tmp.path(), 1);
-  auto v2 = encode_journal_entry(make_record(2, 2), 8);
-  v2[4] = 2;
-  reseal_header(v2);
-  auto bytes = encode_journal_entry(make_record(1, 2), 8) + v2;
+  auto v3 = encode_journal_entry(make_record(2, 2), 8);
+  v3[4] = 3;
+  reseal_header(v3);
+  auto bytes = encode_journal_entry(make_record(1, 2), 8) + v3;
   write_bytes(seg, bytes);
   auto j = journal::open(opts_for(tmp.path()));
   ASSERT_FALSE(j);
   EXPECT_EQ(code_of(j.error()), ec::format_version_mismatch);
+  EXPECT_EQ(read_bytes(seg), bytes);
+}
+
+TEST(journal, version_1_journal_without_trailers_is_refused_naming_both) {
+  rollblock::test::temp_dir tmp;
+  auto seg = segment_path(tmp.path(), 1);
+  std::string bytes;
+  for (block_id h = 1; h <= 3; ++h) {
+    auto v1 = encode_journal_entry(make_record(h, 2), 8);
+    v1[4] = 1;
+    reseal_header(v1);
+    bytes += v1;
+  }
+  write_bytes(seg, bytes);
+  for (bool repair : {true, false}) {
+    auto o = opts_for(tmp.path());
+    o.repair = repair;
+    auto j = journal::open(o);
+    ASSERT_FALSE(j);
+    EXPECT_EQ(code_of(j.error()), ec::format_version_mismatch);
+    EXPECT_EQ(message_of(j.error()),
+              "journal " + seg.string()
+                + " at offset 0: entry has format version 1 but this build "
+                  "reads version 2; use a build that reads this format");
+  }
   EXPECT_EQ(read_bytes(seg), bytes);
 }
 
@@ -905,13 +1061,15 @@ TEST(journal, segments_roll_at_segment_bytes_and_survive_reopen) {
     std::uint64_t total = 0;
     for (auto s : sizes)
       total += s;
-    EXPECT_EQ(j->size_bytes(), total);
+    // Every segment but the newest ends with a 48-byte trailer.
+    EXPECT_EQ(j->size_bytes(), total + (segments - 1) * trailer_size);
   }
   auto names = files_in(tmp.path());
   ASSERT_EQ(names.size(), segments);
   for (std::size_t i = 0; i < segments; ++i)
     EXPECT_EQ(names[i], segment_path(tmp.path(), i + 1).filename().string());
-  // Every full segment crossed the limit with its last entry, not before.
+  // Every full segment crossed the limit with its last entry, not before,
+  // and ends with a trailer naming the next segment and its last height.
   journal_open_report rep;
   auto j = open_ok(o, &rep);
   ASSERT_TRUE(j);
@@ -920,14 +1078,24 @@ TEST(journal, segments_roll_at_segment_bytes_and_survive_reopen) {
   EXPECT_EQ(rep.truncated_bytes, 0u);
   auto& idx = j->index();
   for (std::size_t s = 1; s < segments; ++s) {
-    auto size = fs::file_size(segment_path(tmp.path(), s));
-    EXPECT_GE(size, 4096u);
+    SCOPED_TRACE("segment " + std::to_string(s));
+    auto bytes = read_bytes(segment_path(tmp.path(), s));
     auto last = std::find_if(idx.rbegin(), idx.rend(),
                              [&](auto& p) { return p.segment == s; });
     ASSERT_NE(last, idx.rend());
-    EXPECT_EQ(last->offset + last->size, size);
+    EXPECT_GE(last->offset + last->size, 4096u);
     EXPECT_LT(last->offset, 4096u);
+    ASSERT_EQ(last->offset + last->size + trailer_size, bytes.size());
+    auto tail = bytes.substr(last->offset + last->size);
+    EXPECT_EQ(tail, encode_journal_trailer({last->height, s + 1}, 8));
+    auto trailer = decode_journal_trailer(tail, 8);
+    ASSERT_TRUE(trailer) << describe(trailer.error());
+    EXPECT_EQ(trailer->last_height, last->height);
+    EXPECT_EQ(trailer->next_segment, s + 1);
   }
+  // The newest segment has none.
+  auto newest = read_bytes(segment_path(tmp.path(), segments));
+  EXPECT_EQ(newest.size(), idx.back().offset + idx.back().size);
   EXPECT_EQ(read_all_above(*j, 0), recs);
   // Appending after reopen continues the last segment or rolls.
   recs.push_back(make_record(151, 3));
@@ -1443,11 +1611,6 @@ journal::options faulty(const fs::path& dir,
   return o;
 }
 
-void expect_contains(const caf::error& err, const std::string& text) {
-  EXPECT_NE(message_of(err).find(text), std::string::npos)
-    << "'" << text << "' not in: " << message_of(err);
-}
-
 } // namespace
 
 TEST(journal, every_file_operation_goes_through_the_file_system) {
@@ -1459,14 +1622,16 @@ TEST(journal, every_file_operation_goes_through_the_file_system) {
   EXPECT_EQ(s.calls(fault_op::create), 1u); // 000001.rbj
   EXPECT_EQ(s.calls(fault_op::sync_directory), 1u);
   auto recs = fill(*j, 40, 10);
-  EXPECT_EQ(s.calls(fault_op::write), 40u);
   auto segments = j->index().back().segment;
   ASSERT_GE(segments, 3u);
-  // Each roll: fdatasync of the full segment, create, directory fsync.
-  EXPECT_EQ(s.calls(fault_op::sync), segments - 1);
+  // Each roll: fdatasync of the full segment, create, directory fsync, the
+  // trailer's write and its fdatasync.
+  EXPECT_EQ(s.calls(fault_op::write), 40u + (segments - 1));
+  EXPECT_EQ(s.calls(fault_op::sync), 2 * (segments - 1));
   EXPECT_EQ(s.calls(fault_op::create), segments);
+  EXPECT_EQ(s.calls(fault_op::sync_directory), segments);
   ASSERT_FALSE(j->sync());
-  EXPECT_EQ(s.calls(fault_op::sync), segments);
+  EXPECT_EQ(s.calls(fault_op::sync), 2 * (segments - 1) + 1);
   ASSERT_FALSE(j->drop_through(j->prunable_through(30).value()));
   EXPECT_GE(s.calls(fault_op::remove), 1u);
   ASSERT_FALSE(j->truncate_after(35));
@@ -1790,25 +1955,38 @@ TEST(journal, required_height_refuses_a_journal_cut_short_below_it) {
   EXPECT_EQ(ok->last_height(), 3u);
 }
 
-TEST(journal, required_height_refuses_a_missing_newest_segment) {
+TEST(journal, missing_newest_segment_is_refused_before_the_required_height) {
   rollblock::test::temp_dir tmp;
   auto o = opts_for(tmp.path(), 8, 4096);
   block_id last = 0;
   std::uint64_t segments = 0;
+  journal_position last_kept;
   {
     auto j = open_ok(o);
     ASSERT_TRUE(j);
     fill(*j, 60, 10);
     last = j->last_height();
     segments = j->index().back().segment;
+    for (auto& p : j->index())
+      if (p.segment == segments - 1)
+        last_kept = p;
   }
   fs::remove(segment_path(tmp.path(), segments));
   o.required_height = last;
   auto j = journal::open(o);
   ASSERT_FALSE(j);
   EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
-  expect_contains(j.error(), "holds no entry at height " + std::to_string(last));
-  expect_contains(j.error(), "a segment is missing or was cut short");
+  expect_contains(j.error(), "journal segment "
+                               + segment_path(tmp.path(), segments).string()
+                               + " is missing: segment "
+                               + segment_path(tmp.path(), segments - 1)
+                                   .filename()
+                                   .string()
+                               + " ends with a trailer at offset "
+                               + std::to_string(last_kept.offset
+                                                + last_kept.size));
+  expect_contains(j.error(),
+                  "last good height " + std::to_string(last_kept.height));
   EXPECT_FALSE(fs::exists(segment_path(tmp.path(), segments)));
 }
 
@@ -1828,4 +2006,395 @@ TEST(journal, required_height_refuses_an_emptied_journal_directory) {
   expect_contains(j.error(), "holds no entry at height 2");
   expect_contains(j.error(), "the journal holds no entry");
   EXPECT_TRUE(files_in(tmp.path()).empty()); // No new segment was created.
+}
+
+// -- segment trailers: the newest segment named, crashes in rolls and cuts -----
+
+namespace {
+
+/// Appends records of 10 changes (heights 1, 2, ...) to a journal with 4 KiB
+/// segments in `dir` until segment `segments` holds an entry; fsyncs.
+std::vector<block_record> fill_segments(const fs::path& dir,
+                                        std::uint64_t segments) {
+  std::vector<block_record> recs;
+  auto j = open_ok(opts_for(dir, 8, 4096));
+  if (!j)
+    return recs;
+  while (j->empty() || j->index().back().segment < segments) {
+    recs.push_back(make_record(recs.size() + 1, 10));
+    append_ok(*j, recs.back());
+  }
+  EXPECT_FALSE(j->sync());
+  return recs;
+}
+
+/// The index of the journal in `dir`, read without changing a file.
+std::vector<journal_position> index_of(const fs::path& dir) {
+  auto o = opts_for(dir, 8, 4096);
+  o.repair = false;
+  auto j = open_ok(o);
+  return j ? j->index() : std::vector<journal_position>{};
+}
+
+/// The last entry of segment `seq` in `idx`.
+journal_position last_in(const std::vector<journal_position>& idx,
+                         std::uint64_t seq) {
+  journal_position last;
+  for (auto& p : idx)
+    if (p.segment == seq)
+      last = p;
+  return last;
+}
+
+/// Every file of `dir` with its bytes.
+std::map<std::string, std::string> dir_bytes(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (auto& e : fs::directory_iterator{dir})
+    out[e.path().filename().string()] = read_bytes(e.path());
+  return out;
+}
+
+} // namespace
+
+TEST(journal, deleting_the_newest_segments_is_detected_naming_the_file) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  fill_segments(dir, 4);
+  auto idx = index_of(dir);
+  for (std::uint64_t newest : {4u, 3u, 2u}) {
+    SCOPED_TRACE("segments left: 1.." + std::to_string(newest - 1));
+    fs::remove(segment_path(dir, newest));
+    auto last = last_in(idx, newest - 1);
+    auto before = dir_bytes(dir);
+    for (bool repair : {true, false}) {
+      auto o = opts_for(dir, 8, 4096);
+      o.repair = repair;
+      auto j = journal::open(o);
+      ASSERT_FALSE(j);
+      EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+      EXPECT_EQ(message_of(j.error()),
+                "journal segment " + segment_path(dir, newest).string()
+                  + " is missing: segment "
+                  + segment_path(dir, newest - 1).filename().string()
+                  + " ends with a trailer at offset "
+                  + std::to_string(last.offset + last.size)
+                  + " naming it as the next segment (last good height "
+                  + std::to_string(last.height)
+                  + "); the blocks it held are lost, so nothing was "
+                    "repaired: restore the journal from a backup");
+    }
+    EXPECT_EQ(dir_bytes(dir), before);
+  }
+}
+
+TEST(journal, deleting_an_empty_newest_segment_is_detected_too) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto recs = fill_segments(dir, 2);
+  // Segment 2 holds the last block only: empty it, as a crash right after
+  // the roll leaves it, then delete it.
+  write_bytes(segment_path(dir, 2), "");
+  ASSERT_TRUE(open_ok(opts_for(dir, 8, 4096)));
+  fs::remove(segment_path(dir, 2));
+  auto j = journal::open(opts_for(dir, 8, 4096));
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  expect_contains(j.error(), "journal segment "
+                               + segment_path(dir, 2).string()
+                               + " is missing: segment 000001.rbj ends with "
+                                 "a trailer");
+  expect_contains(j.error(), "last good height "
+                               + std::to_string(recs.size() - 1));
+  EXPECT_EQ(files_in(dir), std::vector<std::string>{"000001.rbj"});
+}
+
+TEST(journal, torn_trailer_is_a_torn_tail) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto recs = fill_segments(dir, 2);
+  recs.pop_back(); // The block in segment 2: never written.
+  write_bytes(segment_path(dir, 2), "");
+  auto seg1 = read_bytes(segment_path(dir, 1));
+  auto end = last_in(index_of(dir), 1);
+  auto trailer_at = end.offset + end.size;
+  ASSERT_EQ(seg1.size(), trailer_at + trailer_size);
+  for (std::size_t keep = 1; keep < trailer_size; ++keep) {
+    SCOPED_TRACE("trailer bytes written: " + std::to_string(keep));
+    write_bytes(segment_path(dir, 1), seg1.substr(0, trailer_at + keep));
+    write_bytes(segment_path(dir, 2), "");
+    journal_open_report rep;
+    auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.truncated_file, segment_path(dir, 1).string());
+    EXPECT_EQ(rep.truncated_offset, trailer_at);
+    EXPECT_EQ(rep.truncated_bytes, keep);
+    EXPECT_EQ(rep.segments, 1u);
+    EXPECT_EQ(files_in(dir), std::vector<std::string>{"000001.rbj"});
+    EXPECT_EQ(fs::file_size(segment_path(dir, 1)), trailer_at);
+    EXPECT_EQ(read_all_above(*j, 0), recs);
+  }
+  // A damaged trailer before a segment holding blocks is no torn tail.
+  fill_segments(tmp.sub("other"), 2);
+  auto other = tmp.sub("other");
+  auto bytes = read_bytes(segment_path(other, 1));
+  bytes[trailer_at + 44] ^= 0x01; // The trailer's payload.
+  write_bytes(segment_path(other, 1), bytes);
+  auto j = journal::open(opts_for(other, 8, 4096));
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  expect_contains(j.error(), segment_path(other, 1).string()
+                               + " is corrupt at offset "
+                               + std::to_string(trailer_at)
+                               + " (payload checksum mismatch");
+  expect_contains(j.error(), "a valid entry follows at "
+                               + segment_path(other, 2).string()
+                               + " offset 0");
+}
+
+TEST(journal, trailer_that_is_not_last_or_names_another_segment_is_corrupt) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto blocks = encode_journal_entry(make_record(1, 2), 8)
+                + encode_journal_entry(make_record(3, 2), 8);
+  auto cases = std::vector<std::pair<std::string, std::string>>{
+    {blocks + encode_journal_trailer({3, 2}, 8)
+       + encode_journal_entry(make_record(4, 2), 8),
+     "holds a segment trailer followed by "
+       + std::to_string(entry_size_of(make_record(4, 2), 8))
+       + " more bytes, but a trailer ends its segment (last good height "
+         "3)"},
+    {blocks + encode_journal_trailer({3, 5}, 8),
+     "holds a segment trailer naming segment 5 as the next one instead of "
+     "000002.rbj (last good height 3)"},
+    {blocks + encode_journal_trailer({2, 2}, 8),
+     "holds a segment trailer naming height 2 as the segment's last block, "
+     "but the last block before it is 3"},
+  };
+  for (auto& [bytes, text] : cases) {
+    SCOPED_TRACE(text);
+    write_bytes(segment_path(dir, 1), bytes);
+    write_bytes(segment_path(dir, 2), "");
+    auto before = dir_bytes(dir);
+    auto j = journal::open(opts_for(dir));
+    ASSERT_FALSE(j);
+    EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+    expect_contains(j.error(), "journal " + segment_path(dir, 1).string()
+                                 + " at offset "
+                                 + std::to_string(blocks.size()) + " "
+                                 + text);
+    EXPECT_EQ(dir_bytes(dir), before);
+  }
+}
+
+TEST(journal, segment_without_a_trailer_before_one_with_blocks_is_corrupt) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  fill_segments(dir, 3);
+  auto idx = index_of(dir);
+  auto end1 = last_in(idx, 1);
+  // Cut segment 1 at an entry boundary: its trailer goes, segment 2 stays.
+  fs::resize_file(segment_path(dir, 1), end1.offset + end1.size);
+  auto before = dir_bytes(dir);
+  for (bool repair : {true, false}) {
+    auto o = opts_for(dir, 8, 4096);
+    o.repair = repair;
+    auto j = journal::open(o);
+    ASSERT_FALSE(j);
+    EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+    EXPECT_EQ(message_of(j.error()),
+              "journal segment " + segment_path(dir, 1).string()
+                + " ends at offset " + std::to_string(end1.offset + end1.size)
+                + " without a trailer (last good height "
+                + std::to_string(end1.height) + "), but the later segment "
+                + segment_path(dir, 2).string() + " holds "
+                + std::to_string(before["000002.rbj"].size())
+                + " bytes: a segment followed by another must end with a "
+                  "trailer naming it, so blocks may be missing and nothing "
+                  "was repaired: restore the journal from a backup");
+  }
+  EXPECT_EQ(dir_bytes(dir), before);
+}
+
+TEST(journal, crash_at_each_step_of_a_roll_reopens_with_every_block) {
+  struct crash_case {
+    const char* what;
+    fault_op op;
+    std::uint64_t nth;
+    std::size_t keep;
+    std::size_t segments;  ///< After the reopen.
+    std::size_t leftovers; ///< Empty segments the reopen removed.
+    std::uint64_t torn;    ///< Bytes of a torn tail it cut.
+    std::uint64_t torn_seq;
+  };
+  const std::vector<crash_case> cases{
+    {"fdatasync of the full segment", fault_op::sync, 1, 0, 1, 0, 0, 0},
+    {"creating the next segment", fault_op::create, 1, 0, 1, 0, 0, 0},
+    {"directory fsync after creating it", fault_op::sync_directory, 1, 0, 1,
+     1, 0, 0},
+    {"trailer not written", fault_op::write, 1, 0, 1, 1, 0, 0},
+    {"trailer torn after 20 bytes", fault_op::write, 1, 20, 1, 0, 20, 1},
+    {"trailer torn after 47 bytes", fault_op::write, 1, 47, 1, 0, 47, 1},
+    {"fdatasync of the trailer", fault_op::sync, 2, 0, 2, 0, 0, 0},
+    {"first block of the next segment not written", fault_op::write, 2, 0, 2,
+     0, 0, 0},
+    {"first block of the next segment torn", fault_op::write, 2, 30, 2, 0,
+     30, 2},
+  };
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    rollblock::test::temp_dir tmp;
+    auto dir = tmp.path();
+    std::vector<block_record> recs;
+    {
+      auto j = open_ok(opts_for(dir, 8, 4096));
+      ASSERT_TRUE(j);
+      while (j->size_bytes() < 4096) {
+        recs.push_back(make_record(recs.size() + 1, 10));
+        append_ok(*j, recs.back());
+      }
+      ASSERT_FALSE(j->sync());
+    }
+    auto rolling = make_record(recs.size() + 1, 3);
+    ASSERT_TRUE(killed_in_child([&] {
+      auto ffs = std::make_shared<fault_file_system>();
+      auto j = journal::open(faulty(dir, ffs, 4096));
+      if (!j)
+        return;
+      ffs->schedule().crash_at(c.op, c.nth, c.keep);
+      (void) (*j)->append(rolling); // Rolls first.
+    }));
+    journal_open_report rep;
+    auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.segments, c.segments);
+    EXPECT_EQ(rep.leftover_segments.size(), c.leftovers);
+    EXPECT_EQ(rep.truncated_bytes, c.torn);
+    if (c.torn > 0) {
+      EXPECT_EQ(rep.truncated_file, segment_path(dir, c.torn_seq).string());
+    }
+    EXPECT_EQ(files_in(dir).size(), c.segments);
+    EXPECT_EQ(read_all_above(*j, 0), recs);
+    // The journal rolls again and keeps everything.
+    recs.push_back(rolling);
+    append_ok(*j, recs.back());
+    EXPECT_EQ(j->index().back().segment, 2u);
+    recs.push_back(make_record(recs.size() + 1, 3));
+    append_ok(*j, recs.back());
+    j.reset();
+    journal_open_report again;
+    j = open_ok(opts_for(dir, 8, 4096), &again);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(again.segments, 2u);
+    EXPECT_EQ(again.truncated_bytes, 0u);
+    EXPECT_TRUE(again.leftover_segments.empty());
+    EXPECT_EQ(read_all_above(*j, 0), recs);
+  }
+}
+
+TEST(journal, truncate_after_across_segments_drops_the_trailer_then_rolls) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto recs = fill_segments(dir, 4);
+  auto idx = index_of(dir);
+  auto end2 = last_in(idx, 2);
+  {
+    auto j = open_ok(opts_for(dir, 8, 4096));
+    ASSERT_TRUE(j);
+    ASSERT_FALSE(j->truncate_after(end2.height));
+    EXPECT_EQ(files_in(dir),
+              (std::vector<std::string>{"000001.rbj", "000002.rbj"}));
+    // Segment 2 is the newest again: its trailer went with the cut.
+    EXPECT_EQ(fs::file_size(segment_path(dir, 2)), end2.offset + end2.size);
+    EXPECT_EQ(j->last_height(), end2.height);
+  }
+  recs.resize(end2.height);
+  journal_open_report rep;
+  auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.segments, 2u);
+  EXPECT_EQ(rep.truncated_bytes, 0u);
+  EXPECT_TRUE(rep.leftover_segments.empty());
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+  // Segment 2 is full: the next append rolls and writes a new trailer.
+  recs.push_back(make_record(recs.size() + 1, 3));
+  append_ok(*j, recs.back());
+  EXPECT_EQ(j->index().back().segment, 3u);
+  EXPECT_EQ(read_bytes(segment_path(dir, 2)).substr(end2.offset + end2.size),
+            encode_journal_trailer({end2.height, 3}, 8));
+  j.reset();
+  j = open_ok(opts_for(dir, 8, 4096));
+  ASSERT_TRUE(j);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, crash_at_each_step_of_truncate_after_reopens_and_completes) {
+  // Blocks over segments 1..5, cut to a block in the middle of segment 2.
+  rollblock::test::temp_dir proto;
+  auto recs = fill_segments(proto.path(), 5);
+  auto idx = index_of(proto.path());
+  std::vector<journal_position> in2;
+  for (auto& p : idx)
+    if (p.segment == 2)
+      in2.push_back(p);
+  ASSERT_GE(in2.size(), 3u);
+  auto cut = in2[in2.size() / 2].height;
+  // How often truncate_after calls each operation.
+  std::map<fault_op, std::uint64_t> calls;
+  {
+    rollblock::test::temp_dir tmp;
+    fs::copy(proto.path(), tmp.path(), fs::copy_options::recursive);
+    auto ffs = std::make_shared<fault_file_system>();
+    auto j = open_ok(faulty(tmp.path(), ffs, 4096));
+    ASSERT_TRUE(j);
+    std::map<fault_op, std::uint64_t> before;
+    for (auto op : {fault_op::truncate, fault_op::sync, fault_op::remove,
+                    fault_op::sync_directory})
+      before[op] = ffs->schedule().calls(op);
+    ASSERT_FALSE(j->truncate_after(cut));
+    for (auto& [op, n] : before)
+      calls[op] = ffs->schedule().calls(op) - n;
+  }
+  EXPECT_EQ(calls[fault_op::truncate], 4u); // Segments 5, 4, 3, then 2.
+  EXPECT_EQ(calls[fault_op::sync], 4u);
+  EXPECT_EQ(calls[fault_op::remove], 3u);
+  EXPECT_EQ(calls[fault_op::sync_directory], 1u);
+  std::vector<block_record> kept(recs.begin(),
+                                 recs.begin() + static_cast<long>(cut));
+  for (auto& [op, count] : calls) {
+    for (std::uint64_t nth = 1; nth <= count; ++nth) {
+      SCOPED_TRACE("crash at call " + std::to_string(nth) + " of op "
+                   + std::to_string(static_cast<int>(op)));
+      rollblock::test::temp_dir tmp;
+      auto dir = tmp.path();
+      fs::copy(proto.path(), dir, fs::copy_options::recursive);
+      ASSERT_TRUE(killed_in_child([&, op = op] {
+        auto ffs = std::make_shared<fault_file_system>();
+        auto j = journal::open(faulty(dir, ffs, 4096));
+        if (!j)
+          return;
+        ffs->schedule().crash_at(op, nth);
+        (void) (*j)->truncate_after(cut);
+      }));
+      // The journal opens and holds a prefix of the blocks that keeps every
+      // block up to the cut (the store completes the revert from its marker).
+      {
+        journal_open_report rep;
+        auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+        ASSERT_TRUE(j);
+        EXPECT_EQ(rep.truncated_bytes, 0u);
+        auto all = read_all_above(*j, 0);
+        ASSERT_GE(all.size(), kept.size());
+        EXPECT_TRUE(std::equal(all.begin(), all.end(), recs.begin()));
+        ASSERT_FALSE(j->truncate_after(cut));
+      }
+      journal_open_report rep;
+      auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+      ASSERT_TRUE(j);
+      EXPECT_EQ(rep.segments, 2u);
+      EXPECT_EQ(files_in(dir),
+                (std::vector<std::string>{"000001.rbj", "000002.rbj"}));
+      EXPECT_EQ(read_all_above(*j, 0), kept);
+      append_ok(*j, make_record(cut + 1, 2));
+    }
+  }
 }

@@ -936,16 +936,94 @@ TEST(recovery, missing_middle_journal_segment_is_refused) {
                      "last good height " + std::to_string(last_in_1)});
 }
 
+namespace {
+
+/// The last journal entry of segment `seq` in `dd`.
+journal_position last_in_segment(const damaged_dir& dd, std::uint64_t seq) {
+  journal_position last;
+  for (auto& p : dd.index)
+    if (p.segment == seq)
+      last = p;
+  return last;
+}
+
+} // namespace
+
 TEST(recovery, missing_journal_segment_holding_the_checkpoint_is_refused) {
   damaged_dir dd{true};
   auto seg = dd.at(dd.checkpoint).segment;
-  // Remove the checkpoint's segment and every later one: no gap is left.
+  ASSERT_GT(seg, 1u);
+  // Remove the checkpoint's segment and every later one: no gap is left,
+  // but the trailer of the segment before names the first one removed.
   for (auto s = seg; s <= dd.at(dd.last).segment; ++s)
     fs::remove(dd.segment(s));
+  auto before = last_in_segment(dd, seg - 1);
   dd.expect_refused(ec::journal_corrupt,
-                    {"holds no entry at height "
-                       + std::to_string(dd.checkpoint),
-                     "a segment is missing or was cut short"});
+                    {"journal segment " + dd.segment(seg).string()
+                       + " is missing: segment "
+                       + dd.segment(seg - 1).filename().string()
+                       + " ends with a trailer at offset "
+                       + std::to_string(before.offset + before.size),
+                     "last good height " + std::to_string(before.height)});
+}
+
+TEST(recovery, missing_newest_journal_segments_above_the_checkpoint_are_refused) {
+  damaged_dir dd{true};
+  auto seg = dd.at(dd.checkpoint).segment;
+  auto newest = dd.at(dd.last).segment;
+  ASSERT_GE(newest, seg + 2);
+  // Delete only whole segments holding blocks above the checkpoint, newest
+  // first: every time the store refuses to open (it would otherwise come
+  // back at an older height, losing acknowledged blocks), naming the file.
+  for (auto gone = newest; gone > seg; --gone) {
+    SCOPED_TRACE("segments " + std::to_string(gone) + ".."
+                 + std::to_string(newest) + " deleted");
+    fs::remove(dd.segment(gone));
+    auto end = last_in_segment(dd, gone - 1);
+    dd.expect_refused(ec::journal_corrupt,
+                      {"journal segment " + dd.segment(gone).string()
+                         + " is missing: segment "
+                         + dd.segment(gone - 1).filename().string()
+                         + " ends with a trailer at offset "
+                         + std::to_string(end.offset + end.size)
+                         + " naming it as the next segment (last good "
+                           "height "
+                         + std::to_string(end.height) + ")"});
+  }
+}
+
+TEST(recovery, revert_across_a_journal_segment_reopens_at_the_target) {
+  damaged_dir dd{true};
+  auto seg = dd.at(dd.checkpoint).segment;
+  ASSERT_GT(dd.at(dd.last).segment, seg);
+  {
+    // A revert to the checkpoint interrupted after its marker: the journal
+    // still holds every block. Opening completes it.
+    state_store::options so;
+    so.dir = dd.tmp.path() / "state";
+    auto st = state_store::open(so);
+    ASSERT_TRUE(st) << describe(st.error());
+    checkpoint_batch batch; // LevelDB already holds the state at the target.
+    batch.height = dd.checkpoint;
+    batch.revert_marker = dd.checkpoint;
+    ASSERT_FALSE((*st)->write_checkpoint(batch));
+  }
+  {
+    auto s = recover_ok(dd.opts);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->heights, (store_heights{dd.checkpoint, dd.checkpoint,
+                                         dd.checkpoint}));
+    EXPECT_EQ(s->blocks->last_height(), dd.checkpoint);
+  }
+  // The segment that holds the checkpoint is the newest again: no trailer
+  // names a segment that is gone.
+  EXPECT_FALSE(fs::exists(dd.segment(seg + 1)));
+  EXPECT_EQ(fs::file_size(dd.segment(seg)),
+            dd.at(dd.checkpoint).offset + dd.at(dd.checkpoint).size);
+  auto s = recover_ok(dd.opts);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->heights, (store_heights{dd.checkpoint, dd.checkpoint,
+                                       dd.checkpoint}));
 }
 
 TEST(recovery, missing_journal_directory_contents_are_refused) {

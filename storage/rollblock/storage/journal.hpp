@@ -36,6 +36,23 @@ struct journal_open_report {
   /// The file and offset where the tail was (or would be) cut, when it was.
   std::string truncated_file;
   std::uint64_t truncated_offset = 0;
+  /// Empty segment files after the first segment that ends without a
+  /// trailer, left by a roll or a truncate_after that a crash interrupted
+  /// (oldest first): removed by a repairing open, only reported otherwise.
+  std::vector<std::string> leftover_segments;
+};
+
+/// The last entry of every segment but the newest (entry kind 2): written
+/// when the journal rolls, it names the segment that follows, so that a
+/// missing newest segment is found at open.
+struct journal_trailer {
+  /// The height of the newest block entry before the trailer (0 if none).
+  block_id last_height = 0;
+  /// The sequence number of the next segment.
+  std::uint64_t next_segment = 0;
+
+  friend bool operator==(const journal_trailer&,
+                         const journal_trailer&) = default;
 };
 
 /// Encodes `record` as one journal entry (header + payload), for a store
@@ -45,11 +62,23 @@ std::string encode_journal_entry(const block_record& record,
                                  std::size_t key_width);
 
 /// Decodes one whole entry as written by encode_journal_entry. Returns
-/// ec::journal_corrupt for a bad magic, checksum, length or layout,
-/// ec::format_version_mismatch for another format version and
-/// ec::config_mismatch for another key width. Never reads past `bytes`.
+/// ec::journal_corrupt for a bad magic, checksum, length or layout (and for
+/// a segment trailer, which is not a block), ec::format_version_mismatch for
+/// another format version and ec::config_mismatch for another key width.
+/// Never reads past `bytes`.
 caf::expected<block_record> decode_journal_entry(std::string_view bytes,
                                                  std::size_t key_width);
+
+/// Encodes `trailer` as one journal entry (kind 2), for a store whose keys
+/// are `key_width` bytes.
+std::string encode_journal_trailer(const journal_trailer& trailer,
+                                   std::size_t key_width);
+
+/// Decodes one whole trailer entry as written by encode_journal_trailer,
+/// with the errors of decode_journal_entry (ec::journal_corrupt for a block
+/// entry). Never reads past `bytes`.
+caf::expected<journal_trailer>
+decode_journal_trailer(std::string_view bytes, std::size_t key_width);
 
 /// The append-only block journal: segment files of entries {height, changes
 /// with undo}, each checksummed. Not thread-safe: one owner (the journal
@@ -88,7 +117,13 @@ public:
   /// when `opts.repair` is false); a bad entry with a
   /// valid entry after it is ec::journal_corrupt naming file, offset and the
   /// last good height. Heights must increase along the journal
-  /// (ec::journal_corrupt otherwise).
+  /// (ec::journal_corrupt otherwise). Every segment but the newest must end
+  /// with a trailer naming the next one: a trailer naming a segment that is
+  /// missing (the newest segments were deleted) is ec::journal_corrupt
+  /// naming that file, as is a segment without a trailer before one that
+  /// holds any byte; empty segments after one without a trailer (left by a
+  /// crash in a roll or in truncate_after) are deleted and listed in
+  /// journal_open_report::leftover_segments (only listed without repair).
   static caf::expected<std::unique_ptr<journal>>
   open(const options& opts, journal_open_report* report = nullptr);
 
@@ -97,14 +132,18 @@ public:
   journal& operator=(const journal&) = delete;
 
   /// Appends `record` to the active segment (without fsync), rolling to a new
-  /// segment first when the active one is full (the full one is fsynced and
-  /// the directory fsynced before the new one is used). A short write is
-  /// continued until the whole entry is written.
+  /// segment first when the active one is full: the full one is fsynced, the
+  /// next one created and the directory fsynced, then a trailer naming the
+  /// next one is appended to the full one and fsynced, and only then is the
+  /// new one used. A short write is continued until the whole entry is
+  /// written.
   /// REQUIRES: record.height above last_height() unless the journal is empty.
   /// On a failed write the segment is truncated back to the entry's start and
   /// ec::io_error (naming the file and the errno text) is returned; the
-  /// journal stays usable. When that truncation fails too, or a roll fails
-  /// to sync, the journal is failed: every later change returns the error.
+  /// journal stays usable, as it does when creating the next segment fails.
+  /// When that truncation fails too, or a roll fails after creating the next
+  /// segment (a directory fsync, the trailer's write or fsync), the journal
+  /// is failed: every later change returns the error (reopening repairs).
   caf::error append(const block_record& record);
 
   /// fdatasyncs the active segment. Everything appended so far is durable
@@ -135,7 +174,12 @@ public:
   caf::expected<block_record_list> read_from(block_id height) const;
 
   /// Removes every entry above `height` (truncating and deleting segment
-  /// files) and fsyncs the files and the directory.
+  /// files) and fsyncs the files and the directory. The segment keeping the
+  /// newest entry at or below `height` is cut right after it (its trailer
+  /// goes too) and becomes the active one. Crash-safe: the later segments
+  /// are first emptied newest first (each fsynced), then the kept one is
+  /// cut and fsynced, then the emptied ones are deleted; open() accepts
+  /// every state in between. A failure fails the journal.
   caf::error truncate_after(block_id height);
 
   /// Returns the newest height H such that the whole segments holding only
