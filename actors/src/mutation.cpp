@@ -43,6 +43,7 @@ mutation(mutation_actor::stateful_pointer<mutation_state> self,
     },
     [self](atom::revert, block_record_list& newest_first,
            block_id target) -> caf::result<atom::ok> {
+      self->state.shared->fault_point("mutation.revert");
       self->state.memory->revert(newest_first, target);
       return atom::ok::value;
     },

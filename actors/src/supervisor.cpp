@@ -1,9 +1,14 @@
 // Supervision: restarting a crashed store actor.
 //
-// A child that dies with a reason outside the rollblock error category (an
-// exception escaping a handler, an exit message) is restarted; a rollblock
-// reason, or a crash beyond the restart limit (store_options::max_restarts
-// within restart_window; ec::restart_limit_exceeded), makes the store fatal.
+// A child that goes down with a reason outside the rollblock error category
+// is restarted: an exception escaping a handler (unhandled_exception), or an
+// exit message from anyone holding its address (kill, user_shutdown or any
+// other non-rollblock reason; an exit message with exit_reason::normal is
+// ignored by CAF and the child keeps running). A rollblock reason (an exit
+// message carrying a store error) is a store failure, not a crash: the store
+// turns fatal with that error, without a restart, and the running call gets
+// it. A crash beyond the restart limit (store_options::max_restarts within
+// restart_window) makes the store fatal with ec::restart_limit_exceeded.
 // Restarts are logged at error level and counted per actor in the metrics;
 // health is degraded while one runs and for restart_window after it.
 //
@@ -11,7 +16,10 @@
 // - mutation, journal, persistence: the store is reopened from durable state
 //   the way spawn_store opens it. Mutating calls wait in the queue; the
 //   surviving two are stopped; once all three are down (journal and LevelDB
-//   closed) a detached reopen actor runs storage::recover: the journal's torn
+//   closed) a detached reopen actor runs storage::recover under the data
+//   directory's lock, which the supervisor holds throughout (never released
+//   between the crash and the reopen: another opener gets
+//   ec::data_dir_locked all along): the journal's torn
 //   tail (if the journal died mid-append) is cut, an interrupted revert is
 //   completed, LevelDB is loaded into a fresh in-memory state and every
 //   journal entry above its checkpoint (appended blocks, fsynced or not, are
@@ -22,6 +30,18 @@
 //   never regresses, blocks acknowledged as durable are there, a block only
 //   installed in memory (mutation died before the journal saw it) is gone.
 //   Replies of the old children that arrive later are ignored (generation).
+//
+// A second crash during a restart counts toward the same limit:
+// - the reopen actor crashes: counted as another restart of the child whose
+//   crash began the restart, and a fresh reopen actor tries again; past the
+//   limit the store turns fatal (restart_limit_exceeded naming the reopen
+//   actor). A recovery error (rollblock category) is fatal at once.
+// - a newly spawned child dies (at once, or while running the retried
+//   call): an ordinary crash, restarted again; a retried call is retried
+//   again, an answered one stays answered.
+// Either way the interrupted call is answered exactly once, after the last
+// reopen, per the table below; nothing acknowledged as durable is lost,
+// since every reopen recovers from the same durable files.
 //
 // The call that was running when the engine child died (at most one: calls
 // run one at a time) is answered as follows; queued calls then run as usual.
@@ -36,8 +56,10 @@
 //   start, set, pop(key)      | ec::actor_restarted; the staged block is gone
 //                             | (later set/end: ec::no_block_in_progress)
 //   revert(t)                 | t when the reopened store is at t (the revert
-//                             | got far enough to be completed by recovery),
-//                             | else ec::actor_restarted (retry)
+//                             | got far enough to be completed by recovery,
+//                             | or was done on disk), counted then in the
+//                             | reverts metric; else ec::actor_restarted
+//                             | (retry), uncounted
 //   flush                     | retried: the durable height after the reopen
 //   relaxed, strict           | retried after the reopen
 //   shutdown                  | retried after the reopen
@@ -49,8 +71,10 @@
 //                             | dies, the caller gets CAF's error
 //                             | (sec::request_receiver_down): retry
 //
-// When the restart ends in the fatal state (limit reached, or recovery
-// failed), the running call gets the fatal error like every later call.
+// When the restart ends in the fatal state (limit reached, recovery
+// failed, or a child went down with a rollblock error), the running call
+// gets the fatal error like every later call (a retried call gets it when
+// it runs again).
 
 #include "rollblock/actors/supervisor.hpp"
 
@@ -112,6 +136,7 @@ void enqueue(self_ptr self, std::function<void()> call) {
 void finish(self_ptr self) {
   self->state.busy = false;
   self->state.on_restart = nullptr;
+  self->state.revert_blocks.reset();
   run_queue(self);
 }
 
@@ -536,6 +561,16 @@ void flush_all(self_ptr self,
 
 // -- revert ------------------------------------------------------------------
 
+/// Counts a revert that took effect, once, when its call is answered with
+/// its target (see store_counters::reverts).
+void count_revert(self_ptr self, std::size_t blocks,
+                  clock_type::time_point start) {
+  auto& c = self->state.shared->counters();
+  c.reverts.fetch_add(1);
+  c.blocks_reverted.fetch_add(blocks);
+  c.revert_latency.record(elapsed_ns(start));
+}
+
 /// The revert barrier, step by step. Every step runs after the previous one
 /// succeeded; the first failure makes the store fatal.
 struct revert_call {
@@ -567,6 +602,7 @@ struct revert_call {
     ask<block_record_list>(
       self, self->state.journal,
       [call](block_record_list& newest_first) mutable {
+        call.self->state.revert_blocks = newest_first.size();
         call.write_state(std::move(newest_first));
       },
       [call](caf::error& err) mutable { call.fail(err); }, atom::read::value,
@@ -628,10 +664,7 @@ struct revert_call {
         [call, blocks](atom::ok) mutable {
           auto& st = call.self->state;
           st.shared->set_durable(call.target);
-          auto& c = st.shared->counters();
-          c.reverts.fetch_add(1);
-          c.blocks_reverted.fetch_add(blocks);
-          c.revert_latency.record(elapsed_ns(call.start));
+          count_revert(call.self, blocks, call.start);
           st.barrier = false;
           call.promise.deliver(call.target);
           finish(call.self);
@@ -677,16 +710,25 @@ void start_revert(self_ptr self, block_id target,
         + ", so the oldest reachable height is "
         + std::to_string(*st.pruned_through)));
   st.barrier = true;
-  st.on_restart =
-    [promise, target](const caf::expected<store_heights>& reopened) mutable {
-      if (!reopened)
-        promise.deliver(reopened.error());
-      else if (reopened->applied == target)
-        promise.deliver(target);
-      else
-        promise.deliver(interrupted());
-    };
-  revert_call{self, target, clock_type::now(), std::move(promise)}.run();
+  st.revert_blocks.reset();
+  auto start = clock_type::now();
+  st.on_restart = [self, promise, target, start](
+                    const caf::expected<store_heights>& reopened) mutable {
+    if (!reopened) {
+      promise.deliver(reopened.error());
+    } else if (reopened->applied == target) {
+      // Everything was durable before the revert read its blocks: a store
+      // reopened at the target means the revert took effect (recovery
+      // completed it from its marker, or it was done on disk before the
+      // crash). Counted here, once: the call ends without reaching step 6.
+      if (auto blocks = self->state.revert_blocks)
+        count_revert(self, *blocks, start);
+      promise.deliver(target);
+    } else {
+      promise.deliver(interrupted());
+    }
+  };
+  revert_call{self, target, start, std::move(promise)}.run();
 }
 
 // -- policy ------------------------------------------------------------------
@@ -763,6 +805,11 @@ void spawn_engine(self_ptr self, storage::recovered_store& recovered) {
   st.spawned->push_back(st.journal.address());
   st.spawned->push_back(st.persistence.address());
   st.children_alive += 3;
+  if (auto& hook = st.options.spawn_hook) {
+    hook("mutation", st.mutation.address());
+    hook("journal", st.journal.address());
+    hook("persistence", st.persistence.address());
+  }
 }
 
 void spawn_health(self_ptr self) {
@@ -771,6 +818,8 @@ void spawn_health(self_ptr self) {
                                           st.options.restart_window);
   st.spawned->push_back(st.health.address());
   ++st.children_alive;
+  if (auto& hook = st.options.spawn_hook)
+    hook("health", st.health.address());
 }
 
 /// Answers the call that a crash interrupted with the reopened heights or
@@ -792,7 +841,11 @@ void settle_interrupted(self_ptr self,
 /// children, a clean write pipeline.
 void adopt(self_ptr self, storage::recovered_store& recovered) {
   auto& st = self->state;
+  // The same lock, held throughout.
   st.lock = std::move(recovered.lock);
+  if (recovered.completed_revert)
+    logger().warn("the reopen completed the interrupted revert to block {}",
+                  *recovered.completed_revert);
   st.shared->set_memory(recovered.memory);
   st.shared->set_durable(recovered.heights.durable);
   st.shared->set_current(recovered.heights.current);
@@ -817,25 +870,6 @@ void adopt(self_ptr self, storage::recovered_store& recovered) {
   settle_interrupted(self, recovered.heights);
 }
 
-/// Reopens the data directory once every engine child is down.
-void reopen_store(self_ptr self) {
-  auto& st = self->state;
-  // The reopen takes the directory lock itself.
-  st.lock.reset();
-  auto opener = self->spawn<caf::detached>(reopen, st.options);
-  self->request(opener, caf::infinite, atom::open::value)
-    .then(
-      [self](std::shared_ptr<storage::recovered_store>& recovered) {
-        adopt(self, *recovered);
-      },
-      [self](caf::error& err) {
-        auto& st = self->state;
-        st.restarting = false;
-        enter_fatal(self, err);
-        settle_interrupted(self, st.shared->refusal());
-      });
-}
-
 /// Returns the name of the child at `source`, or nullptr for a stranger.
 const char* child_name(self_ptr self, const caf::actor_addr& source) {
   auto& st = self->state;
@@ -850,16 +884,17 @@ const char* child_name(self_ptr self, const caf::actor_addr& source) {
   return nullptr;
 }
 
-/// Counts a restart of `name` and returns the fatal error when it exceeds
-/// the restart limit.
-caf::error count_restart(self_ptr self, const std::string& name,
-                         const std::string& why) {
+/// Counts a restart in the counter of the child `counted_as` and returns
+/// the fatal error naming `name` (the actor that crashed) and `why` when it
+/// exceeds the restart limit.
+caf::error count_restart(self_ptr self, const std::string& counted_as,
+                         const std::string& name, const std::string& why) {
   auto& st = self->state;
   auto& c = st.shared->counters();
-  auto& counter = name == "mutation"  ? c.mutation_restarts
-                  : name == "journal" ? c.journal_restarts
-                  : name == "persistence" ? c.persistence_restarts
-                                          : c.health_restarts;
+  auto& counter = counted_as == "mutation"      ? c.mutation_restarts
+                  : counted_as == "journal"     ? c.journal_restarts
+                  : counted_as == "persistence" ? c.persistence_restarts
+                                                : c.health_restarts;
   counter.fetch_add(1);
   auto now = clock_type::now();
   while (!st.restart_times.empty()
@@ -877,7 +912,58 @@ caf::error count_restart(self_ptr self, const std::string& name,
   return {};
 }
 
-/// A child went down while the store serves: restarts it (see the top).
+/// Ends a restart in the fatal state: the interrupted call gets the fatal
+/// error (retried calls get it when they run), like every later call.
+void restart_failed(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  st.restarting = false;
+  enter_fatal(self, err);
+  settle_interrupted(self, st.shared->refusal());
+}
+
+/// Reopens the data directory once every engine child is down, under the
+/// lock the store keeps (it is never released during a restart). A crash of
+/// the reopen actor counts as another restart of the child whose crash
+/// began this one and is retried with a fresh reopen actor, up to the
+/// restart limit; a recovery error (rollblock category) is fatal.
+void reopen_store(self_ptr self) {
+  auto& st = self->state;
+  auto opener = self->spawn<caf::detached>(reopen, st.options, st.lock);
+  self->request(opener, caf::infinite, atom::open::value)
+    .then(
+      // The directory is back: adopt it, unless the store turned fatal in
+      // the meantime (then the recovered store is closed, the lock kept).
+      [self](std::shared_ptr<storage::recovered_store>& recovered) {
+        auto& st = self->state;
+        if (auto err = st.shared->refusal()) {
+          st.restarting = false;
+          settle_interrupted(self, err);
+          return;
+        }
+        adopt(self, *recovered);
+      },
+      // Recovery failed (fatal) or the reopen actor crashed (retried).
+      [self](caf::error& err) {
+        auto& st = self->state;
+        if (st.shared->refusal()) {
+          st.restarting = false;
+          settle_interrupted(self, st.shared->refusal());
+          return;
+        }
+        if (!child_died(err))
+          return restart_failed(self, err);
+        auto why = caf::to_string(err);
+        logger().error("the reopen actor terminated ({}) while restarting "
+                       "the {}; reopening again",
+                       why, st.restart_cause);
+        if (auto limit = count_restart(self, st.restart_actor, "reopen", why))
+          return restart_failed(self, limit);
+        reopen_store(self);
+      });
+}
+
+/// A child went down while the store serves: restarts it, or turns the
+/// store fatal on a rollblock reason or past the restart limit (see the top).
 void on_child_down(self_ptr self, const caf::down_msg& msg) {
   auto& st = self->state;
   auto stopped = std::find(st.stopping.begin(), st.stopping.end(), msg.source);
@@ -897,11 +983,17 @@ void on_child_down(self_ptr self, const caf::down_msg& msg) {
     return;
   auto why = caf::to_string(msg.reason);
   if (msg.reason.category() == error_category) {
+    // A store failure, not a crash: fatal. The running call may wait on the
+    // dead child; it gets the fatal error now, and late replies are stale.
+    logger().error("the {} actor terminated with a store error ({})", name,
+                   describe(msg.reason));
+    ++st.generation;
     enter_fatal(self, msg.reason);
+    settle_interrupted(self, st.shared->refusal());
     return;
   }
   logger().error("the {} actor terminated ({}); restarting it", name, why);
-  if (auto err = count_restart(self, name, why)) {
+  if (auto err = count_restart(self, name, name, why)) {
     ++st.generation;
     enter_fatal(self, err);
     settle_interrupted(self, err);
@@ -916,6 +1008,7 @@ void on_child_down(self_ptr self, const caf::down_msg& msg) {
   // Replies of the old children are stale from here on.
   ++st.generation;
   st.restarting = true;
+  st.restart_actor = name;
   st.restart_cause = std::string{name} + " actor after it terminated: " + why;
   st.shared->set_restart(true, "restarting the " + st.restart_cause);
   auto stop = [&](const caf::actor_addr& child) {

@@ -38,15 +38,25 @@ caf::error validate(const store_options& opts) {
   return {};
 }
 
-caf::expected<recovered_store> recover(const store_options& opts) {
+caf::expected<recovered_store>
+recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
   if (auto err = validate(opts))
     return err;
   recovered_store result;
   std::filesystem::path dir{opts.data_dir};
-  auto lock = data_dir_lock::acquire(dir);
-  if (!lock)
-    return lock.error();
-  result.lock = std::move(*lock);
+  if (held) {
+    if (held->dir() != dir)
+      return make_error(ec::invalid_argument,
+                        "the lock handed to recovery is for data directory "
+                          + held->dir().string() + ", not "
+                          + dir.string());
+    result.lock = std::move(held);
+  } else {
+    auto lock = data_dir_lock::acquire(dir);
+    if (!lock)
+      return lock.error();
+    result.lock = std::move(*lock);
+  }
   // -- state of record and metadata
   state_store::options state_opts;
   state_opts.dir = dir / "state";
@@ -124,6 +134,7 @@ caf::expected<recovered_store> recover(const store_options& opts) {
       return err;
     if (auto err = result.state->clear_revert_marker())
       return err;
+    result.completed_revert = meta.revert_marker;
     meta.revert_marker.reset();
   }
   if (meta.pruned_through)

@@ -519,6 +519,7 @@ TEST(recovery, revert_marker_truncates_the_journal_and_is_cleared) {
   {
     auto s = recover_ok(o);
     ASSERT_TRUE(s);
+    EXPECT_EQ(s->completed_revert, 6u);
     EXPECT_EQ(s->replayed_blocks, 0u);
     EXPECT_EQ(s->heights, (store_heights{6, 6, 6}));
     EXPECT_EQ(s->memory->applied(), 6u);
@@ -533,9 +534,11 @@ TEST(recovery, revert_marker_truncates_the_journal_and_is_cleared) {
     EXPECT_EQ(s->blocks->index().size(), 6u);
     EXPECT_TRUE(s->memory->plan(7, {}));
   }
-  // The journal was cut on disk too.
+  // The journal was cut on disk too, and the marker is gone: nothing more
+  // to complete.
   auto s = recover_ok(o);
   ASSERT_TRUE(s);
+  EXPECT_EQ(s->completed_revert, std::nullopt);
   EXPECT_EQ(s->journal_report.entries, 6u);
   EXPECT_EQ(s->blocks->last_height(), 6u);
   EXPECT_EQ(s->heights, (store_heights{6, 6, 6}));
@@ -563,6 +566,7 @@ TEST(recovery, revert_marker_to_a_height_never_applied) {
   }
   auto s = recover_ok(o);
   ASSERT_TRUE(s);
+  EXPECT_EQ(s->completed_revert, 750u);
   EXPECT_EQ(s->heights, (store_heights{750, 750, 750}));
   EXPECT_EQ(s->memory->applied(), 750u);
   EXPECT_EQ(s->memory->snapshot(), at500);
@@ -677,6 +681,53 @@ TEST(recovery, second_recover_while_open_is_data_dir_locked) {
   auto again = recover_ok(o);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->heights, (store_heights{1, 1, 1}));
+}
+
+TEST(recovery, recover_with_a_held_lock_uses_it_and_never_releases_it) {
+  // A supervised restart reopens the directory under the lock its store
+  // kept: recover() takes that lock over instead of acquiring one.
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path());
+  std::shared_ptr<data_dir_lock> lock;
+  {
+    auto s = recover_ok(o);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->completed_revert, std::nullopt);
+    lock = s->lock;
+    driver d{std::move(*s)};
+    d.apply(1, {{k8(1), "a"}});
+    d.checkpoint(1);
+  }
+  // The journal and LevelDB are closed; the lock is still held.
+  auto other = recover(o);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(code_of(other.error()), ec::data_dir_locked);
+  auto s = recover(o, lock);
+  ASSERT_TRUE(s) << describe(s.error());
+  EXPECT_EQ(s->lock.get(), lock.get());
+  EXPECT_EQ(s->heights, (store_heights{1, 1, 1}));
+  EXPECT_EQ(s->memory->get(k8(1)), "a");
+  lock.reset();
+  // Held by the recovered store alone now.
+  other = recover(o);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(code_of(other.error()), ec::data_dir_locked);
+}
+
+TEST(recovery, recover_with_the_lock_of_another_directory_is_refused) {
+  rollblock::test::temp_dir tmp;
+  auto o = options_for(tmp.path() / "a");
+  auto s = recover_ok(o);
+  ASSERT_TRUE(s);
+  auto elsewhere = options_for(tmp.path() / "b");
+  auto r = recover(elsewhere, s->lock);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), ec::invalid_argument);
+  EXPECT_EQ(message_of(r.error()),
+            "the lock handed to recovery is for data directory "
+              + (tmp.path() / "a").string() + ", not "
+              + (tmp.path() / "b").string());
+  EXPECT_FALSE(fs::exists(tmp.path() / "b"));
 }
 
 TEST(recovery, durability_and_window_options_override_and_persist) {

@@ -27,8 +27,10 @@ struct supervisor_state {
   std::uint64_t rollback_window = 100;
   /// Reverts below this height are refused (the journal was pruned).
   std::optional<block_id> pruned_through;
-  /// Holds the data directory until the supervisor is gone.
-  std::unique_ptr<storage::data_dir_lock> lock;
+  /// Holds the data directory until the store is closed, across restarts
+  /// too: a reopen recovers under this lock (shared with the reopen actor
+  /// while it runs), so no other opener gets the directory in between.
+  std::shared_ptr<storage::data_dir_lock> lock;
 
   mutation_actor mutation;
   journal_actor journal;
@@ -47,6 +49,9 @@ struct supervisor_state {
   std::vector<caf::actor_addr> stopping;
   /// Which child crashed and why, for logs and health.
   std::string restart_cause;
+  /// The name of the child whose crash began the running restart: a crash
+  /// of the reopen actor is counted as another restart of that child.
+  std::string restart_actor;
   /// When the restarts within the restart window happened, oldest first.
   std::deque<std::chrono::steady_clock::time_point> restart_times;
   /// How a restart answers the running call (see supervisor.cpp), given the
@@ -80,6 +85,10 @@ struct supervisor_state {
   std::vector<std::function<void()>> on_checkpointed;
   /// A revert runs: no pruning may start.
   bool barrier = false;
+  /// How many blocks the running revert read to undo (its step 2); unset
+  /// before that and between calls. A restart that finds the store at the
+  /// revert's target counts the revert with these blocks.
+  std::optional<std::size_t> revert_blocks;
   /// A block is staged (start_block .. end_block).
   bool staged = false;
   /// The shutdown call waiting for the children to go down.
@@ -99,9 +108,11 @@ struct supervisor_state {
 /// "journal.appended" (written, not yet fsynced), "journal.sync" (a flush's
 /// fsync), "journal.truncate" (a revert's truncation: after LevelDB got the
 /// revert marker, or before anything changed within the checkpoint lag),
-/// "persistence.checkpoint"
-/// (queued for the next checkpoint), "persistence.flush" (before the
-/// WriteBatch), "health.metrics" (a metrics request).
+/// "mutation.revert" (a revert's last step: on disk it is done, memory
+/// not yet), "persistence.checkpoint" (queued for the next checkpoint),
+/// "persistence.flush" (before the WriteBatch), "health.metrics" (a metrics
+/// request); and during a restart "reopen.open" (the reopen actor, before
+/// it recovers the data directory).
 store_actor::behavior_type
 supervisor(store_actor::stateful_pointer<supervisor_state> self,
            std::shared_ptr<storage::recovered_store> recovered,

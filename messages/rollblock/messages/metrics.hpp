@@ -58,7 +58,17 @@ struct metrics_snapshot {
   std::uint64_t operations_applied = 0;
   std::uint64_t sets = 0;
   std::uint64_t deletes = 0;
+  /// Reverts that took effect since the store was opened, each counted
+  /// once, when its call is answered with its target: a revert that
+  /// returned, or one that a store actor's crash interrupted after it had
+  /// read the blocks to undo and that the restart found done (recovery
+  /// completed it from its revert marker, or it was complete on disk before
+  /// the crash). Not counted: a revert to the applied height (no change), a
+  /// revert that failed, and a revert marker that the store's own open
+  /// completes (an earlier store's revert). Restarts never count a revert
+  /// again: a counted revert has no marker left and its call has ended.
   std::uint64_t reverts = 0;
+  /// The blocks those reverts undid (journal entries above each target).
   std::uint64_t blocks_reverted = 0;
   std::uint64_t lookups = 0;
   /// Calls refused for bad input or wrong state; they do not affect health.
@@ -73,7 +83,9 @@ struct metrics_snapshot {
   health_state health = health_state::serving;
   /// Why the store is degraded or fatal; empty otherwise.
   std::string health_reason;
-  /// Crashed store actors restarted by the supervisor, per actor.
+  /// Crashed store actors restarted by the supervisor, per actor. A crash of
+  /// the reopen actor during a restart counts as one more restart of the
+  /// engine actor whose crash began that restart.
   std::uint64_t mutation_restarts = 0;
   std::uint64_t journal_restarts = 0;
   std::uint64_t persistence_restarts = 0;
@@ -121,6 +133,7 @@ struct store_counters {
   std::atomic<std::uint64_t> operations_applied{0};
   std::atomic<std::uint64_t> sets{0};
   std::atomic<std::uint64_t> deletes{0};
+  /// See metrics_snapshot::reverts.
   std::atomic<std::uint64_t> reverts{0};
   std::atomic<std::uint64_t> blocks_reverted{0};
   std::atomic<std::uint64_t> lookups{0};

@@ -3,6 +3,8 @@
 #include "rollblock/messages/durability.hpp"
 #include "rollblock/messages/types.hpp"
 
+#include <caf/fwd.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -65,6 +67,13 @@ struct store_options {
   /// rollblock/actors/supervisor.hpp); an exception it throws crashes that
   /// actor the way a bug would. Unset: no calls.
   std::function<void(std::string_view point)> fault_hook{};
+  /// For tests only (rollblockd never sets it): the supervisor calls it, on
+  /// its own thread, with the name ("mutation", "journal", "persistence",
+  /// "health") and the address of each store actor it spawns, at open and
+  /// at every restart; tests use it to send a store actor an exit message.
+  /// Unset: no calls.
+  std::function<void(std::string_view actor, const caf::actor_addr& addr)>
+    spawn_hook{};
   /// The memory the store may use, in bytes (at least 64 KiB). Unset:
   /// unlimited, every live entry stays in memory. Set: LevelDB's block
   /// cache gets 1/16 and its write buffers (two may exist) 1/32 each

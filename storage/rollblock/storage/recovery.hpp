@@ -9,13 +9,15 @@
 #include <caf/expected.hpp>
 
 #include <memory>
+#include <optional>
 
 namespace rollblock::storage {
 
 /// A data directory opened and brought to a consistent state: everything a
 /// running store needs, ready to be handed to its actors.
 struct recovered_store {
-  std::unique_ptr<data_dir_lock> lock;
+  /// The data directory's lock: taken by recover(), or the one handed to it.
+  std::shared_ptr<data_dir_lock> lock;
   std::unique_ptr<state_store> state;
   std::unique_ptr<journal> blocks;
   std::shared_ptr<memory_state> memory;
@@ -24,6 +26,9 @@ struct recovered_store {
   /// applied == durable == current after recovery.
   store_heights heights;
   journal_open_report journal_report;
+  /// The target of an interrupted revert that recovery completed (a revert
+  /// marker found in LevelDB); nullopt when there was none.
+  std::optional<block_id> completed_revert;
   /// Blocks replayed from the journal above the LevelDB checkpoint.
   std::size_t replayed_blocks = 0;
   std::size_t replayed_changes = 0;
@@ -34,7 +39,9 @@ struct recovered_store {
 caf::error validate(const store_options& opts);
 
 /// Opens the data directory `opts.data_dir`, creating it when missing:
-///  1. validates the options and takes the directory lock;
+///  1. validates the options and takes the directory lock, or, when `held`
+///     is set (a restart reopening a directory its store keeps locked),
+///     uses that lock: one for another directory is ec::invalid_argument;
 ///  2. opens LevelDB (directory "state", through opts.leveldb_env, with
 ///     paranoid checks) and reads or writes the metadata: a key width other
 ///     than the stored one is ec::config_mismatch, another format version
@@ -45,13 +52,17 @@ caf::error validate(const store_options& opts);
 ///     checkpoint (logged as a warning with file, offset and height); a
 ///     missing segment or damage that reaches the checkpoint's entry is
 ///     ec::journal_corrupt and changes nothing;
-///  4. completes an interrupted revert (revert marker) or prune;
+///  4. completes an interrupted revert (revert marker; its target is
+///     reported in completed_revert) or prune;
 ///  5. loads the LevelDB state into memory (with a memory budget: loads
 ///     nothing, counts the live keys and serves misses from LevelDB) and
 ///     replays the journal entries above the checkpoint (sparse heights are
 ///     fine), then writes them as one checkpoint and fsyncs the journal.
-/// On error nothing is held open; the data directory may have been repaired
-/// (torn tail cut) but never loses a valid entry.
-caf::expected<recovered_store> recover(const store_options& opts);
+/// On error nothing is held open (but `held` stays with its owners); the
+/// data directory may have been repaired (torn tail cut) but never loses a
+/// valid entry.
+caf::expected<recovered_store>
+recover(const store_options& opts,
+        std::shared_ptr<data_dir_lock> held = nullptr);
 
 } // namespace rollblock::storage
