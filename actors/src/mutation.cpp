@@ -34,10 +34,9 @@ mutation(mutation_actor::stateful_pointer<mutation_state> self,
       auto& st = self->state;
       auto& memory = *st.memory;
       st.shared->fault_point("mutation.apply");
-      auto record = memory.plan(height, ops);
+      auto record = memory.apply(height, ops);
       if (!record)
         return record.error();
-      memory.install(*record);
       st.shared->fault_point("mutation.installed");
       return *record;
     },
@@ -91,10 +90,9 @@ mutation(mutation_actor::stateful_pointer<mutation_state> self,
       if (!st.staged_height)
         return no_block_staged();
       auto& memory = *st.memory;
-      auto record = memory.plan(*st.staged_height, st.staged_ops);
+      auto record = memory.apply(*st.staged_height, st.staged_ops);
       if (!record)
         return record.error();
-      memory.install(*record);
       memory.stage_end();
       st.staged_height.reset();
       st.staged_ops.clear();

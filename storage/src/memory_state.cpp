@@ -126,8 +126,8 @@ void memory_state::make_resident(const block_record_list& newest_first) {
   }
 }
 
-caf::expected<block_record_ptr>
-memory_state::plan(block_id height, const operation_list& ops) const {
+caf::expected<memory_state::planned_block>
+memory_state::plan_block(block_id height, const operation_list& ops) const {
   if (!fresh() && height <= applied())
     return make_error(ec::block_id_not_increasing,
                       "block " + std::to_string(height)
@@ -153,22 +153,28 @@ memory_state::plan(block_id height, const operation_list& ops) const {
   auto record = std::make_shared<block_record>();
   record->height = height;
   record->changes.reserve(ops.size());
-  flat_key_map<std::size_t> position{key_width_};
-  position.reserve(ops.size());
+  planned_block planned;
+  planned.undo = std::make_shared<block_undo>(key_width_);
+  auto& undo = *planned.undo;
+  undo.index.reserve(ops.size());
+  undo.before_heights.reserve(ops.size());
+  planned.hashes.reserve(ops.size());
   for (auto& op : ops) {
     auto hash = key_hash(op.k);
-    auto [index, added] = position.try_emplace(op.k, hash);
+    auto [index, added] = undo.index.try_emplace(op.k, hash);
     if (!added) {
       record->changes[*index].after = op.v;
       continue;
     }
-    *index = record->changes.size();
+    *index = static_cast<std::uint32_t>(record->changes.size());
     // The writer is the only thread that changes the maps: no lock needed to
     // read them here.
     auto& s = *shards_[shard_of_hash(hash)];
     value before;
+    block_id before_height = 0;
     if (auto* found = s.map.find(op.k, hash)) {
       before = found->v.str();
+      before_height = found->height;
     } else if (entry_budget_ > 0) {
       auto stored = read_state_of_record(op.k);
       if (!stored)
@@ -176,30 +182,66 @@ memory_state::plan(block_id height, const operation_list& ops) const {
       before = std::move(*stored);
     }
     record->changes.push_back(key_change{op.k, op.v, std::move(before)});
+    undo.before_heights.push_back(before_height);
+    planned.hashes.push_back(hash);
   }
-  return block_record_ptr{std::move(record)};
+  undo.record = std::move(record);
+  return planned;
 }
 
-void memory_state::install(block_record_ptr record) {
-  auto undo = std::make_shared<block_undo>(key_width_);
-  undo->record = record;
+caf::expected<block_record_ptr>
+memory_state::plan(block_id height, const operation_list& ops) const {
+  auto planned = plan_block(height, ops);
+  if (!planned)
+    return std::move(planned.error());
+  return planned->undo->record;
+}
+
+caf::expected<block_record_ptr>
+memory_state::apply(block_id height, const operation_list& ops) {
+  auto planned = plan_block(height, ops);
+  if (!planned)
+    return std::move(planned.error());
+  auto record = planned->undo->record;
+  install_planned(std::move(*planned));
+  return record;
+}
+
+memory_state::planned_block
+memory_state::prepare(block_record_ptr record) const {
+  planned_block planned;
+  planned.undo = std::make_shared<block_undo>(key_width_);
+  auto& undo = *planned.undo;
   auto& changes = record->changes;
-  undo->before_heights.reserve(changes.size());
-  undo->index.reserve(changes.size());
-  std::vector<std::uint64_t> hashes;
-  hashes.reserve(changes.size());
-  std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
+  undo.before_heights.reserve(changes.size());
+  undo.index.reserve(changes.size());
+  planned.hashes.reserve(changes.size());
   for (std::size_t i = 0; i < changes.size(); ++i) {
     auto& change = changes[i];
     auto hash = key_hash(change.k);
-    hashes.push_back(hash);
-    auto shard_index = shard_of_hash(hash);
-    auto* found = shards_[shard_index]->map.find(change.k, hash);
-    undo->before_heights.push_back(found ? found->height : 0);
-    *undo->index.try_emplace(change.k, hash).first
+    planned.hashes.push_back(hash);
+    auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
+    undo.before_heights.push_back(found ? found->height : 0);
+    *undo.index.try_emplace(change.k, hash).first
       = static_cast<std::uint32_t>(i);
-    by_shard[shard_index].push_back(static_cast<std::uint32_t>(i));
   }
+  undo.record = std::move(record);
+  return planned;
+}
+
+void memory_state::install(block_record_ptr record) {
+  install_planned(prepare(std::move(record)));
+}
+
+void memory_state::install_planned(planned_block planned) {
+  auto& record = planned.undo->record;
+  auto& changes = record->changes;
+  auto& hashes = planned.hashes;
+  std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
+  for (std::size_t i = 0; i < changes.size(); ++i)
+    by_shard[shard_of_hash(hashes[i])].push_back(
+      static_cast<std::uint32_t>(i));
+  block_undo_ptr undo = std::move(planned.undo);
   // Publish the undo before any entry of this block becomes visible.
   block_undo_ptr expired;
   {

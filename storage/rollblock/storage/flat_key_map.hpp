@@ -91,8 +91,7 @@ public:
         ++size_;
         return {&values_[slot], true};
       }
-      if (tags_[slot] == tag
-          && std::memcmp(key_at(slot), k.data(), key_width_) == 0)
+      if (tags_[slot] == tag && key_equals(slot, k.data()))
         return {&values_[slot], false};
     }
   }
@@ -204,6 +203,20 @@ private:
     return {keys_.get() + slot * key_width_, key_width_};
   }
 
+  /// Compares the key in `slot` with `k` (key_width bytes); the common
+  /// 8-byte keys in one load each instead of a memcmp call.
+  bool key_equals(std::size_t slot, const char* k) const noexcept {
+    auto stored = keys_.get() + slot * key_width_;
+    if (key_width_ == 8) {
+      std::uint64_t a;
+      std::uint64_t b;
+      std::memcpy(&a, stored, 8);
+      std::memcpy(&b, k, 8);
+      return a == b;
+    }
+    return std::memcmp(stored, k, key_width_) == 0;
+  }
+
   std::size_t locate(std::string_view k, std::uint64_t hash) const noexcept {
     assert(k.size() == key_width_);
     if (size_ == 0)
@@ -213,10 +226,7 @@ private:
     for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
       if (tags_[slot] == 0)
         return npos;
-      if (tags_[slot] == tag
-          && std::memcmp(keys_.get() + slot * key_width_, k.data(),
-                         key_width_)
-               == 0)
+      if (tags_[slot] == tag && key_equals(slot, k.data()))
         return slot;
     }
   }

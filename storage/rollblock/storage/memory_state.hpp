@@ -131,6 +131,12 @@ public:
   /// REQUIRES: `record` came from plan() with no install or revert since.
   void install(block_record_ptr record);
 
+  /// plan() and install() in one pass over the keys (the lookups plan makes
+  /// serve install); returns the installed block's record. Errors as plan(),
+  /// with nothing changed.
+  caf::expected<block_record_ptr> apply(block_id height,
+                                        const operation_list& ops);
+
   /// Undoes `newest_first` (records of blocks above `target`, newest first)
   /// and sets the applied height to `target`. Readers wait for the duration.
   /// REQUIRES: the records are exactly the installed blocks above target.
@@ -217,6 +223,24 @@ private:
     flat_key_map<std::uint32_t> index;
   };
   using block_undo_ptr = std::shared_ptr<const block_undo>;
+
+  /// A block ready for install_planned(): its undo and each change's
+  /// key_hash.
+  struct planned_block {
+    std::shared_ptr<block_undo> undo;
+    std::vector<std::uint64_t> hashes;
+  };
+
+  /// Checks a block and builds its record, undo index and hashes (plan()).
+  caf::expected<planned_block> plan_block(block_id height,
+                                          const operation_list& ops) const;
+
+  /// Builds the undo index and hashes of a record built elsewhere (a
+  /// journal entry, or plan()'s result).
+  planned_block prepare(block_record_ptr record) const;
+
+  /// Installs a block (install()).
+  void install_planned(planned_block block);
 
   /// Returns the shard of a key from its key_hash (bits the tables ignore).
   std::size_t shard_of_hash(std::uint64_t hash) const {
