@@ -76,6 +76,32 @@ void memory_state::load(const key& k, value v) {
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void memory_state::replay(const block_record& record) {
+  std::ptrdiff_t live_delta = 0;
+  for (auto& change : record.changes) {
+    auto hash = key_hash(change.k);
+    auto& s = *shards_[shard_of_hash(hash)];
+    std::unique_lock guard{s.mu};
+    auto* found = s.map.find(change.k, hash);
+    if (change.after.empty()) {
+      if (found) {
+        live_delta -= 1;
+        resident_bytes_.fetch_sub(entry_bytes(found->v),
+                                  std::memory_order_relaxed);
+        s.map.erase(change.k, hash);
+      }
+    } else if (found) {
+      assign_entry(*found, change.after, 0);
+    } else {
+      emplace_entry(s, change.k, hash, change.after, 0);
+      live_delta += 1;
+    }
+  }
+  live_.fetch_add(static_cast<std::size_t>(live_delta),
+                  std::memory_order_relaxed);
+  set_applied(record.height, false);
+}
+
 void memory_state::set_applied(block_id height, bool fresh) {
   applied_.store(height, std::memory_order_release);
   fresh_.store(fresh, std::memory_order_release);

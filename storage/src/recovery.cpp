@@ -165,7 +165,11 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
     return replay.error();
   checkpoint_builder replayed;
   for (auto& record : *replay) {
-    memory.install(record);
+    // Nobody reads yet: without a budget no undo or tombstone is needed.
+    if (opts.memory_budget)
+      memory.install(record);
+    else
+      memory.replay(*record);
     replayed.add(record);
     ++result.replayed_blocks;
     result.replayed_changes += record->changes.size();

@@ -135,6 +135,54 @@ TEST(memory_state, load_and_set_applied) {
   EXPECT_EQ(ms.applied(), 41u);
 }
 
+TEST(memory_state, replay_applies_journaled_blocks_like_install) {
+  // Replay (recovery, no readers) and install must end in the same state,
+  // and a replayed state reverts and applies like any other.
+  auto block = [](block_id h, std::vector<key_change> changes) {
+    auto r = std::make_shared<block_record>();
+    r->height = h;
+    r->changes = std::move(changes);
+    return block_record_ptr{std::move(r)};
+  };
+  block_record_list blocks{
+    block(42, {{k8(1), "d", "c"}, {k8(3), "e", ""}}),
+    block(45, {{k8(2), "", "b"}, {k8(4), "", ""}, {k8(5), "f", ""}}),
+    block(46, {{k8(3), "", "e"}, {k8(2), "g", ""}}),
+  };
+  memory_state replayed{8};
+  memory_state installed{8};
+  for (auto* ms : {&replayed, &installed}) {
+    ms->load(k8(1), "c");
+    ms->load(k8(2), "b");
+    ms->set_applied(41, false);
+  }
+  for (auto& b : blocks) {
+    replayed.replay(*b);
+    installed.install(b);
+  }
+  contents expected{{k8(1), "d"}, {k8(2), "g"}, {k8(5), "f"}};
+  for (auto* ms : {&replayed, &installed}) {
+    EXPECT_EQ(snapshot_of(*ms), expected);
+    EXPECT_EQ(ms->size(), 3u);
+    EXPECT_EQ(ms->applied(), 46u);
+    EXPECT_FALSE(ms->fresh());
+    EXPECT_EQ(ms->get_many({k8(1), k8(2), k8(3), k8(4), k8(5)}),
+              (std::vector<value>{"d", "g", "", "", "f"}));
+  }
+  // No tombstones left behind: deleted keys are gone from the tables.
+  EXPECT_EQ(replayed.resident_entries(), 3u);
+  block_record_list newest_first(blocks.rbegin(), blocks.rend());
+  replayed.revert({newest_first[0], newest_first[1]}, 42);
+  EXPECT_EQ(snapshot_of(replayed),
+            (contents{{k8(1), "d"}, {k8(2), "b"}, {k8(3), "e"}}));
+  EXPECT_EQ(replayed.size(), 3u);
+  EXPECT_EQ(replayed.applied(), 42u);
+  auto again = replayed.apply(43, {{k8(1), ""}});
+  ASSERT_TRUE(again);
+  EXPECT_EQ((*again)->changes[0].before, "d");
+  EXPECT_EQ(replayed.size(), 2u);
+}
+
 TEST(memory_state, key_width_64_works) {
   memory_state ms{64};
   auto k = key_from_prefix("wide", 64);

@@ -88,6 +88,11 @@ public:
   /// REQUIRES: no block installed yet; k has the key width; v is non-empty.
   void load(const key& k, value v);
 
+  /// Applies a journaled block the way load() loads keys: no undo for
+  /// readers, no tombstones, entries as loaded. Recovery replays with it.
+  /// REQUIRES: no reader yet and no budget; blocks in height order.
+  void replay(const block_record& record);
+
   /// Sets the applied height after loading (and the fresh flag: a fresh store
   /// accepts any first height, including genesis 0).
   void set_applied(block_id height, bool fresh);
