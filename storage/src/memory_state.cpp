@@ -36,19 +36,19 @@ std::size_t memory_state::entry_bytes(const compact_value& v) const {
 
 void memory_state::emplace_entry(shard& s, std::string_view k,
                                  std::uint64_t hash, std::string_view v,
-                                 block_id height) {
+                                 block_id position) {
   auto* e = s.map.try_emplace(k, hash).first;
   e->v.assign(v);
-  e->height = height;
+  e->position = position;
   e->referenced = 0;
   resident_bytes_.fetch_add(entry_bytes(e->v), std::memory_order_relaxed);
 }
 
 void memory_state::assign_entry(entry& e, std::string_view v,
-                                block_id height) {
+                                block_id position) {
   auto old_bytes = entry_bytes(e.v);
   e.v.assign(v);
-  e.height = height;
+  e.position = position;
   resident_bytes_.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
   resident_bytes_.fetch_sub(old_bytes, std::memory_order_relaxed);
 }
@@ -147,7 +147,8 @@ void memory_state::make_resident(const block_record_list& newest_first) {
       std::unique_lock guard{s.mu};
       // The first record met is the newest change: its after is current.
       if (!s.map.find(change.k, hash))
-        emplace_entry(s, change.k, hash, change.after, record->height);
+        emplace_entry(s, change.k, hash, change.after,
+                      position_of(record->height));
     }
   }
 }
@@ -183,7 +184,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   planned.undo = std::make_shared<block_undo>(key_width_);
   auto& undo = *planned.undo;
   undo.index.reserve(ops.size());
-  undo.before_heights.reserve(ops.size());
+  undo.before_positions.reserve(ops.size());
   planned.hashes.reserve(ops.size());
   for (auto& op : ops) {
     auto hash = key_hash(op.k);
@@ -197,10 +198,10 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     // read them here.
     auto& s = *shards_[shard_of_hash(hash)];
     value before;
-    block_id before_height = 0;
+    block_id before_position = 0;
     if (auto* found = s.map.find(op.k, hash)) {
       before = found->v.str();
-      before_height = found->height;
+      before_position = found->position;
     } else if (entry_budget_ > 0) {
       auto stored = read_state_of_record(op.k);
       if (!stored)
@@ -208,7 +209,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
       before = std::move(*stored);
     }
     record->changes.push_back(key_change{op.k, op.v, std::move(before)});
-    undo.before_heights.push_back(before_height);
+    undo.before_positions.push_back(before_position);
     planned.hashes.push_back(hash);
   }
   undo.record = std::move(record);
@@ -239,7 +240,7 @@ memory_state::prepare(block_record_ptr record) const {
   planned.undo = std::make_shared<block_undo>(key_width_);
   auto& undo = *planned.undo;
   auto& changes = record->changes;
-  undo.before_heights.reserve(changes.size());
+  undo.before_positions.reserve(changes.size());
   undo.index.reserve(changes.size());
   planned.hashes.reserve(changes.size());
   for (std::size_t i = 0; i < changes.size(); ++i) {
@@ -247,7 +248,7 @@ memory_state::prepare(block_record_ptr record) const {
     auto hash = key_hash(change.k);
     planned.hashes.push_back(hash);
     auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
-    undo.before_heights.push_back(found ? found->height : 0);
+    undo.before_positions.push_back(found ? found->position : 0);
     *undo.index.try_emplace(change.k, hash).first
       = static_cast<std::uint32_t>(i);
   }
@@ -281,6 +282,7 @@ void memory_state::install_planned(planned_block planned) {
   if (expired)
     expire_undo(expired);
   auto height = record->height;
+  auto position = position_of(height);
   std::ptrdiff_t live_delta = 0;
   for (std::size_t shard_index = 0; shard_index < shards_.size();
        ++shard_index) {
@@ -298,13 +300,13 @@ void memory_state::install_planned(planned_block planned) {
         // tombstone until the checkpoint that writes it.
         if (change.after.empty() && change.before.empty())
           continue; // deleting an absent key: nothing to show or undo
-        emplace_entry(s, change.k, hashes[i], change.after, height);
+        emplace_entry(s, change.k, hashes[i], change.after, position);
         live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                       - static_cast<std::ptrdiff_t>(!change.before.empty());
         continue;
       }
       auto was_live = !found->v.empty();
-      assign_entry(*found, change.after, height);
+      assign_entry(*found, change.after, position);
       live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
     }
@@ -329,7 +331,7 @@ std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
   s.map.for_each_slot(from, count, [&](std::string_view k, entry& e) {
     if (freed >= goal)
       return;
-    if (e.height > ceiling)
+    if (e.position > ceiling)
       return; // dirty, or a reader may need it
     if (e.referenced != 0) {
       e.referenced = 0; // read since the last sweep: a second chance
@@ -356,8 +358,9 @@ void memory_state::evict_over_budget() {
   auto checkpoint_end = checkpoint_end_.load(std::memory_order_acquire);
   if (checkpoint_end == 0)
     return; // nothing was ever checkpointed: every entry is dirty
-  auto ceiling = std::min(checkpoint_end - 1,
-                          floor_.load(std::memory_order_acquire));
+  // In positions: checkpoint_end is the position of the checkpoint height.
+  auto ceiling =
+    std::min(checkpoint_end, floor_.load(std::memory_order_acquire));
   if (stalled_ceiling_ == ceiling)
     return; // nothing became clean since the last fruitless sweep
   // Free a little more than the excess, so that not every block sweeps.
@@ -386,8 +389,9 @@ void memory_state::evict_over_budget() {
 
 void memory_state::expire_undo(const block_undo_ptr& oldest) {
   auto height = oldest->record->height;
-  // Readers below this height can no longer be answered from the undo.
-  floor_.store(height, std::memory_order_release);
+  auto position = position_of(height);
+  // Readers below this block can no longer be answered from the undo.
+  floor_.store(position, std::memory_order_release);
   // With a budget a tombstone stays until the state of record has the
   // delete too (then the eviction clock takes it).
   if (entry_budget_ > 0
@@ -400,7 +404,7 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
     auto& s = *shards_[shard_of_hash(hash)];
     std::unique_lock guard{s.mu};
     auto* found = s.map.find(change.k, hash);
-    if (found && found->height == height && found->v.empty()) {
+    if (found && found->position == position && found->v.empty()) {
       resident_bytes_.fetch_sub(entry_bytes(found->v),
                                 std::memory_order_relaxed);
       s.map.erase(change.k, hash);
@@ -449,8 +453,8 @@ void memory_state::revert(const block_record_list& newest_first,
   }
   live_.fetch_add(static_cast<std::size_t>(live_delta),
                   std::memory_order_relaxed);
-  if (floor_.load(std::memory_order_relaxed) > target)
-    floor_.store(target, std::memory_order_release);
+  if (floor_.load(std::memory_order_relaxed) > position_of(target))
+    floor_.store(position_of(target), std::memory_order_release);
   applied_.store(target, std::memory_order_release);
   fresh_.store(false, std::memory_order_release);
   guards.clear();
@@ -476,10 +480,11 @@ void memory_state::stage_end() {
 
 // -- readers -----------------------------------------------------------------
 
-memory_state::block_undo_ptr memory_state::find_undo(block_id height) const {
+memory_state::block_undo_ptr
+memory_state::find_undo(block_id position) const {
   std::shared_lock guard{undo_mu_};
   for (auto& undo : undo_)
-    if (undo->record->height == height)
+    if (position_of(undo->record->height) == position)
       return undo;
   return nullptr;
 }
@@ -488,7 +493,7 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
                            block_id at, value& out, caf::error& err,
                            bool locked) const {
   auto& s = *shards_[shard_of_hash(hash)];
-  block_id height = 0;
+  block_id position = 0;
   std::optional<value> stored; // read from the state of record
   for (;;) {
     {
@@ -502,12 +507,12 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
           if (referenced.load(std::memory_order_relaxed) == 0)
             referenced.store(1, std::memory_order_relaxed);
         }
-        height = e.height;
-        if (height <= at) {
+        position = e.position;
+        if (position <= at) {
           out.assign(e.v.view());
           return true;
         }
-        break; // written above our height: walk back its undo
+        break; // written above our position: walk back its undo
       }
       if (entry_budget_ == 0) {
         out.clear();
@@ -528,16 +533,16 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
     }
     stored = std::move(*x);
   }
-  // The entry was written by a block above our height: walk back its undo.
-  while (height > at) {
-    auto undo = find_undo(height);
+  // The entry was written by a block above our position: walk back its undo.
+  while (position > at) {
+    auto undo = find_undo(position);
     if (!undo)
       return false;
     auto* i = undo->index.find(k, hash);
     if (!i)
       return false; // cannot happen for a consistent undo; start over
-    height = undo->before_heights[*i];
-    if (height <= at) {
+    position = undo->before_positions[*i];
+    if (position <= at) {
       out = undo->record->changes[*i].before;
       return true;
     }
@@ -553,19 +558,20 @@ void memory_state::read_consistent(Read read) const {
       std::this_thread::yield(); // a revert runs: it holds every shard anyway
       continue;
     }
-    auto at = applied_.load(std::memory_order_acquire);
+    auto at = read_position();
     if (read(at, false) && epoch_.load(std::memory_order_acquire) == epoch
         && floor_.load(std::memory_order_acquire) <= at)
       return;
   }
   // Hold every shard (in the order reverts take them): no revert can run and
-  // no entry can change. Entries of a block being installed are newer than
-  // the applied height, and that block's undo is the newest one kept.
+  // no entry can change. Entries of a block being installed are above the
+  // read position (block 0's too: a fresh state reads at position 0), and
+  // that block's undo is the newest one kept.
   std::vector<std::shared_lock<std::shared_mutex>> guards;
   guards.reserve(shards_.size());
   for (auto& s : shards_)
     guards.emplace_back(s->mu);
-  if (!read(applied_.load(std::memory_order_acquire), true))
+  if (!read(read_position(), true))
     logger().critical("memory_state: a locked read found no undo for an "
                       "entry above the applied height; the in-memory state "
                       "is inconsistent");

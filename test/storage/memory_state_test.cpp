@@ -6,11 +6,14 @@
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
+#include <leveldb/env.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -973,4 +976,117 @@ TEST(memory_state_budget, reads_reverts_and_live_count_stay_exact) {
   b.expect_matches_model(140'010);
   EXPECT_LE(b.ms().resident_bytes(),
             (2000 + 16 * 1150) * small_entry_bytes);
+}
+
+namespace {
+
+/// A LevelDB Env that, once armed, holds the next opening of a table file
+/// until released: a read of the state of record that stalls there.
+class stalling_env : public leveldb::EnvWrapper {
+public:
+  stalling_env() : leveldb::EnvWrapper(leveldb::Env::Default()) {
+  }
+
+  void arm() {
+    std::lock_guard guard{mu_};
+    armed_ = true;
+  }
+
+  /// Waits until an armed opening stalls; false if none did in time.
+  bool await_stalled(std::chrono::seconds timeout) {
+    std::unique_lock guard{mu_};
+    return cv_.wait_for(guard, timeout, [this] { return stalled_; });
+  }
+
+  void release() {
+    std::lock_guard guard{mu_};
+    released_ = true;
+    cv_.notify_all();
+  }
+
+  leveldb::Status NewRandomAccessFile(const std::string& fname,
+                                      leveldb::RandomAccessFile** result)
+    override {
+    {
+      std::unique_lock guard{mu_};
+      if (armed_ && fname.ends_with(".ldb")) {
+        armed_ = false;
+        stalled_ = true;
+        cv_.notify_all();
+        cv_.wait(guard, [this] { return released_; });
+      }
+    }
+    return target()->NewRandomAccessFile(fname, result);
+  }
+
+private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false;
+  bool stalled_ = false;
+  bool released_ = false;
+};
+
+} // namespace
+
+// Block 0 is a real height, and so is the fresh state before it: a reader of
+// a fresh state reads at applied() == 0 both before and after block 0. Here
+// a get_many of a fresh state reads its first key (absent), then stalls in
+// the state of record on the second while block 0 installs both; its second
+// look at memory then finds the second key written by block 0. The result
+// must be the state before block 0 or after it, not the first key before and
+// the second after.
+TEST(memory_state_budget, a_read_overlapping_block_0_of_a_fresh_state) {
+  test::temp_dir dir;
+  stalling_env env;
+  state_store::options opts;
+  opts.dir = dir.path() / "state";
+  opts.cache_bytes = 1 << 20;
+  opts.write_buffer_bytes = 1 << 20;
+  opts.env = &env;
+  // Keys in byte order: second < stored < first. The state of record holds
+  // one table (of the metadata and `stored`, a key only there to make the
+  // table's range reach `second`; memory never reads it) and no table is
+  // open yet: reading `second` opens it, where the Env stalls; `first` lies
+  // above the table and is answered from the empty memtable.
+  key second(8, '\x10');
+  key stored(8, '\x80');
+  key first(8, '\xf0');
+  {
+    auto store = state_store::open(opts);
+    ASSERT_TRUE(store) << describe(store.error());
+    checkpoint_builder batch;
+    auto rec = std::make_shared<block_record>();
+    rec->height = 0;
+    rec->changes.push_back(key_change{stored, "x", ""});
+    batch.add(rec);
+    ASSERT_EQ((*store)->write_checkpoint(batch.take(0)), caf::error{});
+  }
+  {
+    // Reopening writes the log to a table (and opens it to verify it).
+    auto store = state_store::open(opts);
+    ASSERT_TRUE(store) << describe(store.error());
+  }
+  // Opened again, the store has no table open.
+  auto store = state_store::open(opts);
+  ASSERT_TRUE(store) << describe(store.error());
+  memory_state ms{8};
+  ms.attach_state_of_record(**store, 1 << 20);
+  ASSERT_TRUE(ms.fresh());
+  env.arm();
+  std::vector<value> got;
+  std::thread reader{[&] { got = values_of(ms, {first, second}); }};
+  auto stalled = env.await_stalled(std::chrono::seconds{30});
+  apply(ms, 0, {{first, "a"}, {second, "b"}});
+  env.release();
+  reader.join();
+  ASSERT_TRUE(stalled) << "the read of the second key did not open the "
+                          "table: the interleaving was not set up";
+  auto before = std::vector<value>{"", ""};
+  auto after = std::vector<value>{"a", "b"};
+  EXPECT_TRUE(got == before || got == after)
+    << "get_many read {\"" << got.at(0) << "\", \"" << got.at(1)
+    << "\"}: the state of no height";
+  EXPECT_EQ(values_of(ms, {first, second}), after);
+  ms.detach_state_of_record();
 }

@@ -32,27 +32,45 @@ class state_store;
 /// - Reader calls (get, get_many, applied, ...) may come from any thread at
 ///   any time. They never wait for a whole block: the writer holds a shard
 ///   lock only while it updates that shard's part of a block.
-/// - get_many reads every key at one height. Each entry remembers the height
-///   that wrote it; a reader that meets an entry newer than the height it
-///   started at follows the undo of that block (kept for the newest
-///   `undo_depth` blocks) back to the value at its height. A reader that falls
-///   further behind, or that overlaps a revert, starts over.
+/// - get_many reads every key at one state. States are counted in positions,
+///   not heights: block h is position h + 1, and position 0 comes before
+///   every block. A reader reads at position applied() + 1, or at 0 while the
+///   state is fresh. Block 0 is a real height, so the fresh state and the
+///   state after block 0 both have applied() == 0; were a reader's position
+///   its height, a reader of the fresh state would take the entries block 0
+///   is installing for its own and mix them with keys block 0 has not reached
+///   yet (a torn read; with a budget, one cold read on a key is enough to let
+///   the whole block 0 land in between). A fresh reader instead sees block
+///   0's entries above it and walks back their undo, and one that sees the
+///   state no longer fresh also sees block 0's applied height (install sets
+///   the height, then clears fresh).
+/// - Each entry remembers the position of the block that wrote it (0: loaded
+///   or reverted, valid at every position a reader can start at); a reader
+///   that meets an entry above its position follows the undo of that block
+///   (kept for the newest `undo_depth` blocks) back to the value at its
+///   position. A reader that falls further behind, or that overlaps a revert,
+///   starts over.
 ///
 /// With a memory budget (attach_state_of_record) only a working set is
 /// resident and the state of record (LevelDB, at the checkpoint height)
 /// answers for the rest:
-/// - An entry is clean when its height is at or below both the checkpoint
-///   height (LevelDB holds its value) and the height of the newest expired
-///   undo (no reader can need an older value). Only clean entries are
-///   evicted, by a clock (second chance: a read sets the entry's referenced
-///   bit, the sweep clears it once before evicting), when the resident bytes
-///   exceed the budget after an install. Dirty entries stay until the
-///   checkpoint that writes them.
+/// - An entry is clean when its position is at or below both the checkpoint's
+///   (LevelDB holds its value) and the newest expired undo's, the undo floor
+///   (no reader can need an older value; an entry of block 0 is not clean
+///   before block 0's undo expires, since a reader of the fresh state may
+///   need the value before it). Only clean entries are evicted, by a clock
+///   (second chance: a read sets the entry's referenced bit, the sweep
+///   clears it once before evicting), when the resident bytes exceed the
+///   budget after an install. Dirty entries stay until the checkpoint that
+///   writes them.
 /// - Tombstones of keys LevelDB may still hold stay resident until clean.
 /// - A read that misses memory reads LevelDB, then looks at memory again: a
-///   key that became resident meanwhile is read from memory. A key evicted
-///   meanwhile was clean, so its height is at or below the undo floor, which
-///   then lies above the reader's height: the reader starts over.
+///   key that became resident meanwhile is read from memory (walking back
+///   its undo if it was written above the reader's position: the entries of
+///   a block being installed, block 0 of a fresh state included, are all
+///   above it). A key evicted meanwhile was clean, so its position is at or
+///   below the undo floor, which then lies above the reader's position: the
+///   reader starts over.
 /// - plan() reads the before value of a non-resident key from LevelDB.
 /// - The live key count is kept from each change's before and after.
 class memory_state {
@@ -202,7 +220,9 @@ public:
 private:
   struct entry {
     compact_value v;     // empty: a tombstone, purged once its undo expires
-    block_id height = 0; // the block that wrote it (0: loaded or reverted)
+    /// The position (height + 1) of the block that wrote it; 0: loaded or
+    /// reverted (see the class comment).
+    block_id position = 0;
     /// The clock's second chance: set by reads (through std::atomic_ref,
     /// readers share the shard lock), cleared by the eviction sweep.
     mutable std::uint8_t referenced = 0;
@@ -222,8 +242,8 @@ private:
     explicit block_undo(std::size_t key_width) : index(key_width) {
     }
     block_record_ptr record;
-    /// Per change: the height of the entry it replaced (0 when absent).
-    std::vector<block_id> before_heights;
+    /// Per change: the position of the entry it replaced (0 when absent).
+    std::vector<block_id> before_positions;
     /// Key -> its change in `record`.
     flat_key_map<std::uint32_t> index;
   };
@@ -247,12 +267,27 @@ private:
   /// Installs a block (install()).
   void install_planned(planned_block block);
 
+  /// Returns the position of block `height`: its entries' and its undo's.
+  static block_id position_of(block_id height) {
+    return height + 1;
+  }
+
+  /// Returns the position a reader starting now reads at: 0 while fresh
+  /// (before every block, block 0 included), else the applied height's.
+  block_id read_position() const {
+    // fresh_ first: install stores applied_ before clearing fresh_, so a
+    // reader that sees it cleared sees block 0's height at least.
+    if (fresh_.load(std::memory_order_acquire))
+      return 0;
+    return position_of(applied_.load(std::memory_order_acquire));
+  }
+
   /// Returns the shard of a key from its key_hash (bits the tables ignore).
   std::size_t shard_of_hash(std::uint64_t hash) const {
     return (hash >> 40) % shards_.size();
   }
 
-  /// Reads one key at height `at` into `out`; returns false when the reader
+  /// Reads one key at position `at` into `out`; returns false when the reader
   /// must start over (the needed undo is gone). Takes the key's shard lock
   /// unless the caller holds every shard lock (`locked`). A failed read of
   /// the state of record returns true with `err` set.
@@ -270,22 +305,22 @@ private:
   /// Adds an entry to a shard whose lock the caller holds exclusively.
   /// REQUIRES: k is not in the shard; hash == key_hash(k).
   void emplace_entry(shard& s, std::string_view k, std::uint64_t hash,
-                     std::string_view v, block_id height);
+                     std::string_view v, block_id position);
 
   /// Replaces the value of an entry under the exclusive shard lock.
-  void assign_entry(entry& e, std::string_view v, block_id height);
+  void assign_entry(entry& e, std::string_view v, block_id position);
 
   /// Evicts clean entries (clock sweep) while the resident bytes exceed the
   /// budget. Writer only.
   void evict_over_budget();
 
   /// Sweeps up to `max_slots` slots of shard `s` from its hand, evicting
-  /// clean entries below `ceiling` until `goal` bytes are freed. Returns the
-  /// bytes freed.
+  /// clean entries at or below position `ceiling` until `goal` bytes are
+  /// freed. Returns the bytes freed.
   std::size_t sweep(shard& s, block_id ceiling, std::size_t goal,
                     std::size_t max_slots);
 
-  /// Runs `read(height, locked)` until it succeeds at one height with no
+  /// Runs `read(position, locked)` until it succeeds at one position with no
   /// revert overlapping it; `read` returns false when it must start over.
   /// After optimistic_attempts_ failures (a reader starved by a fast
   /// writer) it reads once more holding every shard lock, which no writer
@@ -293,8 +328,8 @@ private:
   template <class Read>
   void read_consistent(Read read) const;
 
-  /// Returns the undo of block `height` if still kept.
-  block_undo_ptr find_undo(block_id height) const;
+  /// Returns the undo of the block at `position` if still kept.
+  block_undo_ptr find_undo(block_id position) const;
 
   /// Drops the oldest kept undo and the tombstones only it explained.
   void expire_undo(const block_undo_ptr& oldest);
@@ -307,7 +342,7 @@ private:
   std::atomic<std::size_t> live_{0};
   /// Odd while a revert runs; readers that overlap a change start over.
   std::atomic<std::uint64_t> epoch_{0};
-  /// Readers that started below this height start over.
+  /// The undo floor: readers that started below this position start over.
   std::atomic<block_id> floor_{0};
 
   mutable std::shared_mutex undo_mu_;
@@ -318,8 +353,8 @@ private:
   /// Guards state_of_record_ against detaching while a read uses it.
   mutable std::shared_mutex state_of_record_mu_;
   const state_store* state_of_record_ = nullptr;
-  /// One above the height the state of record holds; 0 before the first
-  /// checkpoint (block 0 is a real height).
+  /// The position of the height the state of record holds (one above it);
+  /// 0 before the first checkpoint (block 0 is a real height).
   std::atomic<block_id> checkpoint_end_{0};
   std::atomic<std::size_t> resident_bytes_{0};
   /// The next shard the eviction clock visits.
