@@ -243,9 +243,27 @@ std::size_t checkpointable(const supervisor_state& st) {
 }
 
 /// Returns whether persistence holds so many blocks that applies wait for a
-/// checkpoint (the backpressure of the checkpoint pipeline).
+/// checkpoint (the backpressure of the checkpoint pipeline): four
+/// checkpoints' worth, or with a memory budget records of more than 1/8 of
+/// it.
 bool persistence_backlogged(const supervisor_state& st) {
-  return checkpointable(st) >= 4 * st.options.checkpoint_every_blocks;
+  auto& budget = st.options.memory_budget;
+  return checkpointable(st) >= 4 * st.options.checkpoint_every_blocks
+         || (budget && checkpointable(st) > 0
+             && st.held_bytes > *budget / 8);
+}
+
+/// Returns the estimated bytes of a record: its changes and the heap blocks
+/// of their long strings.
+std::size_t record_bytes(const block_record& record) {
+  auto heap = [](const std::string& x) {
+    return x.size() < sizeof(std::string) ? 0 : x.capacity() + 1;
+  };
+  std::size_t bytes = sizeof(block_record)
+                      + record.changes.capacity() * sizeof(key_change);
+  for (auto& change : record.changes)
+    bytes += heap(change.k) + heap(change.after) + heap(change.before);
+  return bytes;
 }
 
 /// Resumes an apply held back by backpressure once there is room.
@@ -260,16 +278,20 @@ void resume_when_capacity(self_ptr self) {
 }
 
 /// Starts a checkpoint of the blocks older than the lag when
-/// checkpoint_every_blocks of them wait or checkpoint_interval passed.
+/// checkpoint_every_blocks of them wait or checkpoint_interval passed. One
+/// checkpoint writes at most checkpoint_every_blocks blocks (a backlog
+/// drains in several), so that a revert or flush queued behind it waits
+/// for one bounded WriteBatch.
 void checkpoint_when_due(self_ptr self) {
   auto& st = self->state;
   auto count = checkpointable(st);
   if (st.checkpointing || st.barrier || count == 0)
     return;
-  if (count >= st.options.checkpoint_every_blocks
+  auto every = st.options.checkpoint_every_blocks;
+  if (count >= every || persistence_backlogged(st)
       || clock_type::now() - st.last_checkpoint
            >= st.options.checkpoint_interval)
-    checkpoint(self, st.held[count - 1]);
+    checkpoint(self, st.held[std::min<std::size_t>(count, every) - 1].height);
 }
 
 /// Hands blocks up to `durable` to persistence; checkpoints when due.
@@ -277,7 +299,9 @@ void advance_durable(self_ptr self, block_id durable) {
   auto& st = self->state;
   st.shared->set_durable(durable);
   while (!st.appended.empty() && st.appended.front()->height <= durable) {
-    st.held.push_back(st.appended.front()->height);
+    auto& record = *st.appended.front();
+    st.held.push_back({record.height, record_bytes(record)});
+    st.held_bytes += st.held.back().bytes;
     self->send(st.persistence, atom::checkpoint::value,
                std::move(st.appended.front()));
     st.appended.pop_front();
@@ -289,8 +313,10 @@ void advance_durable(self_ptr self, block_id durable) {
 void checkpointed(self_ptr self, block_id current) {
   auto& st = self->state;
   st.shared->set_current(current);
-  while (!st.held.empty() && st.held.front() <= current)
+  while (!st.held.empty() && st.held.front().height <= current) {
+    st.held_bytes -= st.held.front().bytes;
     st.held.pop_front();
+  }
 }
 
 /// Sends a block to the journal; `then` runs with the outcome of the append.
@@ -618,13 +644,16 @@ struct revert_call {
     ask<bool>(
       self, self->state.persistence,
       [call, newest_first](bool wrote) mutable {
-        auto& held = call.self->state.held;
+        auto& st = call.self->state;
         if (wrote) {
-          held.clear();
-          call.self->state.shared->set_current(call.target);
+          st.held.clear();
+          st.held_bytes = 0;
+          st.shared->set_current(call.target);
         }
-        while (!held.empty() && held.back() > call.target)
-          held.pop_back();
+        while (!st.held.empty() && st.held.back().height > call.target) {
+          st.held_bytes -= st.held.back().bytes;
+          st.held.pop_back();
+        }
         call.truncate_journal(std::move(newest_first));
       },
       [call](caf::error& err) mutable { call.fail(err); },
@@ -857,6 +886,7 @@ void adopt(self_ptr self, storage::recovered_store& recovered) {
   st.in_flight = 0;
   st.on_drained.clear();
   st.held.clear();
+  st.held_bytes = 0;
   st.last_checkpoint = clock_type::now();
   st.checkpointing = false;
   st.on_checkpointed.clear();

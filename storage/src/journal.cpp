@@ -993,6 +993,13 @@ journal::open(const options& opts, journal_open_report* report) {
   journal_open_report rep;
   if (auto err = p->scan(rep))
     return err;
+  if (p->segments.empty() && opts.must_exist)
+    return make_error(ec::journal_corrupt,
+                      "journal directory " + opts.dir.string()
+                        + " holds no segment file, but its store was "
+                          "created before: the journal was deleted (its "
+                          "blocks would be lost); refusing to start a new "
+                          "one");
   if (!opts.repair) {
     // Read-only: no active segment; every change is refused.
     p->failed = make_error(ec::invalid_argument, "journal opened read-only");

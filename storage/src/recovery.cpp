@@ -100,11 +100,15 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
     meta.min_rollback_window = *opts.min_rollback_window;
     config_changed = true;
   }
-  if (config_changed)
+  // A new store's metadata is written once its journal exists: metadata
+  // without any journal segment means the journal was deleted.
+  bool created = !*stored;
+  if (config_changed && !created)
     if (auto err = result.state->write_config(meta))
       return err;
   // -- journal
   journal::options journal_opts;
+  journal_opts.must_exist = !created;
   journal_opts.dir = dir / "journal";
   journal_opts.key_width = meta.key_width;
   journal_opts.segment_bytes = opts.journal_segment_bytes;
@@ -116,6 +120,9 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
   auto blocks = journal::open(journal_opts, &result.journal_report);
   if (!blocks)
     return blocks.error();
+  if (created)
+    if (auto err = result.state->write_config(meta))
+      return err;
   result.blocks = std::move(*blocks);
   auto& report = result.journal_report;
   if (report.truncated_bytes > 0)

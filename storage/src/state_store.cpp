@@ -437,9 +437,18 @@ caf::error state_store::write_config(const store_metadata& meta) {
 }
 
 caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
+  // In key order: LevelDB's memtable (a skiplist) inserts neighbouring keys
+  // along paths that stay in the cache. Keys are distinct in a batch.
+  std::vector<const std::pair<key, value>*> sorted;
+  sorted.reserve(batch.writes.size());
+  for (auto& write : batch.writes)
+    sorted.push_back(&write);
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->first < b->first; });
   leveldb::WriteBatch wb;
   std::string k;
-  for (auto& [write_key, write_value] : batch.writes) {
+  for (auto* write : sorted) {
+    auto& [write_key, write_value] = *write;
     k.clear();
     k.push_back(state_prefix);
     k.append(write_key);

@@ -1085,6 +1085,53 @@ TEST(recovery, missing_journal_directory_contents_are_refused) {
                      "the journal holds no entry"});
 }
 
+TEST(recovery, deleted_journal_of_a_store_without_a_checkpoint_is_refused) {
+  // No checkpoint names a block the journal must hold (the blocks are all
+  // within the checkpoint lag): the store's metadata says that the journal
+  // existed, so an empty journal directory is refused, not started anew.
+  rollblock::test::temp_dir tmp;
+  auto opts = options_for(tmp.path());
+  {
+    auto s = recover_ok(opts);
+    ASSERT_TRUE(s);
+    driver d{std::move(*s)};
+    for (block_id h = 1; h <= 3; ++h)
+      d.apply(h, ops_of(h));
+    EXPECT_FALSE(d.store().blocks->sync());
+    EXPECT_FALSE(leveldb_meta(*d.store().state).checkpoint);
+  }
+  auto journal_dir = tmp.path() / "journal";
+  for (auto& entry : fs::directory_iterator(journal_dir))
+    fs::remove(entry.path());
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto r = recover(opts);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(code_of(r.error()), ec::journal_corrupt);
+    EXPECT_EQ(message_of(r.error()),
+              "journal directory " + journal_dir.string()
+                + " holds no segment file, but its store was created "
+                  "before: the journal was deleted (its blocks would be "
+                  "lost); refusing to start a new one");
+    // Nothing was created: the next open refuses the same way.
+    EXPECT_TRUE(fs::is_empty(journal_dir));
+  }
+}
+
+TEST(recovery, new_store_writes_its_metadata_after_creating_its_journal) {
+  rollblock::test::temp_dir tmp;
+  auto opts = options_for(tmp.path());
+  {
+    auto s = recover_ok(opts);
+    ASSERT_TRUE(s);
+    EXPECT_TRUE(fs::exists(tmp.path() / "journal" / "000001.rbj"));
+    EXPECT_TRUE(leveldb_meta(*s->state).checkpoint == std::nullopt);
+  }
+  // Reopening an empty store finds its (empty) journal segment.
+  auto again = recover_ok(opts);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->heights, (store_heights{0, 0, 0}));
+}
+
 TEST(recovery, metadata_of_another_format_version_is_refused) {
   damaged_dir dd;
   {

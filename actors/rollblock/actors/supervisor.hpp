@@ -75,7 +75,14 @@ struct supervisor_state {
 
   /// The heights of the durable blocks handed to persistence and not yet
   /// checkpointed, oldest first.
-  std::deque<block_id> held;
+  struct held_block {
+    block_id height;
+    /// The estimated bytes its record takes.
+    std::size_t bytes;
+  };
+  std::deque<held_block> held;
+  /// The sum of the held blocks' bytes.
+  std::size_t held_bytes = 0;
   /// How many of the newest held blocks a periodic checkpoint leaves out
   /// (store_options::checkpoint_lag_blocks).
   std::uint64_t checkpoint_lag = 0;

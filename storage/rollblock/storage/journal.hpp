@@ -109,6 +109,11 @@ public:
     /// would otherwise cut a torn tail: a segment is missing, or the journal
     /// was cut short or damaged below a durable height.
     std::optional<block_id> required_height{};
+    /// Whether the journal was created before (its store exists). Without a
+    /// checkpoint nothing else names a block the journal must hold: a
+    /// directory without any segment file then fails with
+    /// ec::journal_corrupt instead of starting an empty journal.
+    bool must_exist = false;
   };
 
   /// Opens the journal in `opts.dir`, creating the directory when missing.
