@@ -45,6 +45,11 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
       st.shared->fault_point("persistence.checkpoint");
       st.held.push_back(std::move(record));
     },
+    [self](atom::drop, block_id target) {
+      auto& held = self->state.held;
+      while (!held.empty() && held.back()->height > target)
+        held.pop_back();
+    },
     [self](atom::flush, block_id through) -> caf::result<block_id> {
       auto& st = self->state;
       if (st.failure)

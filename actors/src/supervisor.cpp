@@ -500,10 +500,12 @@ void stage(self_ptr self, caf::typed_response_promise<T> promise, Reply reply,
 void checkpoint(self_ptr self, block_id through) {
   auto& st = self->state;
   st.checkpointing = true;
+  st.checkpoint_through = through;
   st.last_checkpoint = clock_type::now();
   auto done = [self] {
     auto& st = self->state;
     st.checkpointing = false;
+    st.checkpoint_through.reset();
     auto waiting = std::move(st.on_checkpointed);
     st.on_checkpointed.clear();
     for (auto& f : waiting)
@@ -639,21 +641,40 @@ struct revert_call {
   ///    holds a state above the target (a revert beyond the checkpoint
   ///    lag), or the target is no block the journal holds, LevelDB gets the
   ///    state at the target with the revert marker, in one WriteBatch.
+  ///    A target that is a held block at or above the checkpoint in
+  ///    progress (without a memory budget, whose reverted keys are read from
+  ///    LevelDB) needs no LevelDB write: persistence is told to forget and
+  ///    the revert goes on without waiting behind its checkpoint.
   void write_state(block_record_list newest_first) {
     auto call = *this;
+    auto& st = self->state;
+    auto forget_held_above_target = [call]() mutable {
+      auto& st = call.self->state;
+      while (!st.held.empty() && st.held.back().height > call.target) {
+        st.held_bytes -= st.held.back().bytes;
+        st.held.pop_back();
+      }
+    };
+    auto target_held = std::any_of(st.held.begin(), st.held.end(),
+                                   [this](auto& block) {
+                                     return block.height == target;
+                                   });
+    if (target_held && !st.options.memory_budget
+        && (!st.checkpoint_through || target >= *st.checkpoint_through)) {
+      self->send(st.persistence, atom::drop::value, target);
+      forget_held_above_target();
+      return truncate_journal(std::move(newest_first));
+    }
     ask<bool>(
       self, self->state.persistence,
-      [call, newest_first](bool wrote) mutable {
+      [call, newest_first, forget_held_above_target](bool wrote) mutable {
         auto& st = call.self->state;
         if (wrote) {
           st.held.clear();
           st.held_bytes = 0;
           st.shared->set_current(call.target);
         }
-        while (!st.held.empty() && st.held.back().height > call.target) {
-          st.held_bytes -= st.held.back().bytes;
-          st.held.pop_back();
-        }
+        forget_held_above_target();
         call.truncate_journal(std::move(newest_first));
       },
       [call](caf::error& err) mutable { call.fail(err); },
@@ -889,6 +910,7 @@ void adopt(self_ptr self, storage::recovered_store& recovered) {
   st.held_bytes = 0;
   st.last_checkpoint = clock_type::now();
   st.checkpointing = false;
+  st.checkpoint_through.reset();
   st.on_checkpointed.clear();
   st.barrier = false;
   st.staged = false;

@@ -88,6 +88,8 @@ struct supervisor_state {
   std::uint64_t checkpoint_lag = 0;
   std::chrono::steady_clock::time_point last_checkpoint;
   bool checkpointing = false;
+  /// The height the checkpoint in progress writes through.
+  std::optional<block_id> checkpoint_through;
   /// Run once the checkpoint in progress ended.
   std::vector<std::function<void()>> on_checkpointed;
   /// A revert runs: no pruning may start.

@@ -113,6 +113,9 @@ using journal_actor = caf::typed_actor<
 using persistence_actor = caf::typed_actor<
   // Holds a durable block's changes until a checkpoint writes them.
   caf::reacts_to<atom::checkpoint, block_record_ptr>,
+  // Forgets the held blocks above a held block (a revert within the
+  // checkpoint lag: LevelDB keeps its state).
+  caf::reacts_to<atom::drop, block_id>,
   // Writes the held blocks at or below a height in one WriteBatch; replies
   // the checkpoint height.
   caf::replies_to<atom::flush, block_id>::with<block_id>,
