@@ -197,9 +197,11 @@ struct data_dir_inspector::impl {
     jo.dir = journal_dir();
     jo.key_width = m.key_width;
     jo.repair = false;
-    // As the store opens it: the checkpoint's entry must be there.
+    // As the store opens it: the checkpoint's entry must be there, and a
+    // store with metadata has a journal (its segments cannot all be gone).
     if (!m.reverted_to)
       jo.required_height = m.checkpoint;
+    jo.must_exist = true;
     auto j = storage::journal::open(jo, &report);
     if (!j)
       return std::move(j.error());

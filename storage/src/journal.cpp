@@ -100,8 +100,8 @@
 //   Known limit: a segment cut at an entry boundary loses its trailer too,
 //   so cutting whole entries above the checkpoint from the end of the newest
 //   segment that holds blocks (an empty segment after it is then a
-//   leftover) looks like a journal that never had them; so does deleting
-//   every segment when there is no required height.
+//   leftover) looks like a journal that never had them. Deleting every
+//   segment is refused when options::must_exist says the store existed.
 //   A zero-length segment is valid. When no segment exists, open creates
 //   segment 000001.rbj.
 //

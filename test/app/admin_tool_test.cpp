@@ -802,6 +802,26 @@ TEST(admin_tool, verify_missing_newest_segment_above_the_checkpoint_is_corrupt) 
     << info.err;
 }
 
+TEST(admin_tool, verify_deleted_journal_of_a_store_without_a_checkpoint_is_corrupt) {
+  // Every block is within the checkpoint lag: no checkpoint names a block
+  // the journal must hold, but the metadata says the journal existed.
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path() / "data";
+  build_spec spec{make_blocks(heights_from(1, 6, {})), std::nullopt,
+                  std::nullopt};
+  build_store(dir, spec);
+  for (auto& entry : fs::directory_iterator(dir / "journal"))
+    fs::remove(entry.path());
+  auto r = run_tool({"--data-dir", dir.string(), "verify"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_TRUE(has_line_starting(
+    r.out, "problem: journal directory " + (dir / "journal").string()
+             + " holds no segment file, but its store was created before"))
+    << r.out;
+  EXPECT_EQ(lines_of(r.out).back(), "result: corrupt, 1 problem") << r.out;
+  EXPECT_TRUE(fs::is_empty(dir / "journal"));
+}
+
 TEST(admin_tool, verify_empty_segment_left_by_an_interrupted_roll_is_repairable) {
   small_store s;
   auto leftover = s.dir / "journal" / segment_name(2);
