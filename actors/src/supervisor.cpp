@@ -300,7 +300,8 @@ void advance_durable(self_ptr self, block_id durable) {
   st.shared->set_durable(durable);
   while (!st.appended.empty() && st.appended.front()->height <= durable) {
     auto& record = *st.appended.front();
-    st.held.push_back({record.height, record_bytes(record)});
+    st.held.push_back(
+      {record.height, st.appended.front(), record_bytes(record)});
     st.held_bytes += st.held.back().bytes;
     self->send(st.persistence, atom::checkpoint::value,
                std::move(st.appended.front()));
@@ -606,6 +607,8 @@ struct revert_call {
   block_id target;
   clock_type::time_point start;
   caf::typed_response_promise<block_id> promise;
+  /// Whether LevelDB may hold the revert marker (not within the lag).
+  bool marker = true;
 
   void fail(const caf::error& err) {
     auto refusal = fault(self, err);
@@ -620,8 +623,40 @@ struct revert_call {
     sync_all(self, [call](caf::expected<block_id> durable) mutable {
       if (!durable)
         return call.fail(durable.error());
+      if (call.within_lag())
+        return call.forget_held();
       call.read_undo();
     });
+  }
+
+  /// Returns whether the target is a held block at or above the checkpoint
+  /// in progress, so that LevelDB keeps its state (without a memory budget,
+  /// whose reverted keys are read from LevelDB).
+  bool within_lag() const {
+    auto& st = self->state;
+    return !st.options.memory_budget
+           && (!st.checkpoint_through || target >= *st.checkpoint_through)
+           && std::any_of(st.held.begin(), st.held.end(),
+                          [this](auto& block) {
+                            return block.height == target;
+                          });
+  }
+
+  /// 2-3 within the lag: the held records above the target are the undo
+  /// (everything applied is durable, so held); persistence is told to
+  /// forget them, without waiting behind its checkpoint in progress.
+  void forget_held() {
+    auto& st = self->state;
+    block_record_list newest_first;
+    while (!st.held.empty() && st.held.back().height > target) {
+      newest_first.push_back(std::move(st.held.back().record));
+      st.held_bytes -= st.held.back().bytes;
+      st.held.pop_back();
+    }
+    st.revert_blocks = newest_first.size();
+    self->send(st.persistence, atom::drop::value, target);
+    marker = false;
+    truncate_journal(std::move(newest_first));
   }
 
   /// 2. Read the records of the blocks above the target.
@@ -641,13 +676,8 @@ struct revert_call {
   ///    holds a state above the target (a revert beyond the checkpoint
   ///    lag), or the target is no block the journal holds, LevelDB gets the
   ///    state at the target with the revert marker, in one WriteBatch.
-  ///    A target that is a held block at or above the checkpoint in
-  ///    progress (without a memory budget, whose reverted keys are read from
-  ///    LevelDB) needs no LevelDB write: persistence is told to forget and
-  ///    the revert goes on without waiting behind its checkpoint.
   void write_state(block_record_list newest_first) {
     auto call = *this;
-    auto& st = self->state;
     auto forget_held_above_target = [call]() mutable {
       auto& st = call.self->state;
       while (!st.held.empty() && st.held.back().height > call.target) {
@@ -655,16 +685,6 @@ struct revert_call {
         st.held.pop_back();
       }
     };
-    auto target_held = std::any_of(st.held.begin(), st.held.end(),
-                                   [this](auto& block) {
-                                     return block.height == target;
-                                   });
-    if (target_held && !st.options.memory_budget
-        && (!st.checkpoint_through || target >= *st.checkpoint_through)) {
-      self->send(st.persistence, atom::drop::value, target);
-      forget_held_above_target();
-      return truncate_journal(std::move(newest_first));
-    }
     ask<bool>(
       self, self->state.persistence,
       [call, newest_first, forget_held_above_target](bool wrote) mutable {
@@ -687,7 +707,12 @@ struct revert_call {
     ask<atom::ok>(
       self, self->state.journal,
       [call, newest_first](atom::ok) mutable {
-        call.clear_marker(std::move(newest_first));
+        // Within the lag no marker was written: memory follows at once,
+        // without waiting behind persistence's checkpoint in progress.
+        if (call.marker)
+          call.clear_marker(std::move(newest_first));
+        else
+          call.revert_memory(std::move(newest_first));
       },
       [call](caf::error& err) mutable { call.fail(err); },
       atom::truncate::value, target);

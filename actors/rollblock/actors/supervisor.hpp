@@ -77,6 +77,9 @@ struct supervisor_state {
   /// checkpointed, oldest first.
   struct held_block {
     block_id height;
+    /// Its record (shared with persistence): a revert within the lag undoes
+    /// memory from it without reading the journal.
+    block_record_ptr record;
     /// The estimated bytes its record takes.
     std::size_t bytes;
   };
