@@ -7,7 +7,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <iterator>
 
 namespace rollblock {
 
@@ -87,15 +86,10 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
       };
       auto first_above = std::find_if(st.held.begin(), st.held.end(),
                                       above_target);
-      // LevelDB keeps its state when it holds none above the target and the
-      // journal, cut right above the target, ends with the target: a held
-      // block, or the checkpoint itself. A budgeted memory serves reverted
-      // keys from LevelDB, which must then hold the target exactly.
-      auto target_held = first_above != st.held.begin()
-                         && std::prev(first_above)->get()->height == target;
-      if ((!checkpoint || *checkpoint <= target)
-          && (checkpoint == target
-              || (target_held && !st.memory->budgeted()))) {
+      // A revert to a held block within the lag never comes here: the
+      // supervisor sends atom::drop instead. LevelDB keeps its state when it
+      // holds the target itself.
+      if (checkpoint == target) {
         st.held.erase(first_above, st.held.end());
         return false;
       }

@@ -94,12 +94,6 @@ public:
     return key_width_;
   }
 
-  /// Returns whether a memory budget keeps only a working set resident
-  /// (attach_state_of_record was called).
-  bool budgeted() const {
-    return entry_budget_ > 0;
-  }
-
   // -- writer ----------------------------------------------------------------
 
   /// Inserts a key as loaded from the state of record.
