@@ -489,6 +489,19 @@ verify_result data_dir_inspector::verify() {
              + (j.empty() ? std::string{"none"}
                           : std::to_string(j.last_height()))
              + ")"});
+      if (auto height = d.report.completed_truncation)
+        r.findings.push_back(
+          {severity::repairable,
+           "journal " + j.dir().string()
+             + ": a revert interrupted while it cut the journal after block "
+             + std::to_string(*height)
+             + " would be completed when the store is opened"});
+      if (d.report.torn_truncation_record)
+        r.findings.push_back(
+          {severity::repairable,
+           "journal " + j.dir().string()
+             + ": a torn truncation record (a crash before a revert cut "
+               "anything) would be removed when the store is opened"});
       for (auto& leftover : d.report.leftover_segments)
         r.findings.push_back(
           {severity::repairable,

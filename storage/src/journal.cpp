@@ -106,12 +106,36 @@
 //   segment 000001.rbj.
 //
 // Truncating (truncate_after)
-//   Keeping segment K up to its last kept block entry: (1) every later
+//   Keeping segment K up to its last kept block entry: (0) when a later
+//   segment holds any byte, the truncation record (below) naming the height
+//   is written, fdatasynced and the directory fsynced; (1) every later
 //   segment is truncated to 0 bytes and fsynced, newest first; (2) K is cut
 //   after its last kept entry (its trailer goes too) and fsynced; (3) the
-//   emptied segments are deleted newest first and the directory fsynced. A
-//   crash after any step leaves trailers that name existing segments, then
-//   at most one segment with content and no trailer, then empty leftovers.
+//   emptied segments and the record are deleted and the directory fsynced.
+//   A crash after any step leaves trailers that name existing segments, then
+//   at most one segment with content and no trailer, then empty leftovers:
+//   a journal that opens, but (after step 1) not at the height asked for.
+//   The record makes the truncation all or nothing: open completes it. A
+//   truncation within K alone is one ftruncate, so it needs no record.
+//
+// Truncation record: the file "truncation.rbt" in the journal directory,
+// 24 bytes:
+//   offset size field
+//        0    4 magic            0x544A4252 (bytes "RBJT")
+//        4    2 format version   1
+//        6    2 zero
+//        8    8 height           truncate_after(height) is in progress
+//       16    8 checksum         XXH3_64bits(bytes 0..15)
+//   A repairing open that finds a valid record completes the truncation
+//   after verifying the journal (every state steps 1-3 leave opens), deletes
+//   the record and fsyncs the directory (journal_open_report::
+//   completed_truncation); a read-only open ends the index at the height
+//   instead. A record cutting below options::required_height is
+//   journal_corrupt (nothing changed). A record of another size, magic or
+//   checksum was torn by a crash
+//   before step 1 (nothing was truncated yet): it is deleted and reported
+//   (journal_open_report::torn_truncation_record). A record of another
+//   version is format_version_mismatch.
 //
 // Read-only opening (options::repair = false)
 //   The same checks run and the same errors are returned, but no file is
@@ -147,6 +171,10 @@ constexpr std::size_t trailer_payload_size = 8;
 constexpr std::size_t header_size = 40;
 constexpr std::size_t header_checked_bytes = 32;
 constexpr std::string_view segment_suffix = ".rbj";
+constexpr std::string_view truncation_file = "truncation.rbt";
+constexpr std::uint32_t truncation_magic = 0x544A4252;
+constexpr std::uint16_t truncation_version = 1;
+constexpr std::size_t truncation_size = 24;
 constexpr int segment_digits = 6;
 constexpr std::string_view bad_layout
   = "payload layout does not match its change count";
@@ -728,8 +756,16 @@ struct journal::impl {
            + std::to_string(last.offset);
   }
 
+  std::filesystem::path truncation_path() const {
+    return opts.dir / truncation_file;
+  }
+
   caf::error scan(journal_open_report& rep);
   caf::error check_required(const std::string& why) const;
+  caf::error write_truncation(block_id height);
+  caf::error read_truncation(std::optional<block_id>& height, bool& torn);
+  caf::error truncate(block_id height, bool recorded);
+  caf::error remove_truncation();
   caf::error cut_tail(std::size_t seg_idx, std::uint64_t offset,
                       std::uint64_t file_size, journal_open_report& rep);
 };
@@ -991,6 +1027,23 @@ journal::open(const options& opts, journal_open_report* report) {
   std::sort(p->segments.begin(), p->segments.end(),
             [](auto& a, auto& b) { return a.seq < b.seq; });
   journal_open_report rep;
+  std::optional<block_id> truncation;
+  bool recorded = std::find(names.begin(), names.end(), truncation_file)
+                  != names.end();
+  if (recorded)
+    if (auto err = p->read_truncation(truncation,
+                                      rep.torn_truncation_record))
+      return err;
+  if (truncation && opts.required_height
+      && *truncation < *opts.required_height)
+    return make_error(ec::journal_corrupt,
+                      "journal truncation record "
+                        + p->truncation_path().string() + " cuts after block "
+                        + std::to_string(*truncation)
+                        + ", below block "
+                        + std::to_string(*opts.required_height)
+                        + ", which the journal must hold (it was "
+                          "checkpointed); nothing was repaired");
   if (auto err = p->scan(rep))
     return err;
   if (p->segments.empty() && opts.must_exist)
@@ -1000,14 +1053,29 @@ journal::open(const options& opts, journal_open_report* report) {
                           "created before: the journal was deleted (its "
                           "blocks would be lost); refusing to start a new "
                           "one");
+  rep.completed_truncation = truncation;
   if (!opts.repair) {
-    // Read-only: no active segment; every change is refused.
+    // Read-only: no active segment; every change is refused. An interrupted
+    // truncation is shown as done.
+    if (truncation)
+      std::erase_if(p->index, [&](auto& pos) { return pos.height > *truncation; });
     p->failed = make_error(ec::invalid_argument, "journal opened read-only");
-  } else if (p->segments.empty()) {
-    if (auto err = p->create_segment(1))
+  } else {
+    if (p->segments.empty()) {
+      if (auto err = p->create_segment(1))
+        return err;
+    } else if (auto err = p->open_active()) {
       return err;
-  } else if (auto err = p->open_active()) {
-    return err;
+    }
+    // An interrupted truncation is completed; a torn record, written before
+    // any segment changed, is deleted.
+    if (truncation) {
+      if (auto err = p->truncate(*truncation, true))
+        return err;
+    } else if (recorded) {
+      if (auto err = p->remove_truncation())
+        return err;
+    }
   }
   rep.segments = p->segments.size();
   rep.entries = p->index.size();
@@ -1157,19 +1225,97 @@ caf::expected<block_record_list> journal::read_from(block_id height) const {
   return result;
 }
 
+/// Step 0 of a truncation that reaches beyond the newest segment: writes
+/// the truncation record naming `height` and makes it durable. A failure
+/// after creating the file fails the journal (the record may be whole).
+caf::error journal::impl::write_truncation(block_id height) {
+  auto path = truncation_path();
+  std::string bytes(truncation_size, '\0');
+  store_le(bytes.data(), truncation_magic);
+  store_le(bytes.data() + 4, truncation_version);
+  store_le(bytes.data() + 8, static_cast<std::uint64_t>(height));
+  store_le(bytes.data() + 16, checksum(bytes.data(), 16));
+  std::unique_ptr<file> f;
+  if (auto err = fs->open(path, open_mode::create_new, f))
+    return io_error("creating journal truncation record", path, err);
+  if (auto err = write_all(*f, bytes.data(), bytes.size(), 0))
+    return fail(io_error("writing journal truncation record", path, err));
+  if (auto err = f->sync_data())
+    return fail(io_error("fdatasync of journal truncation record", path, err));
+  if (auto err = sync_dir(*fs, opts.dir))
+    return fail(std::move(err));
+  return {};
+}
+
+/// Reads the truncation record: `height` holds its height when it verifies;
+/// `torn` is set when it does not (a crash while writing it).
+caf::error journal::impl::read_truncation(std::optional<block_id>& height,
+                                          bool& torn) {
+  auto path = truncation_path();
+  std::string bytes;
+  if (auto err = read_file(*fs, path, bytes))
+    return err;
+  if (bytes.size() != truncation_size
+      || load_le<std::uint32_t>(bytes.data()) != truncation_magic
+      || load_le<std::uint64_t>(bytes.data() + 16)
+           != checksum(bytes.data(), 16)) {
+    torn = true;
+    return {};
+  }
+  if (auto version = load_le<std::uint16_t>(bytes.data() + 4);
+      version != truncation_version)
+    return make_error(ec::format_version_mismatch,
+                      "journal truncation record " + path.string()
+                        + " has format version " + std::to_string(version)
+                        + " but this build reads version "
+                        + std::to_string(truncation_version)
+                        + "; use a build that reads this format");
+  height = load_le<std::uint64_t>(bytes.data() + 8);
+  return {};
+}
+
+/// Deletes the truncation record and fsyncs the directory, so that a
+/// completed truncation is never done again after later appends.
+caf::error journal::impl::remove_truncation() {
+  auto path = truncation_path();
+  if (auto err = fs->remove(path);
+      err && err != std::errc::no_such_file_or_directory)
+    return fail(io_error("removing journal truncation record", path, err));
+  if (auto err = sync_dir(*fs, opts.dir))
+    return fail(std::move(err));
+  return {};
+}
+
 caf::error journal::truncate_after(block_id height) {
   auto& d = *impl_;
   if (d.failed)
     return d.failed;
+  return d.truncate(height, false);
+}
+
+/// truncate_after's steps; `recorded`: the truncation record exists (open
+/// completes an interrupted truncation), so step 0 is skipped and the record
+/// is deleted even when nothing is left to cut.
+caf::error journal::impl::truncate(block_id height, bool recorded) {
   auto first_dropped = std::upper_bound(
-    d.index.begin(), d.index.end(), height,
+    index.begin(), index.end(), height,
     [](block_id h, const journal_position& pos) { return h < pos.height; });
-  if (first_dropped == d.index.end())
+  if (first_dropped == index.end() && !recorded)
     return {};
+  // 3. (also alone, when nothing is left to cut): the record goes.
+  auto finish = [&]() -> caf::error {
+    if (recorded)
+      return remove_truncation();
+    if (auto err = sync_dir(*fs, opts.dir))
+      return fail(std::move(err));
+    return {};
+  };
+  if (first_dropped == index.end())
+    return finish();
   // The segment that stays active and the size it keeps.
   std::uint64_t keep_seq;
   std::uint64_t keep_size;
-  if (first_dropped != d.index.begin()) {
+  if (first_dropped != index.begin()) {
     auto& last_kept = *(first_dropped - 1);
     keep_seq = last_kept.segment;
     keep_size = last_kept.offset + last_kept.size;
@@ -1177,63 +1323,72 @@ caf::error journal::truncate_after(block_id height) {
     keep_seq = first_dropped->segment;
     keep_size = first_dropped->offset;
   }
-  auto keep = std::find_if(d.segments.begin(), d.segments.end(),
+  auto keep = std::find_if(segments.begin(), segments.end(),
                            [&](auto& s) { return s.seq == keep_seq; });
-  auto keep_idx = static_cast<std::size_t>(keep - d.segments.begin());
+  auto keep_idx = static_cast<std::size_t>(keep - segments.begin());
   // Open the kept segment before changing anything.
   std::unique_ptr<file> f;
-  if (keep_idx + 1 == d.segments.size()) {
-    f = std::move(d.active);
+  if (keep_idx + 1 == segments.size()) {
+    f = std::move(active);
   } else {
-    auto path = d.path_of(keep_seq);
-    if (auto err = d.fs->open(path, open_mode::read_write, f))
+    auto path = path_of(keep_seq);
+    if (auto err = fs->open(path, open_mode::read_write, f))
       return io_error("opening journal segment", path, err);
   }
-  d.reader.reset(); // It may read a segment that is about to change.
+  reader.reset(); // It may read a segment that is about to change.
+  // 0. Emptying a later segment is not atomic with the cut of K: the
+  // record makes the whole truncation happen at open if a crash stops it.
+  if (!recorded
+      && std::any_of(segments.begin() + static_cast<std::ptrdiff_t>(keep_idx)
+                       + 1,
+                     segments.end(), [](auto& s) { return s.size > 0; })) {
+    // (K is not the newest segment here, so `active` is still open.)
+    if (auto err = write_truncation(height))
+      return err;
+    recorded = true;
+  }
   // From here on a failure leaves the journal in a state we no longer track.
   // 1. Empty the later segments, newest first, each fsynced. Deleting them
   // right away would leave a trailer naming a missing segment after a
   // crash; emptied, the trailers before them still name files that exist,
   // and the empty segments after the first one without a trailer are
   // leftovers that open removes.
-  for (auto i = d.segments.size(); i-- > keep_idx + 1;) {
-    auto& seg = d.segments[i];
+  for (auto i = segments.size(); i-- > keep_idx + 1;) {
+    auto& seg = segments[i];
     if (seg.size == 0)
       continue;
-    auto path = d.path_of(seg.seq);
+    auto path = path_of(seg.seq);
     std::unique_ptr<file> later;
-    if (i + 1 == d.segments.size() && d.active) {
-      later = std::move(d.active);
-    } else if (auto err = d.fs->open(path, open_mode::read_write, later)) {
-      return d.fail(io_error("opening journal segment", path, err));
+    if (i + 1 == segments.size() && active) {
+      later = std::move(active);
+    } else if (auto err = fs->open(path, open_mode::read_write, later)) {
+      return fail(io_error("opening journal segment", path, err));
     }
     if (auto err = later->truncate(0))
-      return d.fail(io_error("truncating journal segment", path, err));
+      return fail(io_error("truncating journal segment", path, err));
     if (auto err = later->sync())
-      return d.fail(io_error("fsync of journal segment", path, err));
+      return fail(io_error("fsync of journal segment", path, err));
     seg.size = 0;
   }
   // 2. Cut the kept segment after its last kept entry (a trailer goes too):
   // it is the newest segment with content from now on.
-  d.active = std::move(f);
-  auto path = d.path_of(keep_seq);
-  if (auto err = d.active->truncate(keep_size))
-    return d.fail(io_error("truncating journal segment", path, err));
-  d.segments[keep_idx].size = keep_size;
-  d.index.erase(first_dropped, d.index.end());
-  if (auto err = d.active->sync())
-    return d.fail(io_error("fsync of journal segment", path, err));
-  // 3. Delete the emptied segments, newest first.
-  while (d.segments.size() > keep_idx + 1) {
-    auto later = d.path_of(d.segments.back().seq);
-    if (auto err = d.fs->remove(later);
+  active = std::move(f);
+  auto path = path_of(keep_seq);
+  if (auto err = active->truncate(keep_size))
+    return fail(io_error("truncating journal segment", path, err));
+  segments[keep_idx].size = keep_size;
+  index.erase(first_dropped, index.end());
+  if (auto err = active->sync())
+    return fail(io_error("fsync of journal segment", path, err));
+  // 3. Delete the emptied segments, newest first, then the record.
+  while (segments.size() > keep_idx + 1) {
+    auto later = path_of(segments.back().seq);
+    if (auto err = fs->remove(later);
         err && err != std::errc::no_such_file_or_directory)
-      return d.fail(io_error("removing journal segment", later, err));
-    d.segments.pop_back();
+      return fail(io_error("removing journal segment", later, err));
+    segments.pop_back();
   }
-  if (auto err = sync_dir(*d.fs, d.opts.dir))
-    return d.fail(std::move(err));
-  return {};
+  return finish();
 }
 
 std::optional<block_id> journal::prunable_through(block_id keep_from) const {

@@ -133,7 +133,18 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
                   result.blocks->empty()
                     ? std::string{"none"}
                     : std::to_string(result.blocks->last_height()));
+  if (report.torn_truncation_record)
+    logger().warn("journal: removed a torn truncation record (a crash "
+                  "before a revert cut the journal)");
   // -- interrupted revert or prune
+  if (report.completed_truncation && !meta.revert_marker) {
+    // A revert within the checkpoint lag writes no marker: the journal's
+    // truncation record was its commit point.
+    logger().info("completed an interrupted revert to block {} (the journal "
+                  "cut)",
+                  *report.completed_truncation);
+    result.completed_revert = report.completed_truncation;
+  }
   if (meta.revert_marker) {
     logger().info("completing an interrupted revert to block {}",
                  *meta.revert_marker);

@@ -448,4 +448,65 @@ TEST_F(disk_fault_test, crash_between_two_unlinks_of_a_prune) {
   EXPECT_FALSE(fs::exists(journal / "000002.rbj"));
 }
 
+/// A child that applies blocks 1..20 (sync mode: each acknowledged block is
+/// durable; they fill about seven 4 KiB segments), arms `point` and reverts
+/// to block 6, within the checkpoint lag: the revert cuts the journal
+/// across segments and dies at the crash point.
+bool revert_child(const store_options& base, const crash_point& point) {
+  auto pid = ::fork();
+  if (pid == 0) {
+    auto opts = base;
+    point.install(opts);
+    auto store = blocking_store::open(opts);
+    if (!store)
+      ::_exit(4);
+    for (block_id h = 1; h <= 20; ++h)
+      if ((*store)->apply(h, ops_of(h)))
+        ::_exit(5);
+    point.arm();
+    (*store)->revert_to(6);
+    ::_exit(3); // The crash point was never reached.
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+    << "child status " << status;
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+TEST_F(disk_fault_test, crash_in_a_revert_within_the_lag_is_all_or_nothing) {
+  struct crash_case {
+    const char* what;
+    crash_point point;
+    block_id recovered;
+  };
+  const std::vector<crash_case> cases{
+    {"creating the truncation record", in_journal(fault_op::create, 1), 20},
+    {"writing the truncation record (torn)",
+     in_journal(fault_op::write, 1, 10), 20},
+    {"emptying the newest segment", in_journal(fault_op::truncate, 1), 6},
+    {"emptying the next segment", in_journal(fault_op::truncate, 2), 6},
+    {"deleting an emptied segment", in_journal(fault_op::remove, 1), 6},
+    // Segments 4 and 3 go first (block 6 is in segment 2).
+    {"deleting the truncation record", in_journal(fault_op::remove, 3), 6},
+    {"the directory fsync after it", in_journal(fault_op::sync_directory, 2),
+     6},
+  };
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    test::temp_dir tmp;
+    auto opts = options();
+    opts.data_dir = tmp.sub("data");
+    opts.checkpoint_lag_blocks = 100;
+    ASSERT_TRUE(revert_child(opts, c.point));
+    // The old tip or the target, never a height in between.
+    auto store = blocking_store::open(opts);
+    ASSERT_TRUE(store) << describe(store.error());
+    EXPECT_EQ((*store)->applied_height(), c.recovered);
+    expect_state(**store, c.recovered, 20);
+    ASSERT_FALSE((*store)->apply(21, ops_of(21)));
+    ASSERT_FALSE((*store)->close());
+  }
+}
+
 } // namespace

@@ -9,6 +9,7 @@
 #include "rollblock/storage/state_store.hpp"
 #include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
+#include "support/truncation_record.hpp"
 
 #include <gtest/gtest.h>
 
@@ -841,6 +842,25 @@ TEST(admin_tool, verify_empty_segment_left_by_an_interrupted_roll_is_repairable)
   EXPECT_EQ(lines[7],
             "result: clean, 1 repairable issue (opening the store repairs it)");
   EXPECT_TRUE(fs::exists(leftover));
+}
+
+TEST(admin_tool, verify_interrupted_journal_cut_is_repairable) {
+  small_store s;
+  auto record = s.dir / "journal" / "truncation.rbt";
+  write_bytes(record, rollblock::test::truncation_record(16));
+  auto before = read_bytes(s.dir / "journal" / segment_name(1));
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(has_line_starting(
+    r.out, "repairable: journal " + (s.dir / "journal").string()
+             + ": a revert interrupted while it cut the journal after block "
+               "16 would be completed when the store is opened"))
+    << r.out;
+  EXPECT_EQ(lines_of(r.out).back(),
+            "result: clean, 1 repairable issue (opening the store repairs it)")
+    << r.out;
+  EXPECT_TRUE(fs::exists(record));
+  EXPECT_EQ(read_bytes(s.dir / "journal" / segment_name(1)), before);
 }
 
 TEST(admin_tool, verify_damaged_leveldb_table_is_corrupt_naming_it) {

@@ -5,6 +5,7 @@
 #include "support/fault_file_system.hpp"
 #include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
+#include "support/truncation_record.hpp"
 
 #include <gtest/gtest.h>
 #include <xxhash.h>
@@ -83,6 +84,7 @@ std::uint64_t entry_size_of(const block_record& r, std::size_t key_width) {
 // -- files --------------------------------------------------------------------
 
 using rollblock::test::read_bytes;
+using rollblock::test::truncation_record;
 using rollblock::test::write_bytes;
 
 fs::path segment_path(const fs::path& dir, std::uint64_t seq) {
@@ -2347,17 +2349,21 @@ TEST(journal, crash_at_each_step_of_truncate_after_reopens_and_completes) {
     auto j = open_ok(faulty(tmp.path(), ffs, 4096));
     ASSERT_TRUE(j);
     std::map<fault_op, std::uint64_t> before;
-    for (auto op : {fault_op::truncate, fault_op::sync, fault_op::remove,
+    for (auto op : {fault_op::create, fault_op::write, fault_op::truncate,
+                    fault_op::sync, fault_op::remove,
                     fault_op::sync_directory})
       before[op] = ffs->schedule().calls(op);
     ASSERT_FALSE(j->truncate_after(cut));
     for (auto& [op, n] : before)
       calls[op] = ffs->schedule().calls(op) - n;
   }
+  // The truncation record: created, written, fdatasynced, directory fsync.
+  EXPECT_EQ(calls[fault_op::create], 1u);
+  EXPECT_EQ(calls[fault_op::write], 1u);
   EXPECT_EQ(calls[fault_op::truncate], 4u); // Segments 5, 4, 3, then 2.
-  EXPECT_EQ(calls[fault_op::sync], 4u);
-  EXPECT_EQ(calls[fault_op::remove], 3u);
-  EXPECT_EQ(calls[fault_op::sync_directory], 1u);
+  EXPECT_EQ(calls[fault_op::sync], 5u);     // The record, then 5, 4, 3, 2.
+  EXPECT_EQ(calls[fault_op::remove], 4u);   // Segments 5, 4, 3, the record.
+  EXPECT_EQ(calls[fault_op::sync_directory], 2u);
   std::vector<block_record> kept(recs.begin(),
                                  recs.begin() + static_cast<long>(cut));
   for (auto& [op, count] : calls) {
@@ -2375,26 +2381,173 @@ TEST(journal, crash_at_each_step_of_truncate_after_reopens_and_completes) {
         ffs->schedule().crash_at(op, nth);
         (void) (*j)->truncate_after(cut);
       }));
-      // The journal opens and holds a prefix of the blocks that keeps every
-      // block up to the cut (the store completes the revert from its marker).
+      // All or nothing: before the record is whole the journal keeps every
+      // block; from then on the open completes the truncation.
+      bool before_record = op == fault_op::create || op == fault_op::write;
+      // The last directory fsync follows the record's deletion.
+      bool record_gone = op == fault_op::sync_directory && nth == 2;
       {
         journal_open_report rep;
         auto j = open_ok(opts_for(dir, 8, 4096), &rep);
         ASSERT_TRUE(j);
         EXPECT_EQ(rep.truncated_bytes, 0u);
-        auto all = read_all_above(*j, 0);
-        ASSERT_GE(all.size(), kept.size());
-        EXPECT_TRUE(std::equal(all.begin(), all.end(), recs.begin()));
+        EXPECT_EQ(rep.torn_truncation_record, op == fault_op::write);
+        EXPECT_EQ(rep.completed_truncation,
+                  before_record || record_gone ? std::nullopt
+                                               : std::optional<block_id>{cut});
+        EXPECT_EQ(read_all_above(*j, 0), before_record ? recs : kept);
         ASSERT_FALSE(j->truncate_after(cut));
       }
       journal_open_report rep;
       auto j = open_ok(opts_for(dir, 8, 4096), &rep);
       ASSERT_TRUE(j);
       EXPECT_EQ(rep.segments, 2u);
+      EXPECT_EQ(rep.completed_truncation, std::nullopt);
       EXPECT_EQ(files_in(dir),
                 (std::vector<std::string>{"000001.rbj", "000002.rbj"}));
       EXPECT_EQ(read_all_above(*j, 0), kept);
       append_ok(*j, make_record(cut + 1, 2));
     }
   }
+}
+
+TEST(journal, truncate_after_within_the_newest_segment_writes_no_record) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto recs = fill_segments(dir, 2);
+  auto ffs = std::make_shared<fault_file_system>();
+  auto j = open_ok(faulty(dir, ffs, 4096));
+  ASSERT_TRUE(j);
+  for (int i = 0; i < 3; ++i) {
+    recs.push_back(make_record(recs.size() + 1, 2));
+    append_ok(*j, recs.back());
+  }
+  ASSERT_EQ(j->index()[j->index().size() - 3].segment, 2u);
+  auto creates = ffs->schedule().calls(fault_op::create);
+  auto dir_syncs = ffs->schedule().calls(fault_op::sync_directory);
+  ASSERT_FALSE(j->truncate_after(recs.back().height - 2));
+  // One ftruncate is all or nothing by itself.
+  EXPECT_EQ(ffs->schedule().calls(fault_op::create), creates);
+  EXPECT_EQ(ffs->schedule().calls(fault_op::sync_directory), dir_syncs + 1);
+  recs.resize(recs.size() - 2);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+}
+
+TEST(journal, open_completes_a_recorded_truncation) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto recs = fill_segments(dir, 3);
+  auto idx = index_of(dir);
+  auto cut = last_in(idx, 1).height + 1;
+  auto& cut_pos = idx[cut - 1];
+  ASSERT_EQ(cut_pos.height, cut);
+  ASSERT_EQ(cut_pos.segment, 2u);
+  // A crash after step 1 emptied segment 3: the journal ends in segment 2.
+  write_bytes(dir / "truncation.rbt", truncation_record(cut));
+  fs::resize_file(segment_path(dir, 3), 0);
+  auto before = dir_bytes(dir);
+  std::vector<block_record> kept(recs.begin(),
+                                 recs.begin() + static_cast<long>(cut));
+  {
+    // Read-only: shown as done, nothing changed.
+    auto o = opts_for(dir, 8, 4096);
+    o.repair = false;
+    journal_open_report rep;
+    auto j = open_ok(o, &rep);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(rep.completed_truncation, std::optional<block_id>{cut});
+    EXPECT_EQ(read_all_above(*j, 0), kept);
+    EXPECT_EQ(dir_bytes(dir), before);
+  }
+  journal_open_report rep;
+  auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(rep.completed_truncation, std::optional<block_id>{cut});
+  EXPECT_FALSE(rep.torn_truncation_record);
+  EXPECT_EQ(read_all_above(*j, 0), kept);
+  EXPECT_EQ(files_in(dir),
+            (std::vector<std::string>{"000001.rbj", "000002.rbj"}));
+  EXPECT_EQ(fs::file_size(segment_path(dir, 2)),
+            cut_pos.offset + cut_pos.size);
+  // Blocks appended after the completed truncation stay.
+  kept.push_back(make_record(cut + 1, 2));
+  append_ok(*j, kept.back());
+  ASSERT_FALSE(j->sync());
+  j.reset();
+  journal_open_report again;
+  j = open_ok(opts_for(dir, 8, 4096), &again);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(again.completed_truncation, std::nullopt);
+  EXPECT_EQ(read_all_above(*j, 0), kept);
+}
+
+TEST(journal, open_deletes_a_torn_truncation_record_and_keeps_every_block) {
+  for (std::size_t keep : {0u, 10u, 23u}) {
+    SCOPED_TRACE(std::to_string(keep) + " bytes of the record");
+    rollblock::test::temp_dir tmp;
+    auto dir = tmp.path();
+    auto recs = fill_segments(dir, 3);
+    write_bytes(dir / "truncation.rbt", truncation_record(5).substr(0, keep));
+    journal_open_report rep;
+    auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+    ASSERT_TRUE(j);
+    EXPECT_TRUE(rep.torn_truncation_record);
+    EXPECT_EQ(rep.completed_truncation, std::nullopt);
+    EXPECT_EQ(read_all_above(*j, 0), recs);
+    EXPECT_EQ(files_in(dir).size(), 3u);
+  }
+  // A whole record whose checksum does not verify is torn too.
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  auto recs = fill_segments(dir, 3);
+  auto bad = truncation_record(5);
+  bad[9] ^= 1;
+  write_bytes(dir / "truncation.rbt", bad);
+  journal_open_report rep;
+  auto j = open_ok(opts_for(dir, 8, 4096), &rep);
+  ASSERT_TRUE(j);
+  EXPECT_TRUE(rep.torn_truncation_record);
+  EXPECT_EQ(read_all_above(*j, 0), recs);
+  EXPECT_FALSE(fs::exists(dir / "truncation.rbt"));
+}
+
+TEST(journal, truncation_record_of_another_version_is_refused) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  fill_segments(dir, 2);
+  write_bytes(dir / "truncation.rbt", truncation_record(5, 7));
+  auto before = dir_bytes(dir);
+  auto j = journal::open(opts_for(dir, 8, 4096));
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::format_version_mismatch);
+  EXPECT_EQ(message_of(j.error()),
+            "journal truncation record " + (dir / "truncation.rbt").string()
+              + " has format version 7 but this build reads version 1; use "
+                "a build that reads this format");
+  EXPECT_EQ(dir_bytes(dir), before);
+}
+
+TEST(journal, truncation_record_below_the_required_height_is_refused) {
+  rollblock::test::temp_dir tmp;
+  auto dir = tmp.path();
+  fill_segments(dir, 2);
+  write_bytes(dir / "truncation.rbt", truncation_record(5));
+  auto before = dir_bytes(dir);
+  auto o = opts_for(dir, 8, 4096);
+  o.required_height = 6;
+  auto j = journal::open(o);
+  ASSERT_FALSE(j);
+  EXPECT_EQ(code_of(j.error()), ec::journal_corrupt);
+  EXPECT_EQ(message_of(j.error()),
+            "journal truncation record " + (dir / "truncation.rbt").string()
+              + " cuts after block 5, below block 6, which the journal must "
+                "hold (it was checkpointed); nothing was repaired");
+  EXPECT_EQ(dir_bytes(dir), before);
+  // At the required height it is completed.
+  o.required_height = 5;
+  journal_open_report rep;
+  auto ok = open_ok(o, &rep);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(rep.completed_truncation, std::optional<block_id>{5});
+  EXPECT_EQ(ok->last_height(), 5u);
 }

@@ -40,6 +40,13 @@ struct journal_open_report {
   /// trailer, left by a roll or a truncate_after that a crash interrupted
   /// (oldest first): removed by a repairing open, only reported otherwise.
   std::vector<std::string> leftover_segments;
+  /// The height of a truncate_after that a crash interrupted (its
+  /// truncation record was found): a repairing open completed it, a
+  /// read-only one shows the index as if it had.
+  std::optional<block_id> completed_truncation;
+  /// Whether a truncation record that does not verify was found (torn by a
+  /// crash before the truncation began): a repairing open deleted it.
+  bool torn_truncation_record = false;
 };
 
 /// The last entry of every segment but the newest (entry kind 2): written
@@ -181,10 +188,13 @@ public:
   /// Removes every entry above `height` (truncating and deleting segment
   /// files) and fsyncs the files and the directory. The segment keeping the
   /// newest entry at or below `height` is cut right after it (its trailer
-  /// goes too) and becomes the active one. Crash-safe: the later segments
-  /// are first emptied newest first (each fsynced), then the kept one is
-  /// cut and fsynced, then the emptied ones are deleted; open() accepts
-  /// every state in between. A failure fails the journal.
+  /// goes too) and becomes the active one. All or nothing across a crash:
+  /// when later segments hold entries, a truncation record naming `height`
+  /// is made durable first; then the later segments are emptied newest
+  /// first (each fsynced), the kept one is cut and fsynced, and the emptied
+  /// ones and the record are deleted. open() completes a truncation whose
+  /// record it finds. A failure after the record was created fails the
+  /// journal.
   caf::error truncate_after(block_id height);
 
   /// Returns the newest height H such that the whole segments holding only

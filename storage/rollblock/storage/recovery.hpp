@@ -27,7 +27,8 @@ struct recovered_store {
   store_heights heights;
   journal_open_report journal_report;
   /// The target of an interrupted revert that recovery completed (a revert
-  /// marker found in LevelDB); nullopt when there was none.
+  /// marker found in LevelDB, or the journal's truncation record of a revert
+  /// within the checkpoint lag); nullopt when there was none.
   std::optional<block_id> completed_revert;
   /// Blocks replayed from the journal above the LevelDB checkpoint.
   std::size_t replayed_blocks = 0;
@@ -52,8 +53,9 @@ caf::error validate(const store_options& opts);
 ///     checkpoint (logged as a warning with file, offset and height); a
 ///     missing segment or damage that reaches the checkpoint's entry is
 ///     ec::journal_corrupt and changes nothing;
-///  4. completes an interrupted revert (revert marker; its target is
-///     reported in completed_revert) or prune;
+///  4. completes an interrupted revert (the journal completes its own
+///     truncation record when it opens; a revert marker in LevelDB; the
+///     target is reported in completed_revert) or prune;
 ///  5. loads the LevelDB state into memory (with a memory budget: loads
 ///     nothing, counts the live keys and serves misses from LevelDB) and
 ///     replays the journal entries above the checkpoint (sparse heights are
