@@ -46,6 +46,7 @@
 #include <leveldb/table.h>
 #include <leveldb/write_batch.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
@@ -438,17 +439,34 @@ caf::error state_store::write_config(const store_metadata& meta) {
 
 caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
   // In key order: LevelDB's memtable (a skiplist) inserts neighbouring keys
-  // along paths that stay in the cache. Keys are distinct in a batch.
-  std::vector<const std::pair<key, value>*> sorted;
+  // along paths that stay in the cache. Keys are distinct in a batch. The
+  // sort compares the keys' first 8 bytes (zero-padded) as one big-endian
+  // number, without touching the writes, and the whole keys only when those
+  // are equal.
+  struct sort_entry {
+    std::uint64_t prefix;
+    const std::pair<key, value>* write;
+  };
+  std::vector<sort_entry> sorted;
   sorted.reserve(batch.writes.size());
-  for (auto& write : batch.writes)
-    sorted.push_back(&write);
+  for (auto& write : batch.writes) {
+    std::uint64_t prefix = 0;
+    std::memcpy(&prefix, write.first.data(),
+                std::min(sizeof prefix, write.first.size()));
+    if constexpr (std::endian::native == std::endian::little)
+      prefix = __builtin_bswap64(prefix);
+    sorted.push_back({prefix, &write});
+  }
   std::sort(sorted.begin(), sorted.end(),
-            [](auto* a, auto* b) { return a->first < b->first; });
+            [](const sort_entry& a, const sort_entry& b) {
+              if (a.prefix != b.prefix)
+                return a.prefix < b.prefix;
+              return a.write->first < b.write->first;
+            });
   leveldb::WriteBatch wb;
   std::string k;
-  for (auto* write : sorted) {
-    auto& [write_key, write_value] = *write;
+  for (auto& entry : sorted) {
+    auto& [write_key, write_value] = *entry.write;
     k.clear();
     k.push_back(state_prefix);
     k.append(write_key);
