@@ -26,6 +26,20 @@ namespace {
 /// header, rounded).
 constexpr std::size_t malloc_overhead = 16;
 
+/// How many keys ahead the loops over a block's keys prefetch table slots:
+/// the tables are far larger than the caches, so each lookup would wait for
+/// memory three times (tag, key, value) without it.
+constexpr std::size_t prefetch_distance = 8;
+
+/// The key_hash of every change of `record`.
+std::vector<std::uint64_t> hashes_of(const block_record& record) {
+  std::vector<std::uint64_t> hashes;
+  hashes.reserve(record.changes.size());
+  for (auto& change : record.changes)
+    hashes.push_back(key_hash(change.k));
+  return hashes;
+}
+
 } // namespace
 
 std::size_t memory_state::entry_bytes(const compact_value& v) const {
@@ -78,8 +92,12 @@ void memory_state::load(const key& k, value v) {
 
 void memory_state::replay(const block_record& record) {
   std::ptrdiff_t live_delta = 0;
-  for (auto& change : record.changes) {
-    auto hash = key_hash(change.k);
+  auto hashes = hashes_of(record);
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    if (i + prefetch_distance < hashes.size())
+      prefetch(hashes[i + prefetch_distance]);
+    auto& change = record.changes[i];
+    auto hash = hashes[i];
     auto& s = *shards_[shard_of_hash(hash)];
     std::unique_lock guard{s.mu};
     auto* found = s.map.find(change.k, hash);
@@ -88,7 +106,7 @@ void memory_state::replay(const block_record& record) {
         live_delta -= 1;
         resident_bytes_.fetch_sub(entry_bytes(found->v),
                                   std::memory_order_relaxed);
-        s.map.erase(change.k, hash);
+        s.map.erase_found(found);
       }
     } else if (found) {
       assign_entry(*found, change.after, 0);
@@ -185,17 +203,24 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   auto& undo = *planned.undo;
   undo.index.reserve(ops.size());
   undo.before_positions.reserve(ops.size());
-  planned.hashes.reserve(ops.size());
-  for (auto& op : ops) {
-    auto hash = key_hash(op.k);
+  undo.hashes.reserve(ops.size());
+  std::vector<std::uint64_t> op_hashes;
+  op_hashes.reserve(ops.size());
+  for (auto& op : ops)
+    op_hashes.push_back(key_hash(op.k));
+  // The writer is the only thread that changes the maps: no lock needed to
+  // read them here.
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    if (i + prefetch_distance < ops.size())
+      prefetch(op_hashes[i + prefetch_distance]);
+    auto& op = ops[i];
+    auto hash = op_hashes[i];
     auto [index, added] = undo.index.try_emplace(op.k, hash);
     if (!added) {
       record->changes[*index].after = op.v;
       continue;
     }
     *index = static_cast<std::uint32_t>(record->changes.size());
-    // The writer is the only thread that changes the maps: no lock needed to
-    // read them here.
     auto& s = *shards_[shard_of_hash(hash)];
     value before;
     block_id before_position = 0;
@@ -210,7 +235,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     }
     record->changes.push_back(key_change{op.k, op.v, std::move(before)});
     undo.before_positions.push_back(before_position);
-    planned.hashes.push_back(hash);
+    undo.hashes.push_back(hash);
   }
   undo.record = std::move(record);
   return planned;
@@ -242,11 +267,12 @@ memory_state::prepare(block_record_ptr record) const {
   auto& changes = record->changes;
   undo.before_positions.reserve(changes.size());
   undo.index.reserve(changes.size());
-  planned.hashes.reserve(changes.size());
+  undo.hashes = hashes_of(*record);
   for (std::size_t i = 0; i < changes.size(); ++i) {
+    if (i + prefetch_distance < changes.size())
+      prefetch(undo.hashes[i + prefetch_distance]);
     auto& change = changes[i];
-    auto hash = key_hash(change.k);
-    planned.hashes.push_back(hash);
+    auto hash = undo.hashes[i];
     auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
     undo.before_positions.push_back(found ? found->position : 0);
     *undo.index.try_emplace(change.k, hash).first
@@ -263,7 +289,7 @@ void memory_state::install(block_record_ptr record) {
 void memory_state::install_planned(planned_block planned) {
   auto& record = planned.undo->record;
   auto& changes = record->changes;
-  auto& hashes = planned.hashes;
+  auto& hashes = planned.undo->hashes;
   std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
   for (std::size_t i = 0; i < changes.size(); ++i)
     by_shard[shard_of_hash(hashes[i])].push_back(
@@ -291,7 +317,10 @@ void memory_state::install_planned(planned_block planned) {
       continue;
     auto& s = *shards_[shard_index];
     std::unique_lock guard{s.mu};
-    for (auto i : indexes) {
+    for (std::size_t j = 0; j < indexes.size(); ++j) {
+      if (j + prefetch_distance < indexes.size())
+        s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
+      auto i = indexes[j];
       auto& change = changes[i];
       auto* found = s.map.find(change.k, hashes[i]);
       if (!found) {
@@ -397,17 +426,31 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
   if (entry_budget_ > 0
       && checkpoint_end_.load(std::memory_order_acquire) <= height)
     return;
-  for (auto& change : oldest->record->changes) {
-    if (!change.after.empty())
+  // The tombstones this block wrote, shard by shard (one lock each).
+  auto& changes = oldest->record->changes;
+  auto& hashes = oldest->hashes;
+  std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
+  for (std::size_t i = 0; i < changes.size(); ++i)
+    if (changes[i].after.empty())
+      by_shard[shard_of_hash(hashes[i])].push_back(
+        static_cast<std::uint32_t>(i));
+  for (std::size_t shard_index = 0; shard_index < shards_.size();
+       ++shard_index) {
+    auto& indexes = by_shard[shard_index];
+    if (indexes.empty())
       continue;
-    auto hash = key_hash(change.k);
-    auto& s = *shards_[shard_of_hash(hash)];
+    auto& s = *shards_[shard_index];
     std::unique_lock guard{s.mu};
-    auto* found = s.map.find(change.k, hash);
-    if (found && found->position == position && found->v.empty()) {
-      resident_bytes_.fetch_sub(entry_bytes(found->v),
-                                std::memory_order_relaxed);
-      s.map.erase(change.k, hash);
+    for (std::size_t j = 0; j < indexes.size(); ++j) {
+      if (j + prefetch_distance < indexes.size())
+        s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
+      auto i = indexes[j];
+      auto* found = s.map.find(changes[i].k, hashes[i]);
+      if (found && found->position == position && found->v.empty()) {
+        resident_bytes_.fetch_sub(entry_bytes(found->v),
+                                  std::memory_order_relaxed);
+        s.map.erase_found(found);
+      }
     }
   }
 }
@@ -421,8 +464,12 @@ void memory_state::revert(const block_record_list& newest_first,
     guards.emplace_back(s->mu);
   std::ptrdiff_t live_delta = 0;
   for (auto& record : newest_first) {
-    for (auto& change : record->changes) {
-      auto hash = key_hash(change.k);
+    auto hashes = hashes_of(*record);
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      if (i + prefetch_distance < hashes.size())
+        prefetch(hashes[i + prefetch_distance]);
+      auto& change = record->changes[i];
+      auto hash = hashes[i];
       auto& s = *shards_[shard_of_hash(hash)];
       auto* found = s.map.find(change.k, hash);
       // Not resident (a budget without make_resident): its current value is
@@ -432,7 +479,7 @@ void memory_state::revert(const block_record_list& newest_first,
         if (found) {
           resident_bytes_.fetch_sub(entry_bytes(found->v),
                                     std::memory_order_relaxed);
-          s.map.erase(change.k, hash);
+          s.map.erase_found(found);
         }
       } else if (found) {
         // With a budget an absent key keeps a tombstone: the state of record

@@ -24,6 +24,7 @@ key k8(std::uint64_t x) {
 TEST(flat_key_map, empty_map_finds_nothing) {
   flat_key_map<int> m{8};
   EXPECT_EQ(m.size(), 0u);
+  m.prefetch(key_hash(k8(1))); // no slots: nothing to load
   EXPECT_EQ(m.find(k8(1)), nullptr);
   EXPECT_FALSE(m.erase(k8(1)));
   EXPECT_EQ(m.capacity(), 0u);
@@ -63,7 +64,7 @@ TEST(flat_key_map, keys_of_other_widths) {
 
 // The table against std::map under random inserts, updates and erases,
 // through many growths and backward shifts.
-TEST(flat_key_map, matches_a_model_under_random_operations) {
+TEST(flat_key_map, matches_a_model_under_random_operations_and_erases_by_pointer) {
   std::mt19937_64 rng{20261125};
   flat_key_map<compact_value> m{8};
   std::map<key, std::string> model;
@@ -77,8 +78,19 @@ TEST(flat_key_map, matches_a_model_under_random_operations) {
         model[k] = v;
         break;
       }
-      default:
-        EXPECT_EQ(m.erase(k), model.erase(k) == 1);
+      default: {
+        // Half the erases by key, half through find's pointer; a prefetch
+        // of the key's slot before changes nothing.
+        m.prefetch(key_hash(k));
+        if (rng() % 2 == 0) {
+          EXPECT_EQ(m.erase(k), model.erase(k) == 1);
+        } else if (auto* found = m.find(k)) {
+          m.erase_found(found);
+          EXPECT_EQ(model.erase(k), 1u);
+        } else {
+          EXPECT_EQ(model.count(k), 0u);
+        }
+      }
     }
     if (step % 20000 == 0) {
       ASSERT_EQ(m.size(), model.size());

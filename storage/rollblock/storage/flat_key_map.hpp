@@ -76,6 +76,18 @@ public:
     return find(k, key_hash(k));
   }
 
+  /// Starts loading the home slot of a key with this hash (its tag, key and
+  /// value: three arrays) into the cache, so that a find a few keys later
+  /// does not wait for memory. Changes nothing; any hash is fine.
+  void prefetch(std::uint64_t hash) const noexcept {
+    if (tags_.empty())
+      return;
+    auto slot = hash & (capacity() - 1);
+    __builtin_prefetch(tags_.data() + slot);
+    __builtin_prefetch(keys_.get() + slot * key_width_);
+    __builtin_prefetch(values_.data() + slot);
+  }
+
   /// Returns the value of `k`, inserting a default T first when absent, and
   /// whether it inserted.
   std::pair<T*, bool> try_emplace(std::string_view k, std::uint64_t hash) {
@@ -111,6 +123,12 @@ public:
 
   bool erase(std::string_view k) {
     return erase(k, key_hash(k));
+  }
+
+  /// Removes the entry whose value `found` points to (as find returned it,
+  /// with no insertion or erasure since), without looking the key up again.
+  void erase_found(const T* found) {
+    erase_slot(static_cast<std::size_t>(found - values_.data()));
   }
 
   /// Removes every entry whose value satisfies `pred(key, value)`; returns

@@ -240,6 +240,8 @@ private:
     std::vector<block_id> before_positions;
     /// Key -> its change in `record`.
     flat_key_map<std::uint32_t> index;
+    /// Per change: the key_hash of its key (install and expiry reuse it).
+    std::vector<std::uint64_t> hashes;
   };
   using block_undo_ptr = std::shared_ptr<const block_undo>;
 
@@ -247,7 +249,6 @@ private:
   /// key_hash.
   struct planned_block {
     std::shared_ptr<block_undo> undo;
-    std::vector<std::uint64_t> hashes;
   };
 
   /// Checks a block and builds its record, undo index and hashes (plan()).
@@ -279,6 +280,13 @@ private:
   /// Returns the shard of a key from its key_hash (bits the tables ignore).
   std::size_t shard_of_hash(std::uint64_t hash) const {
     return (hash >> 40) % shards_.size();
+  }
+
+  /// Prefetches the home slot of a key from its key_hash (see
+  /// flat_key_map::prefetch). REQUIRES: the caller is the writer (the only
+  /// thread that changes the tables) or holds the key's shard lock.
+  void prefetch(std::uint64_t hash) const noexcept {
+    shards_[shard_of_hash(hash)]->map.prefetch(hash);
   }
 
   /// Reads one key at position `at` into `out`; returns false when the reader
