@@ -1,5 +1,9 @@
 #pragma once
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+#undef XXH_INLINE_ALL
+
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
@@ -14,8 +18,12 @@ namespace rollblock::storage {
 
 /// Returns the 64-bit hash (XXH3) of a key. flat_key_map uses its low bits
 /// for the slot and bits 57..63 for the tag; callers may use bits in
-/// between (memory_state picks shards from bits 40..).
-std::uint64_t key_hash(std::string_view k) noexcept;
+/// between (memory_state picks shards from bits 40..). Inline (xxHash's
+/// header-only mode): every lookup, and every entry a deletion moves back,
+/// hashes a key, so the call into the shared library showed in profiles.
+inline std::uint64_t key_hash(std::string_view k) noexcept {
+  return XXH3_64bits(k.data(), k.size());
+}
 
 /// An open-addressing hash table from fixed-width byte-string keys to T,
 /// for the store's millions of small entries: no node per entry, the keys
