@@ -286,14 +286,33 @@ void memory_state::install(block_record_ptr record) {
   install_planned(prepare(std::move(record)));
 }
 
+template <class Wanted, class Update>
+void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
+                                   Wanted wanted, Update update) {
+  std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
+  for (std::size_t i = 0; i < hashes.size(); ++i)
+    if (wanted(i))
+      by_shard[shard_of_hash(hashes[i])].push_back(
+        static_cast<std::uint32_t>(i));
+  for (std::size_t shard_index = 0; shard_index < shards_.size();
+       ++shard_index) {
+    auto& indexes = by_shard[shard_index];
+    if (indexes.empty())
+      continue;
+    auto& s = *shards_[shard_index];
+    std::unique_lock guard{s.mu};
+    for (std::size_t j = 0; j < indexes.size(); ++j) {
+      if (j + prefetch_distance < indexes.size())
+        s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
+      update(s, indexes[j]);
+    }
+  }
+}
+
 void memory_state::install_planned(planned_block planned) {
   auto& record = planned.undo->record;
   auto& changes = record->changes;
   auto& hashes = planned.undo->hashes;
-  std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
-  for (std::size_t i = 0; i < changes.size(); ++i)
-    by_shard[shard_of_hash(hashes[i])].push_back(
-      static_cast<std::uint32_t>(i));
   block_undo_ptr undo = std::move(planned.undo);
   // Publish the undo before any entry of this block becomes visible.
   block_undo_ptr expired;
@@ -310,17 +329,9 @@ void memory_state::install_planned(planned_block planned) {
   auto height = record->height;
   auto position = position_of(height);
   std::ptrdiff_t live_delta = 0;
-  for (std::size_t shard_index = 0; shard_index < shards_.size();
-       ++shard_index) {
-    auto& indexes = by_shard[shard_index];
-    if (indexes.empty())
-      continue;
-    auto& s = *shards_[shard_index];
-    std::unique_lock guard{s.mu};
-    for (std::size_t j = 0; j < indexes.size(); ++j) {
-      if (j + prefetch_distance < indexes.size())
-        s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
-      auto i = indexes[j];
+  update_by_shard(
+    hashes, [](std::size_t) { return true; },
+    [&](shard& s, std::size_t i) {
       auto& change = changes[i];
       auto* found = s.map.find(change.k, hashes[i]);
       if (!found) {
@@ -328,18 +339,17 @@ void memory_state::install_planned(planned_block planned) {
         // with `before` as its value. A delete of a stored key leaves a
         // tombstone until the checkpoint that writes it.
         if (change.after.empty() && change.before.empty())
-          continue; // deleting an absent key: nothing to show or undo
+          return; // deleting an absent key: nothing to show or undo
         emplace_entry(s, change.k, hashes[i], change.after, position);
         live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                       - static_cast<std::ptrdiff_t>(!change.before.empty());
-        continue;
+        return;
       }
       auto was_live = !found->v.empty();
       assign_entry(*found, change.after, position);
       live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
-    }
-  }
+    });
   live_.fetch_add(static_cast<std::size_t>(live_delta),
                   std::memory_order_relaxed);
   applied_.store(height, std::memory_order_release);
@@ -426,33 +436,19 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
   if (entry_budget_ > 0
       && checkpoint_end_.load(std::memory_order_acquire) <= height)
     return;
-  // The tombstones this block wrote, shard by shard (one lock each).
+  // The tombstones this block wrote.
   auto& changes = oldest->record->changes;
   auto& hashes = oldest->hashes;
-  std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
-  for (std::size_t i = 0; i < changes.size(); ++i)
-    if (changes[i].after.empty())
-      by_shard[shard_of_hash(hashes[i])].push_back(
-        static_cast<std::uint32_t>(i));
-  for (std::size_t shard_index = 0; shard_index < shards_.size();
-       ++shard_index) {
-    auto& indexes = by_shard[shard_index];
-    if (indexes.empty())
-      continue;
-    auto& s = *shards_[shard_index];
-    std::unique_lock guard{s.mu};
-    for (std::size_t j = 0; j < indexes.size(); ++j) {
-      if (j + prefetch_distance < indexes.size())
-        s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
-      auto i = indexes[j];
+  update_by_shard(
+    hashes, [&](std::size_t i) { return changes[i].after.empty(); },
+    [&](shard& s, std::size_t i) {
       auto* found = s.map.find(changes[i].k, hashes[i]);
       if (found && found->position == position && found->v.empty()) {
         resident_bytes_.fetch_sub(entry_bytes(found->v),
                                   std::memory_order_relaxed);
         s.map.erase_found(found);
       }
-    }
-  }
+    });
 }
 
 void memory_state::revert(const block_record_list& newest_first,

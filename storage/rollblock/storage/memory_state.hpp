@@ -282,6 +282,13 @@ private:
     return (hash >> 40) % shards_.size();
   }
 
+  /// Calls update(shard, i) for every change i of a block (hashes[i]: its
+  /// key's hash) that wanted(i) selects, shard by shard, each shard's lock
+  /// held exclusively once, prefetching slots a few keys ahead.
+  template <class Wanted, class Update>
+  void update_by_shard(const std::vector<std::uint64_t>& hashes,
+                       Wanted wanted, Update update);
+
   /// Prefetches the home slot of a key from its key_hash (see
   /// flat_key_map::prefetch). REQUIRES: the caller is the writer (the only
   /// thread that changes the tables) or holds the key's shard lock.
