@@ -132,10 +132,9 @@
 //   completed_truncation); a read-only open ends the index at the height
 //   instead. A record cutting below options::required_height is
 //   journal_corrupt (nothing changed). A record of another size, magic or
-//   checksum was torn by a crash
-//   before step 1 (nothing was truncated yet): it is deleted and reported
-//   (journal_open_report::torn_truncation_record). A record of another
-//   version is format_version_mismatch.
+//   checksum was torn by a crash before step 1 (nothing was truncated yet):
+//   it is deleted and reported (journal_open_report::torn_truncation_record).
+//   A record of another version is format_version_mismatch.
 //
 // Read-only opening (options::repair = false)
 //   The same checks run and the same errors are returned, but no file is
@@ -1058,7 +1057,8 @@ journal::open(const options& opts, journal_open_report* report) {
     // Read-only: no active segment; every change is refused. An interrupted
     // truncation is shown as done.
     if (truncation)
-      std::erase_if(p->index, [&](auto& pos) { return pos.height > *truncation; });
+      std::erase_if(p->index,
+                    [&](auto& pos) { return pos.height > *truncation; });
     p->failed = make_error(ec::invalid_argument, "journal opened read-only");
   } else {
     if (p->segments.empty()) {
