@@ -85,6 +85,12 @@ protected:
     return store ? std::move(*store) : nullptr;
   }
 
+  /// Returns `opts` with every journal file operation going through `ffs`.
+  store_options with_journal_faults(store_options opts) const {
+    opts.journal_file_system = ffs;
+    return opts;
+  }
+
   /// Opens the data directory without faults.
   std::unique_ptr<blocking_store> reopen() {
     return open(options());
@@ -108,15 +114,15 @@ protected:
   }
 
   test::temp_dir dir;
+  /// The journal's fault layer (with_journal_faults).
+  std::shared_ptr<fault_file_system> ffs =
+    std::make_shared<fault_file_system>();
 };
 
 // -- journal faults --------------------------------------------------------------
 
 TEST_F(disk_fault_test, enospc_on_journal_write_is_fatal_and_reopen_recovers) {
-  auto ffs = std::make_shared<fault_file_system>();
-  auto opts = options();
-  opts.journal_file_system = ffs;
-  auto store = open(opts);
+  auto store = open(with_journal_faults(options()));
   ASSERT_TRUE(store);
   apply_ok(*store, 1, 3);
   ffs->schedule().fail_writes_after(100);
@@ -124,7 +130,7 @@ TEST_F(disk_fault_test, enospc_on_journal_write_is_fatal_and_reopen_recovers) {
   ASSERT_EQ(code_of(err), ec::durability_failure) << describe(err);
   expect_contains(err, "journal append of block 4 failed");
   expect_contains(err, "No space left on device");
-  expect_contains(err, (fs::path{opts.data_dir} / "journal").string());
+  expect_contains(err, (fs::path{options().data_dir} / "journal").string());
   EXPECT_EQ(store->durable_height(), 3u);
   ffs->schedule().heal(); // Space is back: the store stays fatal anyway.
   expect_fatal(*store, err, 5);
@@ -140,10 +146,7 @@ TEST_F(disk_fault_test, enospc_on_journal_write_is_fatal_and_reopen_recovers) {
 }
 
 TEST_F(disk_fault_test, short_journal_write_then_enospc_is_fatal) {
-  auto ffs = std::make_shared<fault_file_system>();
-  auto opts = options();
-  opts.journal_file_system = ffs;
-  auto store = open(opts);
+  auto store = open(with_journal_faults(options()));
   ASSERT_TRUE(store);
   apply_ok(*store, 1, 2);
   // A write that lands 9 bytes and reports it, then a full disk.
@@ -161,10 +164,7 @@ TEST_F(disk_fault_test, short_journal_write_then_enospc_is_fatal) {
 }
 
 TEST_F(disk_fault_test, short_journal_write_alone_is_completed) {
-  auto ffs = std::make_shared<fault_file_system>();
-  auto opts = options();
-  opts.journal_file_system = ffs;
-  auto store = open(opts);
+  auto store = open(with_journal_faults(options()));
   ASSERT_TRUE(store);
   ffs->schedule().short_write_at(2, 100);
   apply_ok(*store, 1, 3);
@@ -177,10 +177,7 @@ TEST_F(disk_fault_test, short_journal_write_alone_is_completed) {
 }
 
 TEST_F(disk_fault_test, eio_on_journal_fsync_never_reports_the_block_durable) {
-  auto ffs = std::make_shared<fault_file_system>();
-  auto opts = options();
-  opts.journal_file_system = ffs;
-  auto store = open(opts);
+  auto store = open(with_journal_faults(options()));
   ASSERT_TRUE(store);
   apply_ok(*store, 1, 3);
   ffs->schedule().fail_at(fault_op::sync, 1, EIO);
@@ -209,9 +206,7 @@ TEST_F(disk_fault_test, eio_on_journal_fsync_never_reports_the_block_durable) {
 }
 
 TEST_F(disk_fault_test, eio_on_fsync_in_relaxed_mode_keeps_the_durable_height) {
-  auto ffs = std::make_shared<fault_file_system>();
-  auto opts = options();
-  opts.journal_file_system = ffs;
+  auto opts = with_journal_faults(options());
   opts.durability = durability_mode::synchronous_relaxed(100);
   auto store = open(opts);
   ASSERT_TRUE(store);
