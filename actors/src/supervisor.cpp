@@ -876,6 +876,15 @@ void spawn_engine(self_ptr self, storage::recovered_store& recovered) {
     std::make_shared<std::unique_ptr<storage::state_store>>(
       std::move(recovered.state)),
     recovered.meta, st.shared);
+  // The blocks recovery replayed: durable, held for a checkpoint as if
+  // they had just become durable.
+  for (auto& record : recovered.replayed) {
+    st.held.push_back({record->height, record, record_bytes(*record)});
+    st.held_bytes += st.held.back().bytes;
+    self->send(st.persistence, atom::checkpoint::value, std::move(record));
+  }
+  recovered.replayed.clear();
+  checkpoint_when_due(self);
   st.spawned->push_back(st.mutation.address());
   st.spawned->push_back(st.journal.address());
   st.spawned->push_back(st.persistence.address());

@@ -1,7 +1,6 @@
 #include "rollblock/storage/recovery.hpp"
 
 #include "rollblock/messages/error.hpp"
-#include "rollblock/storage/checkpoint_builder.hpp"
 
 #include "rollblock/storage/logger.hpp"
 
@@ -181,33 +180,30 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
                            : result.blocks->read_from(0);
   if (!replay)
     return replay.error();
-  checkpoint_builder replayed;
   for (auto& record : *replay) {
     // Nobody reads yet: without a budget no undo or tombstone is needed.
     if (opts.memory_budget)
       memory.install(record);
     else
       memory.replay(*record);
-    replayed.add(record);
     ++result.replayed_blocks;
     result.replayed_changes += record->changes.size();
   }
   if (!replay->empty()) {
-    auto last = replay->back()->height;
+    // Replayed, they are durable (the journal may hold unsynced appends of
+    // the crashed run): the store checkpoints them later, like any block.
     if (auto err = result.blocks->sync())
       return err;
-    if (auto err = result.state->write_checkpoint(replayed.take(last)))
-      return err;
-    meta.checkpoint = last;
-    meta.reverted_to.reset();
     logger().info("replayed {} blocks ({} changes) from the journal up to "
-                 "block {}",
-                 result.replayed_blocks, result.replayed_changes, last);
+                  "block {}",
+                  result.replayed_blocks, result.replayed_changes,
+                  replay->back()->height);
   }
+  result.replayed = std::move(*replay);
   auto height = memory.applied();
   if (meta.checkpoint)
     memory.set_checkpointed(*meta.checkpoint);
-  result.heights = store_heights{height, height, height};
+  result.heights = store_heights{height, height, meta.checkpoint.value_or(0)};
   return result;
 }
 

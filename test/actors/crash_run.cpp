@@ -294,7 +294,8 @@ void crash_run::cycle(const std::string& mode) {
   auto h = store.heights();
   auto recovered = h.applied;
   EXPECT_EQ(h.durable, recovered);
-  EXPECT_EQ(h.current, recovered);
+  // The replayed blocks wait for a checkpoint like any held block.
+  EXPECT_LE(h.current, recovered);
   auto reverting = in_progress.kind == action::revert
                    && recovered == in_progress.height;
   // Count the blocks first, so that the summary shows what a failure lost.

@@ -301,16 +301,20 @@ TEST(recovery, replays_journal_entries_above_the_checkpoint) {
     ASSERT_TRUE(s);
     EXPECT_EQ(s->replayed_blocks, 6u);
     EXPECT_EQ(s->replayed_changes, changes_5_to_10);
-    EXPECT_EQ(s->heights, (store_heights{10, 10, 10}));
+    EXPECT_EQ(s->heights, (store_heights{10, 10, 4}));
     EXPECT_EQ(s->memory->applied(), 10u);
     EXPECT_FALSE(s->memory->fresh());
     EXPECT_EQ(s->memory->snapshot(), at10);
     EXPECT_EQ(s->memory->size(), at10.size());
     EXPECT_EQ(s->journal_report.entries, 10u);
-    EXPECT_EQ(s->meta.checkpoint, 10u);
-    // The replayed blocks were checkpointed into LevelDB.
-    EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 10u);
-    EXPECT_EQ(leveldb_contents(*s->state), at10);
+    // The replayed blocks are handed over for a later checkpoint; LevelDB
+    // is untouched.
+    ASSERT_EQ(s->replayed.size(), 6u);
+    for (std::size_t i = 0; i < 6; ++i)
+      EXPECT_EQ(s->replayed[i]->height, 5 + i);
+    EXPECT_EQ(s->meta.checkpoint, 4u);
+    EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 4u);
+    EXPECT_EQ(leveldb_contents(*s->state), at4);
     // The journal still holds every entry (for reverts).
     EXPECT_EQ(s->blocks->first_height(), 1u);
     EXPECT_EQ(s->blocks->last_height(), 10u);
@@ -318,14 +322,15 @@ TEST(recovery, replays_journal_entries_above_the_checkpoint) {
     ASSERT_FALSE(again);
     EXPECT_EQ(code_of(again.error()), ec::block_id_not_increasing);
   }
-  // A second recovery has nothing left to replay.
+  // Nothing was checkpointed: a second recovery replays the same blocks
+  // to the same state.
   auto s = recover_ok(o);
   ASSERT_TRUE(s);
-  EXPECT_EQ(s->replayed_blocks, 0u);
-  EXPECT_EQ(s->replayed_changes, 0u);
-  EXPECT_EQ(s->heights, (store_heights{10, 10, 10}));
+  EXPECT_EQ(s->replayed_blocks, 6u);
+  EXPECT_EQ(s->replayed_changes, changes_5_to_10);
+  EXPECT_EQ(s->heights, (store_heights{10, 10, 4}));
   EXPECT_EQ(s->memory->snapshot(), at10);
-  EXPECT_EQ(s->meta.checkpoint, 10u);
+  EXPECT_EQ(s->meta.checkpoint, 4u);
 }
 
 TEST(recovery, crash_before_any_checkpoint_replays_from_genesis) {
@@ -347,12 +352,13 @@ TEST(recovery, crash_before_any_checkpoint_replays_from_genesis) {
   ASSERT_TRUE(s);
   EXPECT_EQ(s->replayed_blocks, 3u);
   EXPECT_EQ(s->replayed_changes, 5u);
-  EXPECT_EQ(s->heights, (store_heights{1000, 1000, 1000}));
+  EXPECT_EQ(s->heights, (store_heights{1000, 1000, 0}));
   EXPECT_FALSE(s->memory->fresh());
   EXPECT_EQ(s->memory->snapshot(), expected);
   EXPECT_EQ(s->memory->size(), 2u);
-  EXPECT_EQ(s->meta.checkpoint, 1000u);
-  EXPECT_EQ(leveldb_contents(*s->state), expected);
+  EXPECT_EQ(s->replayed.size(), 3u);
+  EXPECT_EQ(s->meta.checkpoint, std::nullopt);
+  EXPECT_EQ(leveldb_contents(*s->state), contents{});
   auto r = s->memory->plan(1000, {});
   ASSERT_FALSE(r);
   EXPECT_EQ(message_of(r.error()),
@@ -381,11 +387,11 @@ TEST(recovery, sparse_heights_replay_above_a_sparse_checkpoint) {
   ASSERT_TRUE(s);
   EXPECT_EQ(s->replayed_blocks, 2u);
   EXPECT_EQ(s->replayed_changes, 2u);
-  EXPECT_EQ(s->heights, (store_heights{5000, 5000, 5000}));
+  EXPECT_EQ(s->heights, (store_heights{5000, 5000, 7}));
   EXPECT_EQ(s->memory->snapshot(), expected);
   EXPECT_EQ(expected, (contents{{k8(2), "2k"}, {k8(3), "thousand"}}));
-  EXPECT_EQ(leveldb_contents(*s->state), expected);
-  EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 5000u);
+  EXPECT_EQ(leveldb_contents(*s->state), at7);
+  EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 7u);
   EXPECT_NE(at7, expected);
 }
 
@@ -449,8 +455,8 @@ TEST(recovery, uncheckpointed_genesis_in_the_journal_is_not_fresh) {
   EXPECT_EQ(s->heights, (store_heights{0, 0, 0}));
   EXPECT_FALSE(s->memory->fresh());
   EXPECT_FALSE(s->memory->plan(0, {}));
-  EXPECT_EQ(s->meta.checkpoint, 0u);
-  EXPECT_EQ(leveldb_meta(*s->state).checkpoint, 0u);
+  EXPECT_EQ(s->meta.checkpoint, std::nullopt);
+  EXPECT_EQ(leveldb_meta(*s->state).checkpoint, std::nullopt);
 }
 
 TEST(recovery, torn_journal_tail_is_cut_and_the_rest_replayed) {
@@ -484,7 +490,7 @@ TEST(recovery, torn_journal_tail_is_cut_and_the_rest_replayed) {
   EXPECT_EQ(s->journal_report.truncated_offset, good_size);
   EXPECT_EQ(fs::file_size(segment), good_size);
   EXPECT_EQ(s->replayed_blocks, 3u);
-  EXPECT_EQ(s->heights, (store_heights{3, 3, 3}));
+  EXPECT_EQ(s->heights, (store_heights{3, 3, 0}));
   EXPECT_EQ(s->memory->snapshot(), at3);
   EXPECT_EQ(s->memory->get(k8(4)), "");
 }
@@ -658,7 +664,7 @@ TEST(recovery, key_width_mismatch_on_reopen_names_both_widths) {
   ASSERT_TRUE(s);
   EXPECT_EQ(s->memory->key_width(), 16u);
   EXPECT_EQ(s->memory->get(key_from_prefix("k", 16)), "v");
-  EXPECT_EQ(s->heights, (store_heights{1, 1, 1}));
+  EXPECT_EQ(s->heights, (store_heights{1, 1, 0}));
   EXPECT_EQ(leveldb_meta(*s->state).key_width, 16u);
 }
 
@@ -680,7 +686,7 @@ TEST(recovery, second_recover_while_open_is_data_dir_locked) {
   }
   auto again = recover_ok(o);
   ASSERT_TRUE(again);
-  EXPECT_EQ(again->heights, (store_heights{1, 1, 1}));
+  EXPECT_EQ(again->heights, (store_heights{1, 1, 0}));
 }
 
 TEST(recovery, recover_with_a_held_lock_uses_it_and_never_releases_it) {
@@ -803,10 +809,10 @@ TEST(recovery, config_changes_keep_blocks_and_checkpoint) {
   auto s = recover_ok(o);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->replayed_blocks, 1u);
-  EXPECT_EQ(s->heights, (store_heights{3, 3, 3}));
+  EXPECT_EQ(s->heights, (store_heights{3, 3, 2}));
   EXPECT_EQ(s->memory->snapshot(), expected);
   auto stored = leveldb_meta(*s->state);
-  EXPECT_EQ(stored.checkpoint, 3u);
+  EXPECT_EQ(stored.checkpoint, 2u); // block 3 waits for the store's checkpoint
   EXPECT_EQ(stored.durability, durability_mode::async(8));
   EXPECT_EQ(stored.min_rollback_window, 1u);
 }
@@ -932,7 +938,7 @@ TEST(recovery, byte_flipped_in_the_last_entry_above_the_checkpoint_is_a_torn_tai
     << log.str();
   EXPECT_EQ(s->journal_report.truncated_file, dd.segment(1).string());
   EXPECT_EQ(s->journal_report.truncated_offset, dd.at(8).offset);
-  EXPECT_EQ(s->heights, (store_heights{7, 7, 7}));
+  EXPECT_EQ(s->heights, (store_heights{7, 7, 5}));
 }
 
 TEST(recovery, byte_flipped_in_the_checkpoint_entry_is_refused_even_at_the_tail) {
@@ -970,7 +976,7 @@ TEST(recovery, journal_truncated_above_the_checkpoint_is_a_torn_tail) {
   ASSERT_TRUE(s);
   EXPECT_EQ(s->journal_report.truncated_offset, dd.at(7).offset);
   EXPECT_EQ(s->journal_report.truncated_bytes, 11u);
-  EXPECT_EQ(s->heights, (store_heights{6, 6, 6}));
+  EXPECT_EQ(s->heights, (store_heights{6, 6, 5}));
 }
 
 TEST(recovery, missing_middle_journal_segment_is_refused) {

@@ -23,7 +23,8 @@ struct recovered_store {
   std::shared_ptr<memory_state> memory;
   /// The effective configuration (stored values, overridden by options).
   store_metadata meta;
-  /// applied == durable == current after recovery.
+  /// applied == durable (the newest replayed block, or the checkpoint);
+  /// current: the checkpoint LevelDB holds (0 without one).
   store_heights heights;
   journal_open_report journal_report;
   /// The target of an interrupted revert that recovery completed (a revert
@@ -33,6 +34,9 @@ struct recovered_store {
   /// Blocks replayed from the journal above the LevelDB checkpoint.
   std::size_t replayed_blocks = 0;
   std::size_t replayed_changes = 0;
+  /// Those blocks, oldest first: durable, in memory, not in LevelDB yet
+  /// (the store checkpoints them like blocks within its checkpoint lag).
+  block_record_list replayed;
 };
 
 /// Checks `opts` for values out of range. Returns ec::invalid_argument naming
@@ -59,7 +63,8 @@ caf::error validate(const store_options& opts);
 ///  5. loads the LevelDB state into memory (with a memory budget: loads
 ///     nothing, counts the live keys and serves misses from LevelDB) and
 ///     replays the journal entries above the checkpoint (sparse heights are
-///     fine), then writes them as one checkpoint and fsyncs the journal.
+///     fine) and fsyncs the journal; LevelDB is not written: the replayed
+///     blocks are returned in `replayed` for the store to checkpoint.
 /// On error nothing is held open (but `held` stays with its owners); the
 /// data directory may have been repaired (torn tail cut) but never loses a
 /// valid entry.
