@@ -187,6 +187,19 @@ protected:
     return store ? std::move(*store) : nullptr;
   }
 
+  /// Opens a store in sync mode and applies blocks 1..`height` (none
+  /// reaches LevelDB: they are within the checkpoint lag). Null on failure.
+  std::unique_ptr<blocking_store> open_at(block_id height) {
+    auto store = open({.durability = durability_mode::synchronous()});
+    for (block_id h = 1; store && h <= height; ++h) {
+      auto err = apply(*store, h);
+      EXPECT_FALSE(err) << "block " << h << ": " << describe(err);
+      if (err)
+        return nullptr;
+    }
+    return store;
+  }
+
   static value get(blocking_store& store, const key& x) {
     auto result = store.fetch(x);
     EXPECT_TRUE(result) << describe(result.error());
@@ -337,10 +350,8 @@ INSTANTIATE_TEST_SUITE_P(
 // -- exact answers of interrupted calls ------------------------------------------
 
 TEST_F(supervision_test, journal_crash_before_the_write_fails_the_apply) {
-  auto store = open({.durability = durability_mode::synchronous()});
+  auto store = open_at(5);
   ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 5; ++h)
-    ASSERT_OK(apply(*store, h));
   plan->arm("journal.append");
   EXPECT_CODE(apply(*store, 6), ec::actor_restarted);
   EXPECT_EQ(store->heights(), (store_heights{5, 5, 0}));
@@ -355,10 +366,8 @@ TEST_F(supervision_test, blocks_a_restart_replays_are_held_for_a_checkpoint) {
   // reopen replays blocks 1..5 without writing LevelDB; they are held like
   // any durable block: a revert within the lag needs no LevelDB write, and
   // the close checkpoints the rest.
-  auto store = open({.durability = durability_mode::synchronous()});
+  auto store = open_at(5);
   ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 5; ++h)
-    ASSERT_OK(apply(*store, h));
   plan->arm("journal.append");
   EXPECT_CODE(apply(*store, 6), ec::actor_restarted);
   EXPECT_EQ(store->heights(), (store_heights{5, 5, 0}));
@@ -381,10 +390,8 @@ TEST_F(supervision_test, blocks_a_restart_replays_are_held_for_a_checkpoint) {
 TEST_F(supervision_test, journal_crash_after_the_write_keeps_the_block) {
   // The entry reached the file: the reopen replays it, so the interrupted
   // apply succeeds.
-  auto store = open({.durability = durability_mode::synchronous()});
+  auto store = open_at(5);
   ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 5; ++h)
-    ASSERT_OK(apply(*store, h));
   plan->arm("journal.appended");
   ASSERT_OK(apply(*store, 6));
   EXPECT_EQ(store->heights(), (store_heights{6, 6, 0}));
@@ -395,10 +402,8 @@ TEST_F(supervision_test, journal_crash_after_the_write_keeps_the_block) {
 
 TEST_F(supervision_test, mutation_crash_after_install_drops_the_block) {
   // Installed in memory but never journaled: the rebuilt memory lacks it.
-  auto store = open({.durability = durability_mode::synchronous()});
+  auto store = open_at(5);
   ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 5; ++h)
-    ASSERT_OK(apply(*store, h));
   plan->arm("mutation.installed");
   EXPECT_CODE(apply(*store, 6), ec::actor_restarted);
   EXPECT_EQ(store->applied_height(), 5u);
@@ -733,10 +738,8 @@ TEST_F(supervision_test, revert_marker_completed_at_open_is_not_counted) {
 // -- the directory lock during a restart --------------------------------------------
 
 TEST_F(supervision_test, data_dir_stays_locked_during_a_restart) {
-  auto store = open({.durability = durability_mode::synchronous()});
+  auto store = open_at(3);
   ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 3; ++h)
-    ASSERT_OK(apply(*store, h));
   // The journal crashes; the restart waits before it recovers, with the
   // journal and LevelDB closed.
   plan->arm("journal.append");
@@ -812,10 +815,8 @@ TEST_P(exit_test, engine_actor_stopped_by_an_exit_message_is_restarted) {
   // An exit message with a reason outside the rollblock category stops the
   // actor like a crash: the engine is reopened from durable state.
   auto [actor, reason] = GetParam();
-  auto store = open({.durability = durability_mode::synchronous()});
+  auto store = open_at(5);
   ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 5; ++h)
-    ASSERT_OK(apply(*store, h));
   auto old = book->latest(actor);
   send_exit(old, reason);
   auto health = wait_for_health(*store, restarted(actor, reason));
@@ -910,10 +911,8 @@ TEST_F(supervision_test, exit_message_with_a_store_error_is_fatal) {
 TEST_F(supervision_test, crashed_reopen_is_retried_and_counted) {
   // The journal dies after writing block 6; the first reopen actor crashes;
   // the second reopens: the apply gets its result, nothing is lost.
-  auto store = open({.durability = durability_mode::synchronous()});
+  auto store = open_at(5);
   ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 5; ++h)
-    ASSERT_OK(apply(*store, h));
   plan->arm("journal.appended");
   plan->arm("reopen.open");
   ASSERT_OK(apply(*store, 6));
