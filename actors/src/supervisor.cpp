@@ -291,7 +291,29 @@ void checkpoint_when_due(self_ptr self) {
   if (count >= every || persistence_backlogged(st)
       || clock_type::now() - st.last_checkpoint
            >= st.options.checkpoint_interval)
-    checkpoint(self, st.held[std::min<std::size_t>(count, every) - 1].height);
+    checkpoint(self,
+               st.held[std::min<std::size_t>(count, every) - 1].height());
+}
+
+/// Holds a durable block for a checkpoint and hands it to persistence.
+void hold(self_ptr self, block_record_ptr record) {
+  auto& st = self->state;
+  auto bytes = record_bytes(*record);
+  st.held.push_back({record, bytes});
+  st.held_bytes += bytes;
+  self->send(st.persistence, atom::checkpoint::value, std::move(record));
+}
+
+/// Stops holding the blocks above `target`; returns their records, newest
+/// first.
+block_record_list release_held_above(supervisor_state& st, block_id target) {
+  block_record_list newest_first;
+  while (!st.held.empty() && st.held.back().height() > target) {
+    newest_first.push_back(std::move(st.held.back().record));
+    st.held_bytes -= st.held.back().bytes;
+    st.held.pop_back();
+  }
+  return newest_first;
 }
 
 /// Hands blocks up to `durable` to persistence; checkpoints when due.
@@ -299,12 +321,7 @@ void advance_durable(self_ptr self, block_id durable) {
   auto& st = self->state;
   st.shared->set_durable(durable);
   while (!st.appended.empty() && st.appended.front()->height <= durable) {
-    auto& record = *st.appended.front();
-    st.held.push_back(
-      {record.height, st.appended.front(), record_bytes(record)});
-    st.held_bytes += st.held.back().bytes;
-    self->send(st.persistence, atom::checkpoint::value,
-               std::move(st.appended.front()));
+    hold(self, std::move(st.appended.front()));
     st.appended.pop_front();
   }
   checkpoint_when_due(self);
@@ -314,7 +331,7 @@ void advance_durable(self_ptr self, block_id durable) {
 void checkpointed(self_ptr self, block_id current) {
   auto& st = self->state;
   st.shared->set_current(current);
-  while (!st.held.empty() && st.held.front().height <= current) {
+  while (!st.held.empty() && st.held.front().height() <= current) {
     st.held_bytes -= st.held.front().bytes;
     st.held.pop_front();
   }
@@ -638,7 +655,7 @@ struct revert_call {
            && (!st.checkpoint_through || target >= *st.checkpoint_through)
            && std::any_of(st.held.begin(), st.held.end(),
                           [this](auto& block) {
-                            return block.height == target;
+                            return block.height() == target;
                           });
   }
 
@@ -647,12 +664,7 @@ struct revert_call {
   /// forget them, without waiting behind its checkpoint in progress.
   void forget_held() {
     auto& st = self->state;
-    block_record_list newest_first;
-    while (!st.held.empty() && st.held.back().height > target) {
-      newest_first.push_back(std::move(st.held.back().record));
-      st.held_bytes -= st.held.back().bytes;
-      st.held.pop_back();
-    }
+    auto newest_first = release_held_above(st, target);
     st.revert_blocks = newest_first.size();
     self->send(st.persistence, atom::drop::value, target);
     marker = false;
@@ -678,23 +690,16 @@ struct revert_call {
   ///    state at the target with the revert marker, in one WriteBatch.
   void write_state(block_record_list newest_first) {
     auto call = *this;
-    auto forget_held_above_target = [call]() mutable {
-      auto& st = call.self->state;
-      while (!st.held.empty() && st.held.back().height > call.target) {
-        st.held_bytes -= st.held.back().bytes;
-        st.held.pop_back();
-      }
-    };
     ask<bool>(
       self, self->state.persistence,
-      [call, newest_first, forget_held_above_target](bool wrote) mutable {
+      [call, newest_first](bool wrote) mutable {
         auto& st = call.self->state;
         if (wrote) {
           st.held.clear();
           st.held_bytes = 0;
           st.shared->set_current(call.target);
         }
-        forget_held_above_target();
+        release_held_above(st, call.target);
         call.truncate_journal(std::move(newest_first));
       },
       [call](caf::error& err) mutable { call.fail(err); },
@@ -878,11 +883,8 @@ void spawn_engine(self_ptr self, storage::recovered_store& recovered) {
     recovered.meta, st.shared);
   // The blocks recovery replayed: durable, held for a checkpoint as if
   // they had just become durable.
-  for (auto& record : recovered.replayed) {
-    st.held.push_back({record->height, record, record_bytes(*record)});
-    st.held_bytes += st.held.back().bytes;
-    self->send(st.persistence, atom::checkpoint::value, std::move(record));
-  }
+  for (auto& record : recovered.replayed)
+    hold(self, std::move(record));
   recovered.replayed.clear();
   checkpoint_when_due(self);
   st.spawned->push_back(st.mutation.address());

@@ -76,12 +76,15 @@ struct supervisor_state {
   /// The heights of the durable blocks handed to persistence and not yet
   /// checkpointed, oldest first.
   struct held_block {
-    block_id height;
     /// Its record (shared with persistence): a revert within the lag undoes
     /// memory from it without reading the journal.
     block_record_ptr record;
     /// The estimated bytes its record takes.
     std::size_t bytes;
+
+    block_id height() const {
+      return record->height;
+    }
   };
   std::deque<held_block> held;
   /// The sum of the held blocks' bytes.
