@@ -375,11 +375,11 @@ caf::error data_dir_inspector::state_at(
       auto rec = d.journal->read(*i);
       if (!rec)
         return std::move(rec.error());
-      for (auto& c : rec->changes) {
+      for (auto c : rec->changes) {
         if (down) // The oldest undo of (height, checkpoint] wins.
-          overlay.try_emplace(c.k, std::move(c.before));
+          overlay.try_emplace(key{c.k}, c.before);
         else
-          overlay.insert_or_assign(c.k, std::move(c.after));
+          overlay.insert_or_assign(key{c.k}, value{c.after});
       }
       prog.update(++n);
     }
@@ -533,8 +533,8 @@ verify_result data_dir_inspector::verify() {
                  + " at offset " + std::to_string(pos.offset) + " (height "
                  + std::to_string(pos.height) + ")";
         };
-        for (auto& ch : rec->changes) {
-          auto it = last.find(ch.k);
+        for (auto ch : rec->changes) {
+          auto it = last.find(key{ch.k});
           if (it != last.end()) {
             if (it->second.first != ch.before)
               undo_problems.add(where() + ": the undo of key " + to_hex(ch.k)
@@ -549,10 +549,11 @@ verify_result data_dir_inspector::verify() {
                                 "journal was never pruned)");
           }
           if (!c || pos.height > *c)
-            at_checkpoint.try_emplace(ch.k, ch.before);
+            at_checkpoint.try_emplace(key{ch.k}, ch.before);
           else
-            at_checkpoint.insert_or_assign(ch.k, ch.after);
-          last.insert_or_assign(ch.k, std::pair{ch.after, pos.height});
+            at_checkpoint.insert_or_assign(key{ch.k}, value{ch.after});
+          last.insert_or_assign(key{ch.k},
+                                std::pair{value{ch.after}, pos.height});
         }
       }
       undo_problems.done();

@@ -253,17 +253,9 @@ bool persistence_backlogged(const supervisor_state& st) {
              && st.held_bytes > *budget / 8);
 }
 
-/// Returns the estimated bytes of a record: its changes and the heap blocks
-/// of their long strings.
+/// Returns the bytes a record holds.
 std::size_t record_bytes(const block_record& record) {
-  auto heap = [](const std::string& x) {
-    return x.size() < sizeof(std::string) ? 0 : x.capacity() + 1;
-  };
-  std::size_t bytes = sizeof(block_record)
-                      + record.changes.capacity() * sizeof(key_change);
-  for (auto& change : record.changes)
-    bytes += heap(change.k) + heap(change.after) + heap(change.before);
-  return bytes;
+  return sizeof(block_record) + record.changes.memory_bytes();
 }
 
 /// Resumes an apply held back by backpressure once there is room.
@@ -394,7 +386,7 @@ void commit(self_ptr self, block_record_ptr record,
   auto& c = st.shared->counters();
   c.blocks_applied.fetch_add(1, std::memory_order_relaxed);
   std::uint64_t deletes = 0;
-  for (auto& change : record->changes)
+  for (auto change : record->changes)
     deletes += change.after.empty() ? 1 : 0;
   c.operations_applied.fetch_add(record->changes.size(),
                                  std::memory_order_relaxed);
@@ -1243,7 +1235,7 @@ supervisor(store_actor::stateful_pointer<supervisor_state> self,
           operation_list ops{operation{std::move(k), {}}};
           apply_block(self, height, std::move(ops), std::move(promise),
                       [](const block_record& record) {
-                        return record.changes.front().before;
+                        return value{record.changes.front().before};
                       });
         });
     },

@@ -5,8 +5,8 @@
 
 namespace rollblock::storage {
 
-void checkpoint_builder::put(const key& k, std::string_view stored,
-                             const value& v) {
+void checkpoint_builder::put(std::string_view k, std::string_view stored,
+                             std::string_view v) {
   if (position_.key_width() != k.size()) {
     // A store's keys all have one width: this is the first key.
     assert(position_.empty());
@@ -23,13 +23,13 @@ void checkpoint_builder::put(const key& k, std::string_view stored,
 }
 
 void checkpoint_builder::add(block_record_ptr record) {
-  for (auto& change : record->changes)
+  for (auto change : record->changes)
     put(change.k, change.before, change.after);
   held_.push_back(std::move(record));
 }
 
 void checkpoint_builder::add_undo(block_record_ptr record) {
-  for (auto& change : record->changes)
+  for (auto change : record->changes)
     put(change.k, change.after, change.before);
   held_.push_back(std::move(record));
 }

@@ -493,14 +493,6 @@ caf::error check_key_width(std::size_t key_width) {
 
 namespace {
 
-std::uint64_t payload_size_of(const block_record& record,
-                              std::size_t key_width) {
-  std::uint64_t size = 0;
-  for (auto& c : record.changes)
-    size += key_width + 4 + c.after.size() + c.before.size();
-  return size;
-}
-
 /// Writes the header of the entry at `base`, whose payload of
 /// `payload_size` bytes follows it, checksums included.
 void seal_header(char* base, std::uint8_t kind, std::size_t key_width,
@@ -524,28 +516,25 @@ journal_trailer decode_trailer(const char* p, const entry_header& h) {
 
 } // namespace
 
+namespace {
+
+/// Makes `out` the entry of `record` (reusing its capacity).
+void encode_block_entry(const block_record& record, std::size_t key_width,
+                        std::string& out) {
+  auto payload = record.changes.payload();
+  out.resize(header_size + payload.size());
+  std::memcpy(out.data() + header_size, payload.data(), payload.size());
+  seal_header(out.data(), kind_block, key_width, record.height,
+              static_cast<std::uint32_t>(record.changes.size()),
+              static_cast<std::uint32_t>(payload.size()));
+}
+
+} // namespace
+
 std::string encode_journal_entry(const block_record& record,
                                  std::size_t key_width) {
-  auto payload_size = payload_size_of(record, key_width);
   std::string out;
-  out.resize(header_size + payload_size);
-  char* base = out.data();
-  char* p = base + header_size;
-  for (auto& c : record.changes) {
-    std::memcpy(p, c.k.data(), key_width);
-    p += key_width;
-    store_le(p, static_cast<std::uint16_t>(c.after.size()));
-    p += 2;
-    std::memcpy(p, c.after.data(), c.after.size());
-    p += c.after.size();
-    store_le(p, static_cast<std::uint16_t>(c.before.size()));
-    p += 2;
-    std::memcpy(p, c.before.data(), c.before.size());
-    p += c.before.size();
-  }
-  seal_header(base, kind_block, key_width, record.height,
-              static_cast<std::uint32_t>(record.changes.size()),
-              static_cast<std::uint32_t>(payload_size));
+  encode_block_entry(record, key_width, out);
   return out;
 }
 
@@ -578,18 +567,20 @@ ec code_for(entry_status st) {
 /// false when the payload layout is wrong.
 bool decode_checked(const char* p, const entry_header& h,
                     std::size_t key_width, block_record& rec) {
+  const char* payload = p + header_size;
+  std::vector<std::uint32_t> offsets;
+  offsets.reserve(h.change_count);
+  if (!walk_payload(payload, h.payload_size, h.change_count, key_width,
+                    [&](std::string_view k, std::string_view,
+                        std::string_view) {
+                      offsets.push_back(
+                        static_cast<std::uint32_t>(k.data() - payload));
+                    }))
+    return false;
   rec.height = h.height;
-  rec.changes.clear();
-  rec.changes.reserve(h.change_count);
-  return walk_payload(p + header_size, h.payload_size, h.change_count,
-                      key_width,
-                      [&](std::string_view k, std::string_view after,
-                          std::string_view before) {
-                        auto& c = rec.changes.emplace_back();
-                        c.k.assign(k.data(), k.size());
-                        c.after.assign(after.data(), after.size());
-                        c.before.assign(before.data(), before.size());
-                      });
+  rec.changes = change_list{std::string{payload, h.payload_size},
+                            std::move(offsets), key_width};
+  return true;
 }
 
 } // namespace
@@ -638,6 +629,10 @@ struct journal::impl {
   std::vector<journal_position> index;
   std::unique_ptr<file> active; ///< Open read-write on segments.back().
   caf::error failed; ///< Sticky: set once the journal's state is uncertain.
+  /// The entry append writes (kept to reuse its pages, up to
+  /// max_kept_entry_bytes).
+  std::string entry;
+  static constexpr std::size_t max_kept_entry_bytes = 16ull << 20;
   /// The segment read() last opened, kept open for the next read.
   mutable std::unique_ptr<file> reader;
   mutable std::uint64_t reader_seq = 0;
@@ -1094,23 +1089,18 @@ caf::error journal::append(const block_record& record) {
                         + std::to_string(record.height)
                         + " is not above the last journaled height "
                         + std::to_string(d.index.back().height));
-  for (auto& c : record.changes) {
-    if (c.k.size() != d.opts.key_width)
-      return make_error(ec::key_width_mismatch,
-                        "journal append of height "
-                          + std::to_string(record.height) + " has a key of "
-                          + std::to_string(c.k.size())
-                          + " bytes but the key width is "
-                          + std::to_string(d.opts.key_width));
-    if (c.after.size() > max_value_size || c.before.size() > max_value_size)
-      return make_error(ec::value_too_large,
-                        "journal append of height "
-                          + std::to_string(record.height)
-                          + " has a value longer than "
-                          + std::to_string(max_value_size) + " bytes");
-  }
-  if (record.changes.size() > UINT32_MAX
-      || payload_size_of(record, d.opts.key_width) > UINT32_MAX - header_size)
+  // The record's change_list holds only encodable changes (values of at
+  // most max_value_size bytes, at most 4 GiB in all): only its key width
+  // can be wrong here.
+  if (!record.changes.empty()
+      && record.changes.key_width() != d.opts.key_width)
+    return make_error(ec::key_width_mismatch,
+                      "journal append of height "
+                        + std::to_string(record.height) + " has keys of "
+                        + std::to_string(record.changes.key_width())
+                        + " bytes but the key width is "
+                        + std::to_string(d.opts.key_width));
+  if (record.changes.payload().size() > UINT32_MAX - header_size)
     return make_error(ec::invalid_argument,
                       "journal append of height "
                         + std::to_string(record.height)
@@ -1119,7 +1109,8 @@ caf::error journal::append(const block_record& record) {
   if (cur.size > 0 && cur.size >= d.opts.segment_bytes)
     if (auto err = d.roll())
       return err;
-  auto bytes = encode_journal_entry(record, d.opts.key_width);
+  auto& bytes = d.entry;
+  encode_block_entry(record, d.opts.key_width, bytes);
   auto& seg = d.segments.back();
   auto start = seg.size;
   if (auto err = write_all(*d.active, bytes.data(), bytes.size(), start)) {
@@ -1137,6 +1128,8 @@ caf::error journal::append(const block_record& record) {
   seg.size += bytes.size();
   d.index.push_back(journal_position{record.height, seg.seq, start,
                                      static_cast<std::uint32_t>(bytes.size())});
+  if (bytes.capacity() > impl::max_kept_entry_bytes)
+    std::string{}.swap(bytes); // an outsized block's buffer is not kept
   return {};
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <thread>
 
 namespace rollblock::storage {
@@ -35,7 +36,7 @@ constexpr std::size_t prefetch_distance = 8;
 std::vector<std::uint64_t> hashes_of(const block_record& record) {
   std::vector<std::uint64_t> hashes;
   hashes.reserve(record.changes.size());
-  for (auto& change : record.changes)
+  for (auto change : record.changes)
     hashes.push_back(key_hash(change.k));
   return hashes;
 }
@@ -96,7 +97,7 @@ void memory_state::replay(const block_record& record) {
   for (std::size_t i = 0; i < hashes.size(); ++i) {
     if (i + prefetch_distance < hashes.size())
       prefetch(hashes[i + prefetch_distance]);
-    auto& change = record.changes[i];
+    auto change = record.changes[i];
     auto hash = hashes[i];
     auto& s = *shards_[shard_of_hash(hash)];
     std::unique_lock guard{s.mu};
@@ -159,7 +160,7 @@ void memory_state::make_resident(const block_record_list& newest_first) {
   if (entry_budget_ == 0)
     return;
   for (auto& record : newest_first) {
-    for (auto& change : record->changes) {
+    for (auto change : record->changes) {
       auto hash = key_hash(change.k);
       auto& s = *shards_[shard_of_hash(hash)];
       std::unique_lock guard{s.mu};
@@ -195,9 +196,6 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
                           + "-byte value; the limit is "
                           + std::to_string(max_value_size) + " bytes");
   }
-  auto record = std::make_shared<block_record>();
-  record->height = height;
-  record->changes.reserve(ops.size());
   planned_block planned;
   planned.undo = std::make_shared<block_undo>(key_width_);
   auto& undo = *planned.undo;
@@ -208,8 +206,17 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   op_hashes.reserve(ops.size());
   for (auto& op : ops)
     op_hashes.push_back(key_hash(op.k));
-  // The writer is the only thread that changes the maps: no lock needed to
-  // read them here.
+  // Per distinct key, in first-touched order: its last operation (which
+  // sets `after`) and the value before the block. The befores view the
+  // table's entries or, with a budget, strings read from the state of
+  // record (kept in `stored`): the writer is the only thread that changes
+  // the maps, so neither a lock nor a copy is needed until install.
+  std::vector<std::uint32_t> last_op;
+  last_op.reserve(ops.size());
+  std::vector<std::string_view> befores;
+  befores.reserve(ops.size());
+  std::deque<value> stored;
+  std::size_t encoded_bytes = 0;
   for (std::size_t i = 0; i < ops.size(); ++i) {
     if (i + prefetch_distance < ops.size())
       prefetch(op_hashes[i + prefetch_distance]);
@@ -217,25 +224,37 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     auto hash = op_hashes[i];
     auto [index, added] = undo.index.try_emplace(op.k, hash);
     if (!added) {
-      record->changes[*index].after = op.v;
+      auto& last = last_op[*index];
+      encoded_bytes = encoded_bytes - ops[last].v.size() + op.v.size();
+      last = static_cast<std::uint32_t>(i);
       continue;
     }
-    *index = static_cast<std::uint32_t>(record->changes.size());
+    *index = static_cast<std::uint32_t>(last_op.size());
     auto& s = *shards_[shard_of_hash(hash)];
-    value before;
+    std::string_view before;
     block_id before_position = 0;
     if (auto* found = s.map.find(op.k, hash)) {
-      before = found->v.str();
+      before = found->v.view();
       before_position = found->position;
     } else if (entry_budget_ > 0) {
-      auto stored = read_state_of_record(op.k);
-      if (!stored)
-        return std::move(stored.error());
-      before = std::move(*stored);
+      auto from_store = read_state_of_record(op.k);
+      if (!from_store)
+        return std::move(from_store.error());
+      before = stored.emplace_back(std::move(*from_store));
     }
-    record->changes.push_back(key_change{op.k, op.v, std::move(before)});
+    last_op.push_back(static_cast<std::uint32_t>(i));
+    befores.push_back(before);
+    encoded_bytes +=
+      change_list::encoded_size(key_width_, op.v.size(), before.size());
     undo.before_positions.push_back(before_position);
     undo.hashes.push_back(hash);
+  }
+  auto record = std::make_shared<block_record>();
+  record->height = height;
+  record->changes.reserve(last_op.size(), encoded_bytes);
+  for (std::size_t u = 0; u < last_op.size(); ++u) {
+    auto& op = ops[last_op[u]];
+    record->changes.push_back(key_change_view{op.k, op.v, befores[u]});
   }
   undo.record = std::move(record);
   return planned;
@@ -271,7 +290,7 @@ memory_state::prepare(block_record_ptr record) const {
   for (std::size_t i = 0; i < changes.size(); ++i) {
     if (i + prefetch_distance < changes.size())
       prefetch(undo.hashes[i + prefetch_distance]);
-    auto& change = changes[i];
+    auto change = changes[i];
     auto hash = undo.hashes[i];
     auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
     undo.before_positions.push_back(found ? found->position : 0);
@@ -332,7 +351,7 @@ void memory_state::install_planned(planned_block planned) {
   update_by_shard(
     hashes, [](std::size_t) { return true; },
     [&](shard& s, std::size_t i) {
-      auto& change = changes[i];
+      auto change = changes[i];
       auto* found = s.map.find(change.k, hashes[i]);
       if (!found) {
         // Not resident: absent, or (with a budget) in the state of record
@@ -464,7 +483,7 @@ void memory_state::revert(const block_record_list& newest_first,
     for (std::size_t i = 0; i < hashes.size(); ++i) {
       if (i + prefetch_distance < hashes.size())
         prefetch(hashes[i + prefetch_distance]);
-      auto& change = record->changes[i];
+      auto change = record->changes[i];
       auto hash = hashes[i];
       auto& s = *shards_[shard_of_hash(hash)];
       auto* found = s.map.find(change.k, hash);

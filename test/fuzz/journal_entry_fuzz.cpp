@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
     return 0;
   }
   check(!trailer, "an entry decodes both as a block and as a trailer");
-  for (auto& change : decoded->changes) {
+  for (auto change : decoded->changes) {
     check(change.k.size() == width, "a decoded key of another width");
     check(change.after.size() <= max_value_size
             && change.before.size() <= max_value_size,

@@ -38,7 +38,7 @@ public:
 private:
   /// Records that `k` goes from `stored` (its value in LevelDB, used only
   /// at the key's first change) to `v`.
-  void put(const key& k, std::string_view stored, const value& v);
+  void put(std::string_view k, std::string_view stored, std::string_view v);
 
   checkpoint_batch batch_;
   /// Per write in batch_: the key's value in LevelDB before the batch. Views

@@ -1,0 +1,99 @@
+#include "rollblock/messages/block_record.hpp"
+
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+namespace rollblock {
+
+namespace {
+
+void store_u16(char* p, std::size_t x) {
+  p[0] = static_cast<char>(x & 0xFF);
+  p[1] = static_cast<char>((x >> 8) & 0xFF);
+}
+
+std::size_t load_u16(const char* p) {
+  return static_cast<std::size_t>(static_cast<unsigned char>(p[0]))
+         | static_cast<std::size_t>(static_cast<unsigned char>(p[1])) << 8;
+}
+
+} // namespace
+
+change_list::change_list(std::initializer_list<key_change> changes) {
+  for (auto& c : changes)
+    push_back(c);
+}
+
+change_list::change_list(const std::vector<key_change>& changes) {
+  for (auto& c : changes)
+    push_back(c);
+}
+
+change_list::change_list(std::string payload,
+                         std::vector<std::uint32_t> offsets,
+                         std::size_t key_width)
+  : bytes_(std::move(payload)),
+    offsets_(std::move(offsets)),
+    key_width_(offsets_.empty() ? 0 : key_width) {
+}
+
+void change_list::push_back(key_change_view change) {
+  if (empty()) {
+    if (change.k.size() < min_key_width || change.k.size() > max_key_width)
+      throw std::invalid_argument("change_list: a "
+                                  + std::to_string(change.k.size())
+                                  + "-byte key is outside the key widths");
+    key_width_ = change.k.size();
+  } else if (change.k.size() != key_width_) {
+    throw std::invalid_argument(
+      "change_list: a " + std::to_string(change.k.size())
+      + "-byte key in a list of " + std::to_string(key_width_)
+      + "-byte keys");
+  }
+  if (change.after.size() > max_value_size
+      || change.before.size() > max_value_size)
+    throw std::length_error("change_list: a value longer than "
+                            + std::to_string(max_value_size) + " bytes");
+  auto start = bytes_.size();
+  auto size =
+    encoded_size(key_width_, change.after.size(), change.before.size());
+  if (start + size > std::numeric_limits<std::uint32_t>::max())
+    throw std::length_error("change_list: more than 4 GiB of changes");
+  bytes_.resize(start + size);
+  char* p = bytes_.data() + start;
+  std::memcpy(p, change.k.data(), key_width_);
+  p += key_width_;
+  store_u16(p, change.after.size());
+  p += 2;
+  std::memcpy(p, change.after.data(), change.after.size());
+  p += change.after.size();
+  store_u16(p, change.before.size());
+  p += 2;
+  std::memcpy(p, change.before.data(), change.before.size());
+  offsets_.push_back(static_cast<std::uint32_t>(start));
+}
+
+void change_list::reserve(std::size_t changes, std::size_t bytes) {
+  offsets_.reserve(offsets_.size() + changes);
+  bytes_.reserve(bytes_.size() + bytes);
+}
+
+void change_list::clear() noexcept {
+  bytes_.clear();
+  offsets_.clear();
+  key_width_ = 0;
+}
+
+key_change_view change_list::operator[](std::size_t i) const noexcept {
+  const char* p = bytes_.data() + offsets_[i];
+  std::string_view k{p, key_width_};
+  p += key_width_;
+  auto after_size = load_u16(p);
+  std::string_view after{p + 2, after_size};
+  p += 2 + after_size;
+  auto before_size = load_u16(p);
+  return {k, after, std::string_view{p + 2, before_size}};
+}
+
+} // namespace rollblock
