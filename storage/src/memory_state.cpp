@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
 #include <thread>
 
 namespace rollblock::storage {
@@ -206,17 +205,22 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   op_hashes.reserve(ops.size());
   for (auto& op : ops)
     op_hashes.push_back(key_hash(op.k));
-  // Per distinct key, in first-touched order: its last operation (which
-  // sets `after`) and the value before the block. The befores view the
-  // table's entries or, with a budget, strings read from the state of
-  // record (kept in `stored`): the writer is the only thread that changes
-  // the maps, so neither a lock nor a copy is needed until install.
+  // One change per distinct key, in first-touched order, encoded when the
+  // key is first met (its table slot is in the cache then). A key met again
+  // only moves its last operation, which sets `after`: such blocks are
+  // re-encoded at the end.
+  std::size_t after_bytes = 0;
+  for (auto& op : ops)
+    after_bytes += op.v.size();
+  auto record = std::make_shared<block_record>();
+  record->height = height;
+  auto& changes = record->changes;
+  changes.reserve(ops.size(), ops.size() * change_list::encoded_size(
+                                key_width_, 0, 0)
+                                + 2 * after_bytes);
   std::vector<std::uint32_t> last_op;
   last_op.reserve(ops.size());
-  std::vector<std::string_view> befores;
-  befores.reserve(ops.size());
-  std::deque<value> stored;
-  std::size_t encoded_bytes = 0;
+  bool coalesced = false;
   for (std::size_t i = 0; i < ops.size(); ++i) {
     if (i + prefetch_distance < ops.size())
       prefetch(op_hashes[i + prefetch_distance]);
@@ -224,37 +228,36 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     auto hash = op_hashes[i];
     auto [index, added] = undo.index.try_emplace(op.k, hash);
     if (!added) {
-      auto& last = last_op[*index];
-      encoded_bytes = encoded_bytes - ops[last].v.size() + op.v.size();
-      last = static_cast<std::uint32_t>(i);
+      last_op[*index] = static_cast<std::uint32_t>(i);
+      coalesced = true;
       continue;
     }
     *index = static_cast<std::uint32_t>(last_op.size());
     auto& s = *shards_[shard_of_hash(hash)];
-    std::string_view before;
     block_id before_position = 0;
     if (auto* found = s.map.find(op.k, hash)) {
-      before = found->v.view();
+      changes.push_back({op.k, op.v, found->v.view()});
       before_position = found->position;
     } else if (entry_budget_ > 0) {
-      auto from_store = read_state_of_record(op.k);
-      if (!from_store)
-        return std::move(from_store.error());
-      before = stored.emplace_back(std::move(*from_store));
+      auto stored = read_state_of_record(op.k);
+      if (!stored)
+        return std::move(stored.error());
+      changes.push_back({op.k, op.v, *stored});
+    } else {
+      changes.push_back({op.k, op.v, {}});
     }
     last_op.push_back(static_cast<std::uint32_t>(i));
-    befores.push_back(before);
-    encoded_bytes +=
-      change_list::encoded_size(key_width_, op.v.size(), before.size());
     undo.before_positions.push_back(before_position);
     undo.hashes.push_back(hash);
   }
-  auto record = std::make_shared<block_record>();
-  record->height = height;
-  record->changes.reserve(last_op.size(), encoded_bytes);
-  for (std::size_t u = 0; u < last_op.size(); ++u) {
-    auto& op = ops[last_op[u]];
-    record->changes.push_back(key_change_view{op.k, op.v, befores[u]});
+  if (coalesced) {
+    change_list last_wins;
+    last_wins.reserve(changes.size(), changes.payload().size());
+    for (std::size_t u = 0; u < changes.size(); ++u) {
+      auto c = changes[u];
+      last_wins.push_back({c.k, ops[last_op[u]].v, c.before});
+    }
+    changes = std::move(last_wins);
   }
   undo.record = std::move(record);
   return planned;
