@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <thread>
 
 namespace rollblock::storage {
@@ -55,16 +56,28 @@ void memory_state::emplace_entry(shard& s, std::string_view k,
   e->v.assign(v);
   e->position = position;
   e->referenced = 0;
-  resident_bytes_.fetch_add(entry_bytes(e->v), std::memory_order_relaxed);
+  s.resident_bytes.fetch_add(entry_bytes(e->v), std::memory_order_relaxed);
 }
 
-void memory_state::assign_entry(entry& e, std::string_view v,
+void memory_state::assign_entry(shard& s, entry& e, std::string_view v,
                                 block_id position) {
   auto old_bytes = entry_bytes(e.v);
   e.v.assign(v);
   e.position = position;
-  resident_bytes_.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
-  resident_bytes_.fetch_sub(old_bytes, std::memory_order_relaxed);
+  s.resident_bytes.fetch_add(entry_bytes(e.v) - old_bytes,
+                             std::memory_order_relaxed);
+}
+
+void memory_state::erase_entry(shard& s, entry* found) {
+  s.resident_bytes.fetch_sub(entry_bytes(found->v), std::memory_order_relaxed);
+  s.map.erase_found(found);
+}
+
+std::size_t memory_state::resident_bytes() const {
+  std::size_t result = 0;
+  for (auto& s : shards_)
+    result += s->resident_bytes.load(std::memory_order_relaxed);
+  return result;
 }
 
 std::size_t memory_state::resident_entries() const {
@@ -83,7 +96,7 @@ void memory_state::load(const key& k, value v) {
   auto& s = *shards_[shard_of_hash(hash)];
   std::unique_lock guard{s.mu};
   if (auto* found = s.map.find(k, hash)) {
-    assign_entry(*found, v, 0);
+    assign_entry(s, *found, v, 0);
     return;
   }
   emplace_entry(s, k, hash, v, 0);
@@ -104,12 +117,10 @@ void memory_state::replay(const block_record& record) {
     if (change.after.empty()) {
       if (found) {
         live_delta -= 1;
-        resident_bytes_.fetch_sub(entry_bytes(found->v),
-                                  std::memory_order_relaxed);
-        s.map.erase_found(found);
+        erase_entry(s, found);
       }
     } else if (found) {
-      assign_entry(*found, change.after, 0);
+      assign_entry(s, *found, change.after, 0);
     } else {
       emplace_entry(s, change.k, hash, change.after, 0);
       live_delta += 1;
@@ -368,7 +379,7 @@ void memory_state::install_planned(planned_block planned) {
         return;
       }
       auto was_live = !found->v.empty();
-      assign_entry(*found, change.after, position);
+      assign_entry(s, *found, change.after, position);
       live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
     });
@@ -404,7 +415,7 @@ std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
   s.hand = (from + count) % slots;
   for (auto& k : victims)
     s.map.erase(k);
-  resident_bytes_.fetch_sub(freed, std::memory_order_relaxed);
+  s.resident_bytes.fetch_sub(freed, std::memory_order_relaxed);
   return freed;
 }
 
@@ -466,11 +477,48 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
     [&](shard& s, std::size_t i) {
       auto* found = s.map.find(changes[i].k, hashes[i]);
       if (found && found->position == position && found->v.empty()) {
-        resident_bytes_.fetch_sub(entry_bytes(found->v),
-                                  std::memory_order_relaxed);
-        s.map.erase_found(found);
+        erase_entry(s, found);
       }
     });
+}
+
+std::ptrdiff_t
+memory_state::revert_shards(const block_record_list& newest_first,
+                            std::size_t part, std::size_t parts) {
+  std::ptrdiff_t live_delta = 0;
+  std::vector<std::uint64_t> hashes;
+  for (auto& record : newest_first) {
+    hashes.clear();
+    for (auto change : record->changes)
+      hashes.push_back(key_hash(change.k));
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      auto shard_index = shard_of_hash(hashes[i]);
+      if (shard_index % parts != part)
+        continue;
+      if (i + prefetch_distance < hashes.size())
+        prefetch(hashes[i + prefetch_distance]);
+      auto change = record->changes[i];
+      auto hash = hashes[i];
+      auto& s = *shards_[shard_index];
+      auto* found = s.map.find(change.k, hash);
+      // Not resident (a budget without make_resident): its current value is
+      // this newest change's after.
+      auto was_live = found ? !found->v.empty() : !change.after.empty();
+      if (change.before.empty() && entry_budget_ == 0) {
+        if (found)
+          erase_entry(s, found);
+      } else if (found) {
+        // With a budget an absent key keeps a tombstone: the state of record
+        // may hold it until it is rewritten.
+        assign_entry(s, *found, change.before, 0);
+      } else {
+        emplace_entry(s, change.k, hash, change.before, 0);
+      }
+      live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
+                    - static_cast<std::ptrdiff_t>(was_live);
+    }
+  }
+  return live_delta;
 }
 
 void memory_state::revert(const block_record_list& newest_first,
@@ -480,35 +528,32 @@ void memory_state::revert(const block_record_list& newest_first,
   guards.reserve(shards_.size());
   for (auto& s : shards_)
     guards.emplace_back(s->mu);
+  std::size_t changes = 0;
+  for (auto& record : newest_first)
+    changes += record->changes.size();
   std::ptrdiff_t live_delta = 0;
-  for (auto& record : newest_first) {
-    auto hashes = hashes_of(*record);
-    for (std::size_t i = 0; i < hashes.size(); ++i) {
-      if (i + prefetch_distance < hashes.size())
-        prefetch(hashes[i + prefetch_distance]);
-      auto change = record->changes[i];
-      auto hash = hashes[i];
-      auto& s = *shards_[shard_of_hash(hash)];
-      auto* found = s.map.find(change.k, hash);
-      // Not resident (a budget without make_resident): its current value is
-      // this newest change's after.
-      auto was_live = found ? !found->v.empty() : !change.after.empty();
-      if (change.before.empty() && entry_budget_ == 0) {
-        if (found) {
-          resident_bytes_.fetch_sub(entry_bytes(found->v),
-                                    std::memory_order_relaxed);
-          s.map.erase_found(found);
-        }
-      } else if (found) {
-        // With a budget an absent key keeps a tombstone: the state of record
-        // may hold it until it is rewritten.
-        assign_entry(*found, change.before, 0);
-      } else {
-        emplace_entry(s, change.k, hash, change.before, 0);
+  if (changes >= parallel_revert_changes && shards_.size() > 1) {
+    std::ptrdiff_t other_delta = 0;
+    std::exception_ptr other_error;
+    std::thread other{[&] {
+      try {
+        other_delta = revert_shards(newest_first, 1, 2);
+      } catch (...) {
+        other_error = std::current_exception();
       }
-      live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
-                    - static_cast<std::ptrdiff_t>(was_live);
+    }};
+    try {
+      live_delta = revert_shards(newest_first, 0, 2);
+    } catch (...) {
+      other.join();
+      throw;
     }
+    other.join();
+    if (other_error)
+      std::rethrow_exception(other_error);
+    live_delta += other_delta;
+  } else {
+    live_delta = revert_shards(newest_first, 0, 1);
   }
   {
     std::unique_lock guard{undo_mu_};

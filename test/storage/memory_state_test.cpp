@@ -460,6 +460,44 @@ TEST(memory_state, revert_restores_exact_previous_states) {
   EXPECT_FALSE(ms.plan(0, {}));
 }
 
+TEST(memory_state, a_large_revert_on_two_threads_restores_the_exact_state) {
+  // At least parallel_revert_changes changes above the target: the revert
+  // splits the shards between two threads.
+  memory_state ms{8};
+  block_record_list history;
+  operation_list base;
+  for (std::uint64_t i = 0; i < 30000; ++i)
+    base.push_back({k8(i), v64(i)});
+  history.push_back(apply(ms, 1, base));
+  auto state_at_1 = snapshot_of(ms);
+  auto bytes_at_1 = ms.resident_bytes();
+  std::size_t changes = 0;
+  for (block_id h = 2; h <= 4; ++h) {
+    operation_list ops;
+    // Delete a third of the keys, rewrite a third, insert new ones; each
+    // block touches some keys of the block before it again.
+    for (std::uint64_t i = 0; i < 30000; ++i) {
+      auto x = i + 10000 * (h - 1);
+      if (x % 3 == 0)
+        ops.push_back({k8(x), {}});
+      else
+        ops.push_back({k8(x), v64(x * 100 + h)});
+    }
+    history.push_back(apply(ms, h, ops));
+    changes += history.back()->changes.size();
+  }
+  ASSERT_GE(changes, memory_state::parallel_revert_changes);
+  ASSERT_NE(snapshot_of(ms), state_at_1);
+  revert_to(ms, history, 1);
+  EXPECT_EQ(ms.applied(), 1u);
+  EXPECT_EQ(snapshot_of(ms), state_at_1);
+  EXPECT_EQ(ms.size(), 30000u);
+  EXPECT_EQ(ms.resident_bytes(), bytes_at_1);
+  EXPECT_EQ(ms.get(k8(0)), v64(0));
+  EXPECT_EQ(ms.get(k8(29999)), v64(29999));
+  EXPECT_EQ(ms.get(k8(30000)), "");
+}
+
 TEST(memory_state, revert_to_a_height_never_applied) {
   memory_state ms{8};
   block_record_list history;

@@ -160,7 +160,11 @@ public:
   /// With a budget, also: the state of record holds the state at `target`
   /// (written after make_resident), or no block is installed afterwards
   /// (a fatal store), since the reverted entries count as clean.
+  /// Large reverts (at least parallel_revert_changes changes) run on two
+  /// threads, each on half of the shards: readers wait anyway.
   void revert(const block_record_list& newest_first, block_id target);
+
+  static constexpr std::size_t parallel_revert_changes = 65536;
 
   /// Starts showing staged writes to readers (overlay over the state).
   void stage_begin();
@@ -199,9 +203,7 @@ public:
 
   /// Returns the bytes the resident entries take (estimated: table slots at
   /// the tables' average fill, and the heap blocks of long values).
-  std::size_t resident_bytes() const {
-    return resident_bytes_.load(std::memory_order_relaxed);
-  }
+  std::size_t resident_bytes() const;
 
   /// Returns the number of resident entries (tombstones included).
   std::size_t resident_entries() const;
@@ -229,6 +231,9 @@ private:
     flat_key_map<entry> map;
     /// The eviction clock's hand: the next slot to sweep.
     std::size_t hand = 0;
+    /// The entry_bytes of its entries (per shard, so that threads working
+    /// on different shards do not share the counter's cache line).
+    std::atomic<std::size_t> resident_bytes{0};
   };
 
   /// The undo of one installed block, as readers need it.
@@ -316,8 +321,18 @@ private:
   void emplace_entry(shard& s, std::string_view k, std::uint64_t hash,
                      std::string_view v, block_id position);
 
-  /// Replaces the value of an entry under the exclusive shard lock.
-  void assign_entry(entry& e, std::string_view v, block_id position);
+  /// Replaces the value of an entry of `s` under its exclusive lock.
+  void assign_entry(shard& s, entry& e, std::string_view v, block_id position);
+
+  /// Removes the entry of `s` that `found` points to (as find returned it),
+  /// under the exclusive shard lock.
+  void erase_entry(shard& s, entry* found);
+
+  /// Undoes the changes of `newest_first` whose keys live in the shards
+  /// `part`, `part + parts`, `part + 2 * parts`, ...; returns the change in
+  /// live keys. REQUIRES: the caller holds every shard lock exclusively.
+  std::ptrdiff_t revert_shards(const block_record_list& newest_first,
+                               std::size_t part, std::size_t parts);
 
   /// Evicts clean entries (clock sweep) while the resident bytes exceed the
   /// budget. Writer only.
@@ -365,7 +380,6 @@ private:
   /// The position of the height the state of record holds (one above it);
   /// 0 before the first checkpoint (block 0 is a real height).
   std::atomic<block_id> checkpoint_end_{0};
-  std::atomic<std::size_t> resident_bytes_{0};
   /// The next shard the eviction clock visits.
   std::size_t hand_shard_ = 0;
   /// The clean ceiling of the last sweep that could not get under the
