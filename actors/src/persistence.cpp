@@ -7,11 +7,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-
-#include <sys/resource.h>
-#include <unistd.h>
 
 namespace rollblock {
 
@@ -28,36 +23,11 @@ persistence_state::~persistence_state() {
     memory->detach_state_of_record();
 }
 
-namespace {
-
-/// Lowers the calling thread's priority by `increment` (at most to nice 19).
-/// A thread that cannot change it runs on at its priority.
-void lower_thread_priority(int increment) {
-  auto tid = static_cast<id_t>(gettid());
-  errno = 0;
-  auto nice = getpriority(PRIO_PROCESS, tid);
-  if (nice == -1 && errno != 0) {
-    logger().warn("persistence runs at the store's priority: getpriority "
-                  "failed: {}",
-                  std::strerror(errno));
-    return;
-  }
-  auto lowered = std::min(nice + increment, 19);
-  if (setpriority(PRIO_PROCESS, tid, lowered) != 0)
-    logger().warn("persistence runs at the store's priority: setpriority to "
-                  "nice {} failed: {}",
-                  lowered, std::strerror(errno));
-}
-
-} // namespace
-
 persistence_actor::behavior_type
 persistence(persistence_actor::stateful_pointer<persistence_state> self,
             std::shared_ptr<std::unique_ptr<storage::state_store>> state,
             storage::store_metadata meta,
             std::shared_ptr<store_shared> shared) {
-  // Runs on the actor's own (detached) thread.
-  lower_thread_priority(persistence_nice_increment);
   self->state.shared = std::move(shared);
   self->state.state = std::move(*state);
   self->state.meta = std::move(meta);

@@ -3,7 +3,6 @@
 // every error path and every durability mode.
 
 #include "rollblock/actors/blocking_store.hpp"
-#include "rollblock/actors/persistence.hpp"
 #include "rollblock/messages/error.hpp"
 #include "support/file_size_limit.hpp"
 #include "support/error_assertions.hpp"
@@ -11,16 +10,8 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cerrno>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <thread>
-
-#include <sys/resource.h>
-#include <unistd.h>
 
 using namespace rollblock;
 
@@ -548,48 +539,6 @@ TEST_F(store_test, metrics_count_exactly) {
   EXPECT_EQ(m->heights, (store_heights{1, 1, 0}));
   EXPECT_GT(m->journal_bytes, 0u);
   EXPECT_EQ(m->durability, durability_mode::synchronous());
-}
-
-namespace {
-
-/// The nice value of each thread of this process.
-std::vector<int> thread_nice_values() {
-  std::vector<int> result;
-  for (auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream in{task.path() / "stat"};
-    std::string stat{std::istreambuf_iterator<char>{in}, {}};
-    // Fields after the command name (which may hold spaces) in parentheses:
-    // state is field 3, nice field 19.
-    std::istringstream rest{stat.substr(stat.rfind(')') + 2)};
-    std::string field;
-    for (int i = 3; i < 19; ++i)
-      rest >> field;
-    int nice = 0;
-    if (rest >> nice)
-      result.push_back(nice);
-  }
-  return result;
-}
-
-} // namespace
-
-TEST_F(store_test, persistence_runs_below_the_priority_of_the_store) {
-  errno = 0;
-  auto base = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-  ASSERT_EQ(errno, 0);
-  auto lowered = std::min(base + persistence_nice_increment, 19);
-  auto store = open();
-  ASSERT_TRUE(store);
-  ASSERT_OK(store->apply(1, {{k(1), v(1)}}));
-  ASSERT_TRUE(store->flush());
-  auto nice_values = thread_nice_values();
-  EXPECT_GE(std::count(nice_values.begin(), nice_values.end(), lowered), 1)
-    << "no thread runs at nice " << lowered;
-  for (auto nice : nice_values)
-    EXPECT_TRUE(nice == base || nice == lowered) << nice;
-  // The caller's own thread keeps its priority.
-  EXPECT_EQ(getpriority(PRIO_PROCESS, static_cast<id_t>(gettid())), base);
-  ASSERT_OK(store->close());
 }
 
 // -- durability modes ------------------------------------------------------------

@@ -41,19 +41,8 @@ struct persistence_state {
   ~persistence_state();
 };
 
-/// How much lower than the thread that spawned it the persistence actor's
-/// thread runs (a nice increment; nice is per thread on Linux). Checkpoints
-/// are background work: applies, reads and reverts (which wait on no
-/// checkpoint) get the CPU first, and the backpressure on held blocks keeps
-/// checkpoints from falling behind without bound. LevelDB's compaction
-/// thread, when the persistence thread starts it, inherits the increment.
-/// Measured in bench/RESULTS.md section 10 (revert of 100 blocks beside a
-/// checkpoint: 0.42-0.52 s -> 0.29-0.30 s).
-constexpr int persistence_nice_increment = 5;
-
 /// Writes checkpoints, reverts and metadata into LevelDB, one atomic
-/// WriteBatch each. Runs detached: every handler does blocking I/O. Lowers
-/// its thread's priority by persistence_nice_increment.
+/// WriteBatch each. Runs detached: every handler does blocking I/O.
 persistence_actor::behavior_type
 persistence(persistence_actor::stateful_pointer<persistence_state> self,
             std::shared_ptr<std::unique_ptr<storage::state_store>> state,
