@@ -13,6 +13,14 @@ void store_u16(char* p, std::size_t x) {
   p[1] = static_cast<char>((x >> 8) & 0xFF);
 }
 
+/// Copies `x` to `p`; returns the end of the copy. (memcpy must not see the
+/// null data of an empty view.)
+char* put_bytes(char* p, std::string_view x) {
+  if (!x.empty())
+    std::memcpy(p, x.data(), x.size());
+  return p + x.size();
+}
+
 std::size_t load_u16(const char* p) {
   return static_cast<std::size_t>(static_cast<unsigned char>(p[0]))
          | static_cast<std::size_t>(static_cast<unsigned char>(p[1])) << 8;
@@ -61,16 +69,11 @@ void change_list::push_back(key_change_view change) {
   if (start + size > std::numeric_limits<std::uint32_t>::max())
     throw std::length_error("change_list: more than 4 GiB of changes");
   bytes_.resize(start + size);
-  char* p = bytes_.data() + start;
-  std::memcpy(p, change.k.data(), key_width_);
-  p += key_width_;
+  char* p = put_bytes(bytes_.data() + start, change.k);
   store_u16(p, change.after.size());
-  p += 2;
-  std::memcpy(p, change.after.data(), change.after.size());
-  p += change.after.size();
+  p = put_bytes(p + 2, change.after);
   store_u16(p, change.before.size());
-  p += 2;
-  std::memcpy(p, change.before.data(), change.before.size());
+  put_bytes(p + 2, change.before);
   offsets_.push_back(static_cast<std::uint32_t>(start));
 }
 
