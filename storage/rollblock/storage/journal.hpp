@@ -63,8 +63,9 @@ struct journal_trailer {
 };
 
 /// Encodes `record` as one journal entry (header + payload), for a store
-/// whose keys are `key_width` bytes. REQUIRES: every key has that width and
-/// every value at most max_value_size bytes.
+/// whose keys are `key_width` bytes: the header, then the record's
+/// change_list buffer as it is (it is the payload). REQUIRES: the record's
+/// keys have that width (its values fit by construction).
 std::string encode_journal_entry(const block_record& record,
                                  std::size_t key_width);
 
