@@ -15,10 +15,10 @@ void checkpoint_builder::put(std::string_view k, std::string_view stored,
   auto [position, added] = position_.try_emplace(k);
   if (added) {
     *position = batch_.writes.size();
-    batch_.writes.emplace_back(k, v);
+    batch_.writes.push_back({k, v});
     stored_.push_back(stored);
   } else {
-    batch_.writes[*position].second = v;
+    batch_.writes[*position].v = v;
   }
 }
 
@@ -40,13 +40,13 @@ checkpoint_batch checkpoint_builder::take(block_id height) {
   // Keep only the writes that change LevelDB, in first-touched order.
   std::size_t kept = 0;
   for (std::size_t i = 0; i < result.writes.size(); ++i) {
-    if (result.writes[i].second == stored_[i])
+    if (result.writes[i].v == stored_[i])
       continue;
-    if (kept != i)
-      result.writes[kept] = std::move(result.writes[i]);
-    ++kept;
+    result.writes[kept++] = result.writes[i];
   }
   result.writes.resize(kept);
+  // The writes view the records.
+  result.records = std::move(held_);
   batch_ = checkpoint_batch{};
   stored_.clear();
   position_.clear();

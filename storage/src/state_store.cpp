@@ -445,14 +445,14 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
   // are equal.
   struct sort_entry {
     std::uint64_t prefix;
-    const std::pair<key, value>* write;
+    const checkpoint_write* write;
   };
   std::vector<sort_entry> sorted;
   sorted.reserve(batch.writes.size());
   for (auto& write : batch.writes) {
     std::uint64_t prefix = 0;
-    std::memcpy(&prefix, write.first.data(),
-                std::min(sizeof prefix, write.first.size()));
+    std::memcpy(&prefix, write.k.data(),
+                std::min(sizeof prefix, write.k.size()));
     if constexpr (std::endian::native == std::endian::little)
       prefix = __builtin_bswap64(prefix);
     sorted.push_back({prefix, &write});
@@ -461,19 +461,19 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
             [](const sort_entry& a, const sort_entry& b) {
               if (a.prefix != b.prefix)
                 return a.prefix < b.prefix;
-              return a.write->first < b.write->first;
+              return a.write->k < b.write->k;
             });
   leveldb::WriteBatch wb;
   std::string k;
   for (auto& entry : sorted) {
-    auto& [write_key, write_value] = *entry.write;
+    auto& write = *entry.write;
     k.clear();
     k.push_back(state_prefix);
-    k.append(write_key);
-    if (write_value.empty())
+    k.append(write.k);
+    if (write.v.empty())
       wb.Delete(k);
     else
-      wb.Put(k, write_value);
+      wb.Put(k, slice(write.v));
   }
   wb.Put(slice(checkpoint_key), value_from_u64(batch.height));
   if (batch.revert_marker) {

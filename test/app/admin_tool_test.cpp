@@ -219,7 +219,7 @@ built build_store(const fs::path& dir, const build_spec& spec) {
     storage::checkpoint_batch batch;
     batch.height = *spec.checkpoint;
     for (auto& kv : b.m.at(*spec.checkpoint))
-      batch.writes.push_back(kv);
+      batch.put(kv.first, kv.second);
     EXPECT_FALSE((*state)->write_checkpoint(batch));
   }
   if (spec.prune_keep_from) {
@@ -370,7 +370,7 @@ TEST(admin_tool, verify_finds_state_that_disagrees_with_the_journal) {
     ASSERT_TRUE(state);
     storage::checkpoint_batch batch;
     batch.height = 12;
-    batch.writes.emplace_back(k, "bogus");
+    batch.put(k, "bogus");
     ASSERT_FALSE((*state)->write_checkpoint(batch));
   }
   auto r = run_tool({"--data-dir", s.dir.string(), "verify"});

@@ -42,6 +42,12 @@ constexpr std::uint64_t crash_keys = 200;
 
 using contents = std::vector<std::pair<key, value>>;
 
+/// Adds copies of `writes` to `batch`.
+void put_all(checkpoint_batch& batch, const contents& writes) {
+  for (auto& [k, v] : writes)
+    batch.put(k, v);
+}
+
 state_store::options options_for(const std::filesystem::path& dir) {
   state_store::options opts;
   opts.dir = dir;
@@ -170,6 +176,25 @@ TEST(state_store, write_config_round_trip) {
   }
 }
 
+TEST(state_store, checkpoint_batch_put_copies_and_a_moved_batch_keeps_them) {
+  checkpoint_batch batch;
+  {
+    std::string k = key_from_u64(7);
+    std::string v = "seven";
+    batch.put(k, v);
+    batch.put(key_from_u64(8), {});
+    k.assign(8, 'x'); // the batch holds its own copies
+    v.clear();
+  }
+  for (int i = 0; i < 100; ++i) // more puts do not move the earlier copies
+    batch.put(key_from_u64(100 + i), "v");
+  auto moved = std::move(batch);
+  ASSERT_EQ(moved.writes.size(), 102u);
+  EXPECT_EQ(moved.writes[0], (checkpoint_write{key_from_u64(7), "seven"}));
+  EXPECT_EQ(moved.writes[1], (checkpoint_write{key_from_u64(8), ""}));
+  EXPECT_EQ(moved.writes[101], (checkpoint_write{key_from_u64(199), "v"}));
+}
+
 TEST(state_store, checkpoint_batch_round_trip) {
   test::temp_dir tmp;
   auto store = open_store(tmp.path() / "state");
@@ -187,12 +212,12 @@ TEST(state_store, checkpoint_batch_round_trip) {
     big[i] = static_cast<char>(i * 7 + 3);
   checkpoint_batch first;
   first.height = 10;
-  first.writes = {{k_zero, value{"zero"}},
+  put_all(first, {{k_zero, value{"zero"}},
                   {k_one, value{std::string_view{"\0\1\0", 3}}},
                   {k_mid, value{"mid"}},
                   {k_high, big},
                   {k_max, value{"max"}},
-                  {k_absent, value{}}}; // deleting an absent key
+                  {k_absent, value{}}}); // deleting an absent key
   ASSERT_FALSE(store->write_checkpoint(first));
   EXPECT_EQ(all_of(*store), (contents{{k_zero, "zero"},
                                       {k_one, value{"\0\1\0", 3}},
@@ -201,11 +226,11 @@ TEST(state_store, checkpoint_batch_round_trip) {
                                       {k_max, "max"}}));
   checkpoint_batch second;
   second.height = 11;
-  second.writes = {{k_one, value{}},          // delete of a present key
+  put_all(second, {{k_one, value{}},          // delete of a present key
                    {k_mid, value{"mid-2"}},   // overwrite
                    {k_max, value{}},          // delete of a present key
                    {k_absent, value{}},       // delete of an absent key
-                   {key_from_u64(99), "new"}}; // insert
+                   {key_from_u64(99), "new"}}); // insert
   ASSERT_FALSE(store->write_checkpoint(second));
   // for_each: exact contents in bytewise key order.
   contents expected{{k_zero, "zero"},
@@ -309,8 +334,8 @@ TEST(state_store, reopen_persists_everything) {
     checkpoint_batch batch;
     batch.height = 1234;
     batch.revert_marker = 1200;
-    batch.writes = expected;
-    batch.writes.emplace_back(key_from_u64(5000, 16), value{});
+    put_all(batch, expected);
+    batch.put(key_from_u64(5000, 16), {});
     ASSERT_FALSE(store->write_checkpoint(batch));
     ASSERT_FALSE(store->write_pruned_through(1000));
   }
@@ -541,7 +566,7 @@ namespace {
     batch.height = i;
     batch.writes.reserve(crash_keys);
     for (std::uint64_t k = 0; k < crash_keys; ++k)
-      batch.writes.emplace_back(key_from_u64(k), crash_value(i));
+      batch.put(key_from_u64(k), crash_value(i));
     if ((*store)->write_checkpoint(batch))
       std::_Exit(4);
     if (i == 1) {
@@ -576,7 +601,7 @@ TEST(state_store, read_only_opening_creates_nothing_and_refuses_writes) {
     ASSERT_FALSE(store->write_config(sample_config()));
     checkpoint_batch batch;
     batch.height = 3;
-    batch.writes = {{key_from_u64(1), value{"one"}}};
+    batch.put(key_from_u64(1), "one");
     ASSERT_FALSE(store->write_checkpoint(batch));
   }
   ro.dir = tmp.path() / "state";
@@ -622,7 +647,7 @@ checkpoint_batch batch_at(block_id h) {
   checkpoint_batch b;
   b.height = h;
   for (std::uint64_t i = 0; i < 50; ++i)
-    b.writes.emplace_back(key_from_u64(i), value_from_u64(h * 100 + i));
+    b.put(key_from_u64(i), value_from_u64(h * 100 + i));
   return b;
 }
 

@@ -47,7 +47,8 @@ private:
   /// Key -> its write in batch_ (the table takes the key width at the
   /// first key).
   flat_key_map<std::size_t> position_{0};
-  /// Keeps the records alive: stored_ views their strings.
+  /// Keeps the records alive: batch_ and stored_ view their bytes (take()
+  /// hands them to the batch).
   block_record_list held_;
 };
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "rollblock/messages/block_record.hpp"
 #include "rollblock/messages/durability.hpp"
 #include "rollblock/messages/types.hpp"
 
@@ -7,6 +8,7 @@
 #include <caf/expected.hpp>
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -48,12 +50,43 @@ struct store_metadata {
                          const store_metadata&) = default;
 };
 
-/// One atomic write: coalesced state changes (an empty value deletes the key)
-/// and the checkpoint height, optionally setting the revert marker.
+/// One state change of a checkpoint: `k` gets `v` (empty: deleted).
+struct checkpoint_write {
+  std::string_view k;
+  std::string_view v;
+
+  friend bool operator==(const checkpoint_write&,
+                         const checkpoint_write&) = default;
+};
+
+/// One atomic write: coalesced state changes and the checkpoint height,
+/// optionally setting the revert marker. The writes view bytes the batch
+/// keeps alive: the block records they came from (checkpoint_builder), or
+/// copies put() made. Move-only, since copies would view the original.
 struct checkpoint_batch {
   block_id height = 0;
-  std::vector<std::pair<key, value>> writes;
+  std::vector<checkpoint_write> writes;
   std::optional<block_id> revert_marker;
+  /// The records `writes` may view.
+  block_record_list records;
+
+  checkpoint_batch() = default;
+  checkpoint_batch(checkpoint_batch&&) = default;
+  checkpoint_batch& operator=(checkpoint_batch&&) = default;
+  checkpoint_batch(const checkpoint_batch&) = delete;
+  checkpoint_batch& operator=(const checkpoint_batch&) = delete;
+
+  /// Appends a write of copies of `k` and `v`.
+  void put(std::string_view k, std::string_view v) {
+    auto& copy = owned.emplace_back(k);
+    copy.append(v);
+    auto bytes = std::string_view{copy};
+    writes.push_back({bytes.substr(0, k.size()), bytes.substr(k.size())});
+  }
+
+private:
+  /// The bytes put() copied (a deque: its strings never move).
+  std::deque<std::string> owned;
 };
 
 /// The LevelDB state of record: key -> value at the checkpoint height, plus
