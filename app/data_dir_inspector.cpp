@@ -534,7 +534,8 @@ verify_result data_dir_inspector::verify() {
                  + std::to_string(pos.height) + ")";
         };
         for (auto ch : rec->changes) {
-          auto it = last.find(key{ch.k});
+          key k{ch.k};
+          auto it = last.find(k);
           if (it != last.end()) {
             if (it->second.first != ch.before)
               undo_problems.add(where() + ": the undo of key " + to_hex(ch.k)
@@ -549,10 +550,10 @@ verify_result data_dir_inspector::verify() {
                                 "journal was never pruned)");
           }
           if (!c || pos.height > *c)
-            at_checkpoint.try_emplace(key{ch.k}, ch.before);
+            at_checkpoint.try_emplace(k, ch.before);
           else
-            at_checkpoint.insert_or_assign(key{ch.k}, value{ch.after});
-          last.insert_or_assign(key{ch.k},
+            at_checkpoint.insert_or_assign(k, value{ch.after});
+          last.insert_or_assign(std::move(k),
                                 std::pair{value{ch.after}, pos.height});
         }
       }

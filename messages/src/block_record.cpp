@@ -46,6 +46,32 @@ change_list::change_list(std::string payload,
     key_width_(offsets_.empty() ? 0 : key_width) {
 }
 
+bool change_list::check_payload(std::string_view payload, std::size_t count,
+                                std::size_t key_width,
+                                std::vector<std::uint32_t>* offsets) {
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto start = at;
+    // key + after_len, after + before_len, before
+    if (payload.size() - at < key_width + 2)
+      return false;
+    at += key_width;
+    auto after_size = load_u16(payload.data() + at);
+    at += 2;
+    if (payload.size() - at < after_size + 2)
+      return false;
+    at += after_size;
+    auto before_size = load_u16(payload.data() + at);
+    at += 2;
+    if (payload.size() - at < before_size)
+      return false;
+    at += before_size;
+    if (offsets != nullptr)
+      offsets->push_back(static_cast<std::uint32_t>(start));
+  }
+  return at == payload.size();
+}
+
 void change_list::push_back(key_change_view change) {
   if (empty()) {
     if (change.k.size() < min_key_width || change.k.size() > max_key_width)

@@ -40,7 +40,9 @@
 //   key        (key width bytes)
 //   after_len  u16, after  (after_len bytes)   value after the block
 //   before_len u16, before (before_len bytes)  value before the block (undo)
-// The payload must be consumed exactly by `change count` changes.
+// The payload must be consumed exactly by `change count` changes. It is a
+// block_record's change_list buffer as it is (rollblock/messages/
+// block_record.hpp encodes and checks this layout).
 //
 // Segment trailer (kind 2): the last entry of a segment that is followed by
 // another. Height = the height of the newest block entry before it (0 when
@@ -245,39 +247,6 @@ bool parse_header(const char* p, entry_header& out) {
   return true;
 }
 
-/// Walks the payload of an entry, calling `on_change(key, after, before)` for
-/// every change. Returns false (having called `on_change` for a prefix at
-/// most) when the layout does not match `count` changes exactly.
-template <class OnChange>
-bool walk_payload(const char* p, std::size_t size, std::uint32_t count,
-                  std::size_t key_width, OnChange&& on_change) {
-  const char* end = p + size;
-  for (std::uint32_t i = 0; i < count; ++i) {
-    // key + after_len
-    if (static_cast<std::size_t>(end - p) < key_width + 2)
-      return false;
-    const char* k = p;
-    p += key_width;
-    std::size_t after_len = load_le<std::uint16_t>(p);
-    p += 2;
-    // after + before_len
-    if (static_cast<std::size_t>(end - p) < after_len + 2)
-      return false;
-    const char* after = p;
-    p += after_len;
-    std::size_t before_len = load_le<std::uint16_t>(p);
-    p += 2;
-    if (static_cast<std::size_t>(end - p) < before_len)
-      return false;
-    const char* before = p;
-    p += before_len;
-    on_change(std::string_view{k, key_width},
-              std::string_view{after, after_len},
-              std::string_view{before, before_len});
-  }
-  return p == end;
-}
-
 enum class entry_status {
   ok,
   bad,              ///< Fails a check a torn or damaged write can explain.
@@ -366,9 +335,8 @@ entry_check check_entry(const char* p, std::size_t avail, std::size_t key_width,
     return res;
   }
   if (check_layout
-      && !walk_payload(payload, h.payload_size, h.change_count, key_width,
-                       [](std::string_view, std::string_view,
-                          std::string_view) {})) {
+      && !change_list::check_payload({payload, h.payload_size},
+                                     h.change_count, key_width)) {
     res.reason = std::string{bad_layout};
     return res;
   }
@@ -514,10 +482,6 @@ journal_trailer decode_trailer(const char* p, const entry_header& h) {
   return journal_trailer{h.height, load_le<std::uint64_t>(p + header_size)};
 }
 
-} // namespace
-
-namespace {
-
 /// Makes `out` the entry of `record` (reusing its capacity).
 void encode_block_entry(const block_record& record, std::size_t key_width,
                         std::string& out) {
@@ -567,19 +531,15 @@ ec code_for(entry_status st) {
 /// false when the payload layout is wrong.
 bool decode_checked(const char* p, const entry_header& h,
                     std::size_t key_width, block_record& rec) {
-  const char* payload = p + header_size;
+  std::string_view payload{p + header_size, h.payload_size};
   std::vector<std::uint32_t> offsets;
   offsets.reserve(h.change_count);
-  if (!walk_payload(payload, h.payload_size, h.change_count, key_width,
-                    [&](std::string_view k, std::string_view,
-                        std::string_view) {
-                      offsets.push_back(
-                        static_cast<std::uint32_t>(k.data() - payload));
-                    }))
+  if (!change_list::check_payload(payload, h.change_count, key_width,
+                                  &offsets))
     return false;
   rec.height = h.height;
-  rec.changes = change_list{std::string{payload, h.payload_size},
-                            std::move(offsets), key_width};
+  rec.changes =
+    change_list{std::string{payload}, std::move(offsets), key_width};
   return true;
 }
 

@@ -214,15 +214,15 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   undo.hashes.reserve(ops.size());
   std::vector<std::uint64_t> op_hashes;
   op_hashes.reserve(ops.size());
-  for (auto& op : ops)
+  std::size_t after_bytes = 0;
+  for (auto& op : ops) {
     op_hashes.push_back(key_hash(op.k));
+    after_bytes += op.v.size();
+  }
   // One change per distinct key, in first-touched order, encoded when the
   // key is first met (its table slot is in the cache then). A key met again
   // only moves its last operation, which sets `after`: such blocks are
   // re-encoded at the end.
-  std::size_t after_bytes = 0;
-  for (auto& op : ops)
-    after_bytes += op.v.size();
   auto record = std::make_shared<block_record>();
   record->height = height;
   auto& changes = record->changes;
@@ -486,11 +486,8 @@ std::ptrdiff_t
 memory_state::revert_shards(const block_record_list& newest_first,
                             std::size_t part, std::size_t parts) {
   std::ptrdiff_t live_delta = 0;
-  std::vector<std::uint64_t> hashes;
   for (auto& record : newest_first) {
-    hashes.clear();
-    for (auto change : record->changes)
-      hashes.push_back(key_hash(change.k));
+    auto hashes = hashes_of(*record);
     for (std::size_t i = 0; i < hashes.size(); ++i) {
       auto shard_index = shard_of_hash(hashes[i]);
       if (shard_index % parts != part)

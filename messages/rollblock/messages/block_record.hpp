@@ -154,11 +154,18 @@ public:
   change_list(const std::vector<key_change>& changes);
 
   /// Adopts `payload`, whose changes start at `offsets` and whose keys are
-  /// `key_width` bytes. REQUIRES: payload holds exactly offsets.size()
-  /// changes in the layout above, each starting at its offset (the journal
-  /// verified it).
+  /// `key_width` bytes. REQUIRES: check_payload accepted it and returned
+  /// these offsets.
   change_list(std::string payload, std::vector<std::uint32_t> offsets,
               std::size_t key_width);
+
+  /// Returns whether `payload` holds exactly `count` changes of
+  /// `key_width`-byte keys in the layout above (each length within the
+  /// payload, nothing left over). When `offsets` is set, appends each
+  /// change's offset to it (on false, those of a prefix at most).
+  static bool check_payload(std::string_view payload, std::size_t count,
+                            std::size_t key_width,
+                            std::vector<std::uint32_t>* offsets = nullptr);
 
   /// Appends a change (copies its bytes).
   void push_back(key_change_view change);
