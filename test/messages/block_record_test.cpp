@@ -106,3 +106,23 @@ TEST(block_record, compares_height_and_changes) {
   EXPECT_NE(x, y);
   EXPECT_NE(x, (block_record{4, {}}));
 }
+
+TEST(change_list, check_payload_accepts_exactly_the_layout) {
+  change_list built{{key_from_u64(5), "five", ""}, {key_from_u64(6), "", "6"}};
+  auto payload = std::string{built.payload()};
+  std::vector<std::uint32_t> offsets;
+  EXPECT_TRUE(change_list::check_payload(payload, 2, 8, &offsets));
+  EXPECT_EQ(offsets, (std::vector<std::uint32_t>{0, 16}));
+  EXPECT_TRUE(change_list::check_payload({}, 0, 8));
+  // Another count, another key width, a byte missing or left over.
+  EXPECT_FALSE(change_list::check_payload(payload, 1, 8));
+  EXPECT_FALSE(change_list::check_payload(payload, 3, 8));
+  EXPECT_FALSE(change_list::check_payload(payload, 2, 16));
+  EXPECT_FALSE(change_list::check_payload(
+    std::string_view{payload}.substr(0, payload.size() - 1), 2, 8));
+  EXPECT_FALSE(change_list::check_payload(payload + "x", 2, 8));
+  // A length that runs past the end.
+  auto long_after = payload;
+  long_after[8] = '\x40';
+  EXPECT_FALSE(change_list::check_payload(long_after, 2, 8));
+}
