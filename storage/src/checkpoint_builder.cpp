@@ -1,56 +1,63 @@
 #include "rollblock/storage/checkpoint_builder.hpp"
 
-#include <algorithm>
-#include <cassert>
+#include "rollblock/storage/key_order.hpp"
+
+#include <limits>
+#include <stdexcept>
 
 namespace rollblock::storage {
 
-void checkpoint_builder::put(std::string_view k, std::string_view stored,
-                             std::string_view v) {
-  if (position_.key_width() != k.size()) {
-    // A store's keys all have one width: this is the first key.
-    assert(position_.empty());
-    position_ = flat_key_map<std::size_t>{k.size()};
-  }
-  auto [position, added] = position_.try_emplace(k);
-  if (added) {
-    *position = batch_.writes.size();
-    batch_.writes.push_back({k, v});
-    stored_.push_back(stored);
-  } else {
-    batch_.writes[*position].v = v;
-  }
+void checkpoint_builder::hold(block_record_ptr record, bool undo) {
+  auto& changes = record->changes;
+  if (held_.size() >= std::numeric_limits<std::uint32_t>::max())
+    throw std::length_error("checkpoint_builder: too many blocks");
+  auto block = static_cast<std::uint32_t>(held_.size());
+  // change_list limits a block to 4 GiB of payload, so its change count
+  // fits 32 bits.
+  for (std::uint32_t i = 0; i < changes.size(); ++i)
+    changes_.push_back({key_prefix(changes[i].k), block, i});
+  held_.push_back(std::move(record));
+  undo_.push_back(undo);
 }
 
 void checkpoint_builder::add(block_record_ptr record) {
-  for (auto change : record->changes)
-    put(change.k, change.before, change.after);
-  held_.push_back(std::move(record));
+  hold(std::move(record), false);
 }
 
 void checkpoint_builder::add_undo(block_record_ptr record) {
-  for (auto change : record->changes)
-    put(change.k, change.after, change.before);
-  held_.push_back(std::move(record));
+  hold(std::move(record), true);
 }
 
 checkpoint_batch checkpoint_builder::take(block_id height) {
-  auto result = std::move(batch_);
+  auto change = [this](const change_ref& ref) {
+    return held_[ref.block]->changes[ref.change];
+  };
+  sort_in_key_order(changes_,
+                    [&](const change_ref& ref) { return change(ref).k; });
+  checkpoint_batch result;
   result.height = height;
-  // Keep only the writes that change LevelDB, in first-touched order.
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < result.writes.size(); ++i) {
-    if (result.writes[i].v == stored_[i])
-      continue;
-    result.writes[kept++] = result.writes[i];
+  // Each key's run of changes, oldest added first: its value in LevelDB is
+  // what the first one found, its new value what the last one left.
+  for (std::size_t i = 0, n = changes_.size(); i < n;) {
+    auto first = change(changes_[i]);
+    auto j = i + 1;
+    while (j < n && changes_[j].prefix == changes_[i].prefix
+           && (first.k.size() == sizeof(std::uint64_t)
+               || change(changes_[j]).k == first.k))
+      ++j;
+    auto last = changes_[j - 1];
+    auto stored = undo_[changes_[i].block] ? first.after : first.before;
+    auto newest = change(last);
+    auto v = undo_[last.block] ? newest.before : newest.after;
+    if (v != stored)
+      result.writes.push_back({first.k, v});
+    i = j;
   }
-  result.writes.resize(kept);
   // The writes view the records.
   result.records = std::move(held_);
-  batch_ = checkpoint_batch{};
-  stored_.clear();
-  position_.clear();
+  changes_.clear();
   held_.clear();
+  undo_.clear();
   return result;
 }
 

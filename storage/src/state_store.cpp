@@ -35,6 +35,7 @@
 #include "rollblock/storage/state_store.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/key_order.hpp"
 
 #include <leveldb/cache.h>
 #include <leveldb/db.h>
@@ -46,7 +47,6 @@
 #include <leveldb/table.h>
 #include <leveldb/write_batch.h>
 
-#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
@@ -439,34 +439,26 @@ caf::error state_store::write_config(const store_metadata& meta) {
 
 caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
   // In key order: LevelDB's memtable (a skiplist) inserts neighbouring keys
-  // along paths that stay in the cache. Keys are distinct in a batch. The
-  // sort compares the keys' first 8 bytes (zero-padded) as one big-endian
-  // number, without touching the writes, and the whole keys only when those
-  // are equal.
+  // along paths that stay in the cache. checkpoint_builder's batches come
+  // sorted; others (tools, tests) are sorted here.
   struct sort_entry {
     std::uint64_t prefix;
     const checkpoint_write* write;
   };
   std::vector<sort_entry> sorted;
-  sorted.reserve(batch.writes.size());
-  for (auto& write : batch.writes) {
-    std::uint64_t prefix = 0;
-    std::memcpy(&prefix, write.k.data(),
-                std::min(sizeof prefix, write.k.size()));
-    if constexpr (std::endian::native == std::endian::little)
-      prefix = __builtin_bswap64(prefix);
-    sorted.push_back({prefix, &write});
+  auto by_key = [](const checkpoint_write& a, const checkpoint_write& b) {
+    return a.k < b.k;
+  };
+  if (!std::is_sorted(batch.writes.begin(), batch.writes.end(), by_key)) {
+    sorted.reserve(batch.writes.size());
+    for (auto& write : batch.writes)
+      sorted.push_back({key_prefix(write.k), &write});
+    sort_in_key_order(sorted,
+                      [](const sort_entry& e) { return e.write->k; });
   }
-  std::sort(sorted.begin(), sorted.end(),
-            [](const sort_entry& a, const sort_entry& b) {
-              if (a.prefix != b.prefix)
-                return a.prefix < b.prefix;
-              return a.write->k < b.write->k;
-            });
   leveldb::WriteBatch wb;
   std::string k;
-  for (auto& entry : sorted) {
-    auto& write = *entry.write;
+  auto add = [&](const checkpoint_write& write) {
     k.clear();
     k.push_back(state_prefix);
     k.append(write.k);
@@ -474,7 +466,12 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
       wb.Delete(k);
     else
       wb.Put(k, slice(write.v));
-  }
+  };
+  if (sorted.empty())
+    std::for_each(batch.writes.begin(), batch.writes.end(), add);
+  else
+    for (auto& entry : sorted)
+      add(*entry.write);
   wb.Put(slice(checkpoint_key), value_from_u64(batch.height));
   if (batch.revert_marker) {
     wb.Put(slice(revert_marker_key), value_from_u64(*batch.revert_marker));

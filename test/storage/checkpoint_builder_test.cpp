@@ -6,7 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
+#include <random>
+#include <set>
 #include <optional>
 #include <string>
 #include <utility>
@@ -59,7 +63,7 @@ TEST(checkpoint_builder, add_coalesces_last_wins_across_blocks) {
   auto batch = b.take(9);
   EXPECT_EQ(batch.height, 9u);
   EXPECT_EQ(batch.revert_marker, std::nullopt);
-  // One write per key, in first-touched order, with the newest after value.
+  // One write per key, in key order, with the newest after value.
   // Keys 2 (inserted, then deleted) and 4 (deleted while absent) end as they
   // were in LevelDB: no write.
   EXPECT_EQ(owned(batch), (writes{{k8(1), "a9"}, {k8(3), "c2"}}));
@@ -120,7 +124,7 @@ TEST(checkpoint_builder, take_resets_the_builder) {
   EXPECT_EQ(b.blocks(), 2u);
   auto second = b.take(4);
   EXPECT_EQ(second.height, 4u);
-  EXPECT_EQ(owned(second), (writes{{k8(2), "b4"}, {k8(1), "a4"}}));
+  EXPECT_EQ(owned(second), (writes{{k8(1), "a4"}, {k8(2), "b4"}}));
   EXPECT_EQ(b.blocks(), 0u);
 }
 
@@ -135,10 +139,69 @@ TEST(checkpoint_builder, keys_outlive_the_callers_records) {
                      {key_from_prefix("x", 8), std::to_string(h), ""}}));
   EXPECT_EQ(b.blocks(), 199u);
   auto batch = b.take(199);
-  EXPECT_EQ(owned(batch), (writes{{k8(1), "199"},
-                                  {key_from_prefix("x", 8), "199"},
+  EXPECT_EQ(owned(batch), (writes{{k8(0), "198"},
+                                  {k8(1), "199"},
                                   {k8(2), "197"},
-                                  {k8(0), "198"}}));
+                                  {key_from_prefix("x", 8), "199"}}));
+}
+
+TEST(checkpoint_builder, wide_keys_sharing_their_first_8_bytes_come_in_key_order) {
+  // 16-byte keys that differ only in their last 8 bytes (the sort's prefix
+  // ties), added in descending order, one of them changed twice.
+  auto wide = [](std::uint64_t low) {
+    return "sameprfx" + key_from_u64(low, 8);
+  };
+  checkpoint_builder b;
+  b.add(record(1, {{wide(3), "c1", ""}, {wide(2), "b1", ""}}));
+  b.add(record(2, {{wide(1), "a2", ""}, {wide(3), "c2", "c1"}}));
+  EXPECT_EQ(owned(b.take(2)), (writes{{wide(1), "a2"},
+                                      {wide(2), "b1"},
+                                      {wide(3), "c2"}}));
+}
+
+TEST(checkpoint_builder, a_large_checkpoint_writes_what_a_model_expects) {
+  // 40 blocks of 3,000 changes over 20,000 keys (8 and 24 bytes wide, the
+  // wide ones sharing prefixes), values from a small alphabet so that some
+  // keys come back to their stored value; the model is a std::map.
+  for (std::size_t width : {std::size_t{8}, std::size_t{24}}) {
+    std::mt19937_64 rng{width};
+    auto make_key = [&](std::uint64_t i) {
+      if (width == 8)
+        return key_from_u64(i * 0x9e3779b97f4a7c15ull, 8);
+      // 64 keys per 8-byte prefix.
+      return key_from_u64(i / 64, 8) + key_from_u64(i * 0x9e3779b97f4a7c15ull, 16);
+    };
+    auto make_value = [&]() -> value {
+      auto x = rng() % 5;
+      return x == 0 ? value{} : "v" + std::to_string(x);
+    };
+    std::map<key, value> stored; // LevelDB's state before the batch
+    for (std::uint64_t i = 0; i < 20000; ++i)
+      stored[make_key(i)] = make_value();
+    auto current = stored;
+    checkpoint_builder b;
+    for (block_id h = 1; h <= 40; ++h) {
+      std::set<std::uint64_t> picked;
+      while (picked.size() < 3000)
+        picked.insert(rng() % 20000);
+      std::vector<key_change> changes;
+      for (auto i : picked) {
+        auto k = make_key(i);
+        auto after = make_value();
+        changes.push_back({k, after, current[k]});
+        current[k] = after;
+      }
+      std::shuffle(changes.begin(), changes.end(), rng);
+      b.add(record(h, std::move(changes)));
+    }
+    writes expected;
+    for (auto& [k, v] : current)
+      if (stored[k] != v)
+        expected.emplace_back(k, v);
+    auto batch = b.take(40);
+    EXPECT_EQ(owned(batch), expected) << "width " << width;
+    EXPECT_GT(expected.size(), 10000u);
+  }
 }
 
 TEST(checkpoint_builder, batch_writes_into_the_state_store) {

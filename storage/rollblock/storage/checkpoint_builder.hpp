@@ -1,9 +1,9 @@
 #pragma once
 
 #include "rollblock/messages/block_record.hpp"
-#include "rollblock/storage/flat_key_map.hpp"
 #include "rollblock/storage/state_store.hpp"
 
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -13,11 +13,18 @@ namespace rollblock::storage {
 /// each key once however many blocks changed it, and not at all when those
 /// blocks left it as it was in LevelDB (a key inserted and deleted again, a
 /// value set back): the batch holds only the keys whose value in LevelDB
-/// must change.
+/// must change, in key order.
+///
+/// Adding a block only notes where its changes are; take() sorts them by
+/// key (sort_in_key_order: stable, so a key's changes stay in the order
+/// they were added) and reads each key's first and last change. A hash
+/// table of the keys cost more than the sort, which LevelDB's memtable
+/// wants anyway.
 ///
 /// REQUIRES: the blocks added since the last take() start right above the
 /// state LevelDB holds (add) or end at it (add_undo), so that each key's
-/// first change seen tells its value in LevelDB.
+/// first change seen tells its value in LevelDB; a block holds each key at
+/// most once (block records are coalesced).
 class checkpoint_builder {
 public:
   /// Adds a block's changes (its `after` values). Call oldest first.
@@ -35,21 +42,25 @@ public:
   /// Returns the batch for checkpoint `height` and starts over.
   checkpoint_batch take(block_id height);
 
-private:
-  /// Records that `k` goes from `stored` (its value in LevelDB, used only
-  /// at the key's first change) to `v`.
-  void put(std::string_view k, std::string_view stored, std::string_view v);
+  /// Where one added change is, and its key's key_prefix.
+  struct change_ref {
+    std::uint64_t prefix;
+    /// Its block's index in held_.
+    std::uint32_t block;
+    /// Its index in the block's changes.
+    std::uint32_t change;
+  };
 
-  checkpoint_batch batch_;
-  /// Per write in batch_: the key's value in LevelDB before the batch. Views
-  /// into held_ records.
-  std::vector<std::string_view> stored_;
-  /// Key -> its write in batch_ (the table takes the key width at the
-  /// first key).
-  flat_key_map<std::size_t> position_{0};
-  /// Keeps the records alive: batch_ and stored_ view their bytes (take()
-  /// hands them to the batch).
+private:
+  void hold(block_record_ptr record, bool undo);
+
+  /// Every change added since the last take(), in the order added.
+  std::vector<change_ref> changes_;
+  /// The blocks added (the batch's writes view their bytes; take() hands
+  /// them to the batch).
   block_record_list held_;
+  /// Per held block: whether it was added as undo.
+  std::vector<bool> undo_;
 };
 
 } // namespace rollblock::storage
