@@ -38,6 +38,7 @@
 #include "rollblock/storage/key_order.hpp"
 
 #include <leveldb/cache.h>
+#include <leveldb/comparator.h>
 #include <leveldb/db.h>
 #include <leveldb/filter_policy.h>
 #include <leveldb/env.h>
@@ -71,6 +72,47 @@ constexpr std::string_view checkpoint_key = "m/checkpoint";
 constexpr std::string_view pruned_through_key = "m/pruned_through";
 constexpr std::string_view revert_marker_key = "m/revert_marker";
 constexpr std::string_view reverted_to_key = "m/reverted_to";
+
+/// LevelDB's bytewise order, comparing the first 8 bytes of two keys in
+/// one step instead of a call to memcmp: LevelDB compares keys millions of
+/// times per checkpoint (memtable inserts) and in every compaction. The
+/// same order as leveldb::BytewiseComparator(), so it keeps that name: data
+/// directories written with either open with the other.
+class bytewise_comparator final : public leveldb::Comparator {
+public:
+  int Compare(const leveldb::Slice& a, const leveldb::Slice& b) const override {
+    if (a.size() >= 8 && b.size() >= 8) {
+      std::uint64_t x;
+      std::uint64_t y;
+      std::memcpy(&x, a.data(), 8);
+      std::memcpy(&y, b.data(), 8);
+      if (x != y) {
+        x = __builtin_bswap64(x);
+        y = __builtin_bswap64(y);
+        return x < y ? -1 : 1;
+      }
+      leveldb::Slice ra{a.data() + 8, a.size() - 8};
+      leveldb::Slice rb{b.data() + 8, b.size() - 8};
+      return ra.compare(rb);
+    }
+    return a.compare(b);
+  }
+
+  const char* Name() const override {
+    return leveldb::BytewiseComparator()->Name();
+  }
+
+  void FindShortestSeparator(std::string* start,
+                             const leveldb::Slice& limit) const override {
+    leveldb::BytewiseComparator()->FindShortestSeparator(start, limit);
+  }
+
+  void FindShortSuccessor(std::string* key) const override {
+    leveldb::BytewiseComparator()->FindShortSuccessor(key);
+  }
+};
+
+const bytewise_comparator key_order_comparator;
 
 leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
@@ -343,6 +385,7 @@ state_store::open(const options& opts) {
   lo.write_buffer_size = opts.write_buffer_bytes;
   lo.block_cache = p->cache;
   lo.filter_policy = p->filter;
+  lo.comparator = &key_order_comparator;
   auto st = leveldb::DB::Open(lo, opts.dir.string(), &p->db);
   if (!st.ok()) {
     p->db = nullptr;
