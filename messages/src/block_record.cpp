@@ -21,11 +21,6 @@ char* put_bytes(char* p, std::string_view x) {
   return p + x.size();
 }
 
-std::size_t load_u16(const char* p) {
-  return static_cast<std::size_t>(static_cast<unsigned char>(p[0]))
-         | static_cast<std::size_t>(static_cast<unsigned char>(p[1])) << 8;
-}
-
 } // namespace
 
 change_list::change_list(std::initializer_list<key_change> changes) {
@@ -56,12 +51,12 @@ bool change_list::check_payload(std::string_view payload, std::size_t count,
     if (payload.size() - at < key_width + 2)
       return false;
     at += key_width;
-    auto after_size = load_u16(payload.data() + at);
+    auto after_size = load_length(payload.data() + at);
     at += 2;
     if (payload.size() - at < after_size + 2)
       return false;
     at += after_size;
-    auto before_size = load_u16(payload.data() + at);
+    auto before_size = load_length(payload.data() + at);
     at += 2;
     if (payload.size() - at < before_size)
       return false;
@@ -112,17 +107,6 @@ void change_list::clear() noexcept {
   bytes_.clear();
   offsets_.clear();
   key_width_ = 0;
-}
-
-key_change_view change_list::operator[](std::size_t i) const noexcept {
-  const char* p = bytes_.data() + offsets_[i];
-  std::string_view k{p, key_width_};
-  p += key_width_;
-  auto after_size = load_u16(p);
-  std::string_view after{p + 2, after_size};
-  p += 2 + after_size;
-  auto before_size = load_u16(p);
-  return {k, after, std::string_view{p + 2, before_size}};
 }
 
 } // namespace rollblock

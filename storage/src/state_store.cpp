@@ -510,9 +510,17 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
     else
       wb.Put(k, slice(write.v));
   };
-  if (sorted.empty())
-    std::for_each(batch.writes.begin(), batch.writes.end(), add);
-  else
+  if (sorted.empty()) {
+    // The writes view the batch's records in key order, which jumps
+    // between them: load a few writes ahead.
+    constexpr std::size_t ahead = 8;
+    auto& writes = batch.writes;
+    for (std::size_t i = 0; i < writes.size(); ++i) {
+      if (i + ahead < writes.size())
+        __builtin_prefetch(writes[i + ahead].k.data());
+      add(writes[i]);
+    }
+  } else
     for (auto& entry : sorted)
       add(*entry.write);
   wb.Put(slice(checkpoint_key), value_from_u64(batch.height));

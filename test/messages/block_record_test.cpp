@@ -49,6 +49,11 @@ TEST(change_list, iterates_in_order_and_holds_values_of_every_size) {
     EXPECT_EQ(c, expected[i++]);
   EXPECT_EQ(changes.end() - changes.begin(), 4);
   EXPECT_EQ(changes.begin()[3].before.size(), 512u);
+  // Out of order, loading each change ahead (a hint: nothing changes).
+  for (std::size_t j : {3u, 0u, 2u, 1u}) {
+    changes.prefetch(j);
+    EXPECT_EQ(changes[j], expected[j]);
+  }
   std::size_t payload = 0;
   for (auto& c : expected)
     payload += change_list::encoded_size(32, c.after.size(), c.before.size());

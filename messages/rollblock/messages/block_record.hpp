@@ -184,7 +184,21 @@ public:
   }
 
   /// REQUIRES: i < size().
-  key_change_view operator[](std::size_t i) const noexcept;
+  key_change_view operator[](std::size_t i) const noexcept {
+    const char* p = bytes_.data() + offsets_[i];
+    std::string_view k{p, key_width_};
+    p += key_width_;
+    auto after_size = load_length(p);
+    std::string_view after{p + 2, after_size};
+    p += 2 + after_size;
+    return {k, after, std::string_view{p + 2, load_length(p)}};
+  }
+
+  /// Starts loading change `i` into the cache, for a walk in another order
+  /// than the list's that reads it a few steps later. REQUIRES: i < size().
+  void prefetch(std::size_t i) const noexcept {
+    __builtin_prefetch(bytes_.data() + offsets_[i]);
+  }
 
   /// REQUIRES: !empty().
   key_change_view front() const noexcept {
@@ -228,6 +242,12 @@ public:
   }
 
 private:
+  /// Reads a value length (u16, little endian).
+  static std::size_t load_length(const char* p) noexcept {
+    return static_cast<std::size_t>(static_cast<unsigned char>(p[0]))
+           | static_cast<std::size_t>(static_cast<unsigned char>(p[1])) << 8;
+  }
+
   std::string bytes_;
   std::vector<std::uint32_t> offsets_;
   std::size_t key_width_ = 0;
