@@ -55,20 +55,21 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
         return st.failure;
       if (!st.held.empty() && st.held.front()->height <= through) {
         st.shared->fault_point("persistence.flush");
+        auto last = std::find_if(st.held.begin(), st.held.end(),
+                                 [through](const block_record_ptr& record) {
+                                   return record->height > through;
+                                 });
         storage::checkpoint_builder builder;
-        block_id height = 0;
-        std::size_t count = 0;
-        for (auto& record : st.held) {
-          if (record->height > through)
-            break;
-          height = record->height;
-          builder.add(record);
-          ++count;
-        }
+        std::size_t changes = 0;
+        for (auto it = st.held.begin(); it != last; ++it)
+          changes += (*it)->changes.size();
+        builder.reserve(changes);
+        for (auto it = st.held.begin(); it != last; ++it)
+          builder.add(*it);
+        auto height = (*std::prev(last))->height;
         if (auto err = st.state->write_checkpoint(builder.take(height)))
           return st.fail(err, "checkpoint of block " + std::to_string(height));
-        st.held.erase(st.held.begin(),
-                      st.held.begin() + static_cast<std::ptrdiff_t>(count));
+        st.held.erase(st.held.begin(), last);
         st.meta.checkpoint = height;
         st.meta.reverted_to.reset();
         st.memory->set_checkpointed(height);

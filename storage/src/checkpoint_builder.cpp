@@ -20,6 +20,10 @@ void checkpoint_builder::hold(block_record_ptr record, bool undo) {
   undo_.push_back(undo);
 }
 
+void checkpoint_builder::reserve(std::size_t changes) {
+  changes_.reserve(changes_.size() + changes);
+}
+
 void checkpoint_builder::add(block_record_ptr record) {
   hold(std::move(record), false);
 }
@@ -36,6 +40,9 @@ checkpoint_batch checkpoint_builder::take(block_id height) {
                     [&](const change_ref& ref) { return change(ref).k; });
   checkpoint_batch result;
   result.height = height;
+  // At most one write per change (a million for a typical checkpoint):
+  // sized once rather than grown by doubling.
+  result.writes.reserve(changes_.size());
   // Each key's run of changes, oldest added first: its value in LevelDB is
   // what the first one found, its new value what the last one left. The
   // walk jumps between the records: it loads changes a few keys ahead.

@@ -27,6 +27,10 @@ namespace rollblock::storage {
 /// most once (block records are coalesced).
 class checkpoint_builder {
 public:
+  /// Makes room for `changes` more changes (those of the blocks about to be
+  /// added), so that adding them does not grow the builder step by step.
+  void reserve(std::size_t changes);
+
   /// Adds a block's changes (its `after` values). Call oldest first.
   void add(block_record_ptr record);
 
