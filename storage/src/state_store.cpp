@@ -1,6 +1,7 @@
 // The LevelDB state store.
 //
-// Record layout (one LevelDB database, bytewise comparator):
+// Record layout (one LevelDB database in bytewise key order: compared by
+// bytewise_comparator below, under the name of LevelDB's own comparator):
 //
 //   key                      value
 //   -----------------------  ---------------------------------------------
@@ -82,15 +83,10 @@ class bytewise_comparator final : public leveldb::Comparator {
 public:
   int Compare(const leveldb::Slice& a, const leveldb::Slice& b) const override {
     if (a.size() >= 8 && b.size() >= 8) {
-      std::uint64_t x;
-      std::uint64_t y;
-      std::memcpy(&x, a.data(), 8);
-      std::memcpy(&y, b.data(), 8);
-      if (x != y) {
-        x = __builtin_bswap64(x);
-        y = __builtin_bswap64(y);
+      auto x = key_prefix({a.data(), a.size()});
+      auto y = key_prefix({b.data(), b.size()});
+      if (x != y)
         return x < y ? -1 : 1;
-      }
       leveldb::Slice ra{a.data() + 8, a.size() - 8};
       leveldb::Slice rb{b.data() + 8, b.size() - 8};
       return ra.compare(rb);
