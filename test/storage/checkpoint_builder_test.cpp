@@ -173,7 +173,11 @@ TEST(checkpoint_builder, a_large_checkpoint_writes_what_a_model_expects) {
     };
     auto make_value = [&]() -> value {
       auto x = rng() % 5;
-      return x == 0 ? value{} : "v" + std::to_string(x);
+      if (x == 0)
+        return value{};
+      value v = "v";
+      v += std::to_string(x);
+      return v;
     };
     std::map<key, value> stored; // LevelDB's state before the batch
     for (std::uint64_t i = 0; i < 20000; ++i)
