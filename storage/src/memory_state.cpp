@@ -486,17 +486,22 @@ std::ptrdiff_t
 memory_state::revert_shards(const block_record_list& newest_first,
                             std::size_t part, std::size_t parts) {
   std::ptrdiff_t live_delta = 0;
+  std::vector<std::uint32_t> mine;
   for (auto& record : newest_first) {
     auto hashes = hashes_of(*record);
-    for (std::size_t i = 0; i < hashes.size(); ++i) {
-      auto shard_index = shard_of_hash(hashes[i]);
-      if (shard_index % parts != part)
-        continue;
-      if (i + prefetch_distance < hashes.size())
-        prefetch(hashes[i + prefetch_distance]);
+    // This part's changes first, so that the prefetch looks ahead among
+    // them (another part's slots would be loaded for nothing).
+    mine.clear();
+    for (std::size_t i = 0; i < hashes.size(); ++i)
+      if (shard_of_hash(hashes[i]) % parts == part)
+        mine.push_back(static_cast<std::uint32_t>(i));
+    for (std::size_t m = 0; m < mine.size(); ++m) {
+      if (m + prefetch_distance < mine.size())
+        prefetch(hashes[mine[m + prefetch_distance]]);
+      auto i = mine[m];
       auto change = record->changes[i];
       auto hash = hashes[i];
-      auto& s = *shards_[shard_index];
+      auto& s = *shards_[shard_of_hash(hash)];
       auto* found = s.map.find(change.k, hash);
       // Not resident (a budget without make_resident): its current value is
       // this newest change's after.
