@@ -601,6 +601,14 @@ memory_state::find_undo(block_id position) const {
   return nullptr;
 }
 
+void memory_state::mark_referenced(const entry& e) const {
+  if (entry_budget_ > 0) {
+    std::atomic_ref<std::uint8_t> referenced{e.referenced};
+    if (referenced.load(std::memory_order_relaxed) == 0)
+      referenced.store(1, std::memory_order_relaxed);
+  }
+}
+
 bool memory_state::read_at(std::string_view k, std::uint64_t hash,
                            block_id at, value& out, caf::error& err,
                            bool locked) const {
@@ -614,11 +622,7 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
         guard.lock();
       if (auto* found = s.map.find(k, hash)) {
         auto& e = *found;
-        if (entry_budget_ > 0) {
-          std::atomic_ref<std::uint8_t> referenced{e.referenced};
-          if (referenced.load(std::memory_order_relaxed) == 0)
-            referenced.store(1, std::memory_order_relaxed);
-        }
+        mark_referenced(e);
         position = e.position;
         if (position <= at) {
           out.assign(e.v.view());
@@ -712,13 +716,58 @@ memory_state::get_many(const std::vector<key>& keys) const {
   std::vector<std::uint64_t> hashes(keys.size());
   for (std::size_t i = 0; i < keys.size(); ++i)
     hashes[i] = key_hash(keys[i]);
+  // The keys shard by shard (a counting sort), so that a read takes each
+  // shard's lock once and loads the slots of the keys ahead under it.
+  std::vector<std::uint32_t> shard_end(shards_.size() + 1, 0);
+  for (auto hash : hashes)
+    ++shard_end[shard_of_hash(hash) + 1];
+  for (std::size_t s = 1; s < shard_end.size(); ++s)
+    shard_end[s] += shard_end[s - 1];
+  std::vector<std::uint32_t> by_shard(keys.size());
+  {
+    auto next = shard_end;
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      by_shard[next[shard_of_hash(hashes[i])]++] = static_cast<std::uint32_t>(i);
+  }
   caf::error err;
+  std::vector<std::uint32_t> slow;
   read_consistent([&](block_id at, bool locked) {
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (!read_at(keys[i], hashes[i], at, result[i], err, locked))
-        return false;
-      if (err)
-        return true;
+    for (std::size_t shard_index = 0; shard_index < shards_.size();
+         ++shard_index) {
+      auto from = shard_end[shard_index];
+      auto to = shard_end[shard_index + 1];
+      if (from == to)
+        continue;
+      auto& s = *shards_[shard_index];
+      // Under the lock: the entries at or below the read position, and the
+      // keys absent without a budget. The rest (undo walks, reads of the
+      // state of record) go through read_at, without this lock.
+      slow.clear();
+      {
+        std::shared_lock guard{s.mu, std::defer_lock};
+        if (!locked)
+          guard.lock();
+        for (auto j = from; j < to; ++j) {
+          if (j + prefetch_distance < to)
+            s.map.prefetch(hashes[by_shard[j + prefetch_distance]]);
+          auto i = by_shard[j];
+          auto* found = s.map.find(keys[i], hashes[i]);
+          if (found != nullptr && found->position <= at) {
+            mark_referenced(*found);
+            result[i].assign(found->v.view());
+          } else if (found == nullptr && entry_budget_ == 0) {
+            result[i].clear();
+          } else {
+            slow.push_back(i);
+          }
+        }
+      }
+      for (auto i : slow) {
+        if (!read_at(keys[i], hashes[i], at, result[i], err, locked))
+          return false;
+        if (err)
+          return true;
+      }
     }
     return true;
   });

@@ -309,6 +309,11 @@ private:
   bool read_at(std::string_view k, std::uint64_t hash, block_id at,
                value& out, caf::error& err, bool locked = false) const;
 
+  /// Gives an entry a read's second chance against eviction (with a
+  /// budget). REQUIRES: the caller holds the entry's shard lock (shared is
+  /// enough: readers set the bit atomically).
+  void mark_referenced(const entry& e) const;
+
   /// Reads a non-resident key from the state of record (empty when absent).
   caf::expected<value> read_state_of_record(std::string_view k) const;
 
