@@ -863,6 +863,16 @@ public:
     since_checkpoint_ = 0;
   }
 
+  /// Overwrites `keys` in the state of record with `v`, behind memory's
+  /// back: a key that reads `v` afterwards was not resident.
+  void overwrite_state_of_record(const std::vector<key>& keys, const value& v) {
+    checkpoint_batch batch;
+    batch.height = ms_.applied();
+    for (auto& k : keys)
+      batch.put(k, v);
+    ASSERT_EQ(store_->write_checkpoint(batch), caf::error{});
+  }
+
   void revert(block_id target) {
     checkpoint();
     auto newest_first = above(history_, target);
@@ -981,6 +991,48 @@ TEST(memory_state_budget, dirty_entries_stay_until_their_checkpoint) {
   b.expect_matches_model(4100);
   // Reading evicted keys does not bring them back.
   EXPECT_EQ(b.ms().resident_entries(), 15 * 100 + 1u);
+}
+
+TEST(memory_state_budget, a_read_entry_gets_a_second_chance_against_eviction) {
+  // 150 keys in block 1, clean once checkpointed and out of the undo depth;
+  // 60 of them read (50 with get_many, 10 with get); then 100 new keys push
+  // the resident entries over the budget of 200: the eviction takes
+  // unread entries only.
+  budgeted_state b{200 * small_entry_bytes, 1};
+  operation_list first;
+  std::vector<key> keys;
+  for (std::uint64_t i = 0; i < 150; ++i) {
+    first.push_back({k8(i), v64(i)});
+    keys.push_back(k8(i));
+  }
+  b.apply(1, first);
+  for (block_id h = 2; h <= 18; ++h)
+    b.apply(h, {});
+  ASSERT_EQ(b.ms().resident_entries(), 150u);
+  std::vector<key> read(keys.begin(), keys.begin() + 50);
+  auto got = b.ms().get_many(read);
+  ASSERT_TRUE(got);
+  for (std::uint64_t i = 50; i < 60; ++i)
+    ASSERT_EQ(b.ms().get(k8(i)), v64(i));
+  operation_list more;
+  for (std::uint64_t i = 150; i < 250; ++i)
+    more.push_back({k8(i), v64(i)});
+  b.apply(19, more);
+  auto resident = b.ms().resident_entries();
+  ASSERT_LT(resident, 250u);
+  b.overwrite_state_of_record(keys, "from LevelDB");
+  std::size_t evicted = 0;
+  for (std::uint64_t i = 0; i < 150; ++i) {
+    auto v = b.ms().get(k8(i));
+    ASSERT_TRUE(v);
+    if (i < 60)
+      EXPECT_EQ(*v, v64(i)) << "read key " << i << " was evicted";
+    else if (*v == "from LevelDB")
+      ++evicted;
+    else
+      EXPECT_EQ(*v, v64(i));
+  }
+  EXPECT_EQ(evicted, 250 - resident);
 }
 
 TEST(memory_state_budget, reads_reverts_and_live_count_stay_exact) {
