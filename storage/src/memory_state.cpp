@@ -718,19 +718,19 @@ memory_state::get_many(const std::vector<key>& keys) const {
     hashes[i] = key_hash(keys[i]);
   // The keys shard by shard (a counting sort), so that a read takes each
   // shard's lock once and loads the slots of the keys ahead under it.
-  std::vector<std::uint32_t> shard_end(shards_.size() + 1, 0);
+  std::vector<std::size_t> shard_end(shards_.size() + 1, 0);
   for (auto hash : hashes)
     ++shard_end[shard_of_hash(hash) + 1];
   for (std::size_t s = 1; s < shard_end.size(); ++s)
     shard_end[s] += shard_end[s - 1];
-  std::vector<std::uint32_t> by_shard(keys.size());
+  std::vector<std::size_t> by_shard(keys.size());
   {
     auto next = shard_end;
     for (std::size_t i = 0; i < keys.size(); ++i)
-      by_shard[next[shard_of_hash(hashes[i])]++] = static_cast<std::uint32_t>(i);
+      by_shard[next[shard_of_hash(hashes[i])]++] = i;
   }
   caf::error err;
-  std::vector<std::uint32_t> slow;
+  std::vector<std::size_t> slow;
   read_consistent([&](block_id at, bool locked) {
     for (std::size_t shard_index = 0; shard_index < shards_.size();
          ++shard_index) {
