@@ -516,9 +516,10 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
         __builtin_prefetch(writes[i + ahead].k.data());
       add(writes[i]);
     }
-  } else
+  } else {
     for (auto& entry : sorted)
       add(*entry.write);
+  }
   wb.Put(slice(checkpoint_key), value_from_u64(batch.height));
   if (batch.revert_marker) {
     wb.Put(slice(revert_marker_key), value_from_u64(*batch.revert_marker));
