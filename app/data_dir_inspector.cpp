@@ -1,6 +1,7 @@
 #include "data_dir_inspector.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/key_order.hpp"
 #include "rollblock/storage/logger.hpp"
 #include "rollblock/storage/state_store.hpp"
 
@@ -348,7 +349,7 @@ caf::error data_dir_inspector::state_at(
   // The journal entries between the checkpoint and `height`, as an overlay.
   auto& index = d.journal->index();
   auto checkpoint = d.meta->checkpoint;
-  std::map<key, value> overlay;
+  std::map<key, value, storage::key_order_less> overlay;
   block_id lo;
   block_id hi;
   bool down = checkpoint && height < *checkpoint;
@@ -389,7 +390,9 @@ caf::error data_dir_inspector::state_at(
   auto pos = overlay.begin();
   key k;
   auto flush_below = [&](std::string_view bound, bool all) {
-    for (; pos != overlay.end() && (all || pos->first < bound); ++pos)
+    for (; pos != overlay.end()
+           && (all || storage::key_order_less{}(pos->first, bound));
+         ++pos)
       if (!pos->second.empty())
         out(pos->first, pos->second);
   };

@@ -137,7 +137,7 @@ public:
   /// Counts the live keys at `height`. REQUIRES: height is recoverable.
   caf::expected<std::uint64_t> count_keys_at(block_id height);
 
-  /// Calls `out` for every live key at `height` in key order (bytewise),
+  /// Calls `out` for every live key at `height` in key order (key_order.hpp),
   /// with its value: the LevelDB state merged with the journal entries
   /// between the checkpoint and `height` (their values after the block when
   /// going up, their undo when going down). Returns ec::rollback_beyond_history

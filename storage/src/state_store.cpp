@@ -1,7 +1,8 @@
 // The LevelDB state store.
 //
-// Record layout (one LevelDB database in bytewise key order: compared by
-// bytewise_comparator below, under the name of LevelDB's own comparator):
+// Record layout (one LevelDB database, its keys compared by
+// state_key_comparator below, named "rollblock.KeyOrder": metadata keys
+// bytewise, state keys after them in key order, see key_order.hpp):
 //
 //   key                      value
 //   -----------------------  ---------------------------------------------
@@ -73,42 +74,38 @@ constexpr std::string_view checkpoint_key = "m/checkpoint";
 constexpr std::string_view pruned_through_key = "m/pruned_through";
 constexpr std::string_view revert_marker_key = "m/revert_marker";
 constexpr std::string_view reverted_to_key = "m/reverted_to";
+constexpr std::string_view comparator_name = "rollblock.KeyOrder";
 
-/// LevelDB's bytewise order, comparing the first 8 bytes of two keys in
-/// one step instead of a call to memcmp: LevelDB compares keys millions of
-/// times per checkpoint (memtable inserts) and in every compaction. The
-/// same order as leveldb::BytewiseComparator(), so it keeps that name: data
-/// directories written with either open with the other.
-class bytewise_comparator final : public leveldb::Comparator {
+/// Orders the state database: metadata keys ("m/...") bytewise and before
+/// the state keys ("s" + key), which follow in key order (compare_keys:
+/// the first 8 bytes as one number, no memcmp call; LevelDB compares keys
+/// millions of times per checkpoint and in every compaction). Keys are not
+/// shortened in LevelDB's index blocks: a state key is at most 65 bytes.
+class key_order_comparator final : public leveldb::Comparator {
 public:
   int Compare(const leveldb::Slice& a, const leveldb::Slice& b) const override {
-    if (a.size() >= 8 && b.size() >= 8) {
-      auto x = key_prefix({a.data(), a.size()});
-      auto y = key_prefix({b.data(), b.size()});
-      if (x != y)
-        return x < y ? -1 : 1;
-      leveldb::Slice ra{a.data() + 8, a.size() - 8};
-      leveldb::Slice rb{b.data() + 8, b.size() - 8};
-      return ra.compare(rb);
-    }
+    if (a.size() > 8 && b.size() > 8 && a[0] == state_prefix
+        && b[0] == state_prefix)
+      return compare_keys({a.data() + 1, a.size() - 1},
+                          {b.data() + 1, b.size() - 1});
     return a.compare(b);
   }
 
   const char* Name() const override {
-    return leveldb::BytewiseComparator()->Name();
+    return comparator_name.data();
   }
 
-  void FindShortestSeparator(std::string* start,
-                             const leveldb::Slice& limit) const override {
-    leveldb::BytewiseComparator()->FindShortestSeparator(start, limit);
+  void FindShortestSeparator(std::string*,
+                             const leveldb::Slice&) const override {
+    // nop
   }
 
-  void FindShortSuccessor(std::string* key) const override {
-    leveldb::BytewiseComparator()->FindShortSuccessor(key);
+  void FindShortSuccessor(std::string*) const override {
+    // nop
   }
 };
 
-const bytewise_comparator key_order_comparator;
+const key_order_comparator state_key_order;
 
 leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
@@ -192,6 +189,10 @@ caf::error status_error(const leveldb::Status& st, const std::string& what,
 }
 
 } // namespace
+
+const leveldb::Comparator& state_key_comparator() noexcept {
+  return state_key_order;
+}
 
 /// A table file read with pread: its pages stay in the page cache instead of
 /// the process's mapped (resident) memory.
@@ -381,10 +382,23 @@ state_store::open(const options& opts) {
   lo.write_buffer_size = opts.write_buffer_bytes;
   lo.block_cache = p->cache;
   lo.filter_policy = p->filter;
-  lo.comparator = &key_order_comparator;
+  lo.comparator = &state_key_order;
   auto st = leveldb::DB::Open(lo, opts.dir.string(), &p->db);
   if (!st.ok()) {
     p->db = nullptr;
+    // LevelDB keeps the comparator's name in its manifest and refuses
+    // another; version 1 directories were ordered bytewise.
+    if (st.IsInvalidArgument()
+        && st.ToString().find("does not match existing comparator")
+             != std::string::npos)
+      return make_error(ec::format_version_mismatch,
+                        "the state database at " + opts.dir.string()
+                          + " orders its keys otherwise (" + st.ToString()
+                          + "): it was written by another format version; "
+                            "this build reads version "
+                          + std::to_string(storage::format_version)
+                          + "; use a build that matches the data directory "
+                            "or start from an empty one");
     return status_error(st, "opening", opts.dir, p->env);
   }
   return std::unique_ptr<state_store>{new state_store(std::move(p))};
@@ -486,7 +500,7 @@ caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
   };
   std::vector<sort_entry> sorted;
   auto by_key = [](const checkpoint_write& a, const checkpoint_write& b) {
-    return a.k < b.k;
+    return key_order_less{}(a.k, b.k);
   };
   if (!std::is_sorted(batch.writes.begin(), batch.writes.end(), by_key)) {
     sorted.reserve(batch.writes.size());

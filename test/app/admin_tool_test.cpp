@@ -6,6 +6,7 @@
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/data_dir_lock.hpp"
 #include "rollblock/storage/journal.hpp"
+#include "rollblock/storage/key_order.hpp"
 #include "rollblock/storage/state_store.hpp"
 #include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
@@ -111,7 +112,8 @@ std::string hex(std::string_view bytes) {
 
 // -- building data directories --------------------------------------------------
 
-using state_map = std::map<key, value>;
+/// In the store's key order (the dump's order).
+using state_map = std::map<key, value, storage::key_order_less>;
 
 /// The state after every applied height.
 struct model {
@@ -138,7 +140,8 @@ struct block_spec {
 };
 
 /// Blocks at `heights`, each writing three of twelve keys (some deletes,
-/// values of varying length), the same on every run.
+/// values of varying length), the same on every run. The keys are
+/// 200, 400, ..., 2400, whose key order is not their bytewise order.
 std::vector<block_spec> make_blocks(const std::vector<block_id>& heights,
                                     std::uint32_t seed = 7) {
   std::mt19937 rng{seed};
@@ -155,8 +158,8 @@ std::vector<block_spec> make_blocks(const std::vector<block_id>& heights,
       if (rng() % 5 != 0)
         v = "v" + std::to_string(h) + "-" + std::to_string(k)
             + std::string(rng() % 20, 'x');
-      b.writes.emplace_back(key_from_u64(static_cast<std::uint64_t>(k) + 1),
-                            v);
+      b.writes.emplace_back(
+        key_from_u64((static_cast<std::uint64_t>(k) + 1) * 200), v);
     }
     blocks.push_back(std::move(b));
   }
@@ -287,7 +290,7 @@ TEST(admin_tool, verify_clean_store) {
     lines_of(r.out),
     (std::vector<std::string>{
       "verifying data directory " + s.dir.string(),
-      "metadata: format version 1, key width 8, durability sync, rollback "
+      "metadata: format version 2, key width 8, durability sync, rollback "
       "window 100",
       "heights: checkpoint 12, pruned through none, revert marker none",
       "journal: 20 entries (" + std::to_string(changes_of(s.spec.blocks))
@@ -405,7 +408,7 @@ TEST(admin_tool, info_reports_the_figures) {
   EXPECT_EQ(lines,
             (std::vector<std::string>{
               "data directory: " + s.dir.string(),
-              "format version: 1",
+              "format version: 2",
               "key width: 8",
               "durability mode: sync",
               "rollback window: 100",

@@ -1,6 +1,7 @@
 #include "rollblock/storage/checkpoint_builder.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/key_order.hpp"
 #include "rollblock/storage/state_store.hpp"
 #include "support/temp_dir.hpp"
 
@@ -162,7 +163,8 @@ TEST(checkpoint_builder, wide_keys_sharing_their_first_8_bytes_come_in_key_order
 TEST(checkpoint_builder, a_large_checkpoint_writes_what_a_model_expects) {
   // 40 blocks of 3,000 changes over 20,000 keys (8 and 24 bytes wide, the
   // wide ones sharing prefixes), values from a small alphabet so that some
-  // keys come back to their stored value; the model is a std::map.
+  // keys come back to their stored value; the model is a std::map in key
+  // order.
   for (std::size_t width : {std::size_t{8}, std::size_t{24}}) {
     std::mt19937_64 rng{width};
     auto make_key = [&](std::uint64_t i) {
@@ -179,7 +181,7 @@ TEST(checkpoint_builder, a_large_checkpoint_writes_what_a_model_expects) {
       v += std::to_string(x);
       return v;
     };
-    std::map<key, value> stored; // LevelDB's state before the batch
+    std::map<key, value, key_order_less> stored; // LevelDB's before the batch
     for (std::uint64_t i = 0; i < 20000; ++i)
       stored[make_key(i)] = make_value();
     auto current = stored;

@@ -27,10 +27,12 @@ std::vector<item> items_of(const std::vector<std::string>& keys) {
   return result;
 }
 
-/// What sort_in_key_order must produce: std::stable_sort by key.
+/// What sort_in_key_order must produce: std::stable_sort in key order.
 std::vector<item> reference_order(std::vector<item> items) {
   std::stable_sort(items.begin(), items.end(),
-                   [](const item& a, const item& b) { return a.k < b.k; });
+                   [](const item& a, const item& b) {
+                     return key_order_less{}(a.k, b.k);
+                   });
   return items;
 }
 
@@ -48,14 +50,39 @@ void expect_sorted_like_reference(std::vector<item> items) {
 
 } // namespace
 
-TEST(key_order, prefix_is_the_first_8_bytes_big_endian) {
+TEST(key_order, prefix_is_the_first_8_bytes_little_endian) {
   EXPECT_EQ(key_prefix(std::string("\x01\x02\x03\x04\x05\x06\x07\x08", 8)),
-            0x0102030405060708ull);
+            0x0807060504030201ull);
   EXPECT_EQ(key_prefix(std::string("\xff\0\0\0\0\0\0\0zzzz", 12)),
-            0xff00000000000000ull);
-  // Bytewise order of keys is the order of their prefixes.
-  EXPECT_LT(key_prefix(std::string("\x00\xff\xff\xff\xff\xff\xff\xff", 8)),
-            key_prefix(std::string("\x01\x00\x00\x00\x00\x00\x00\x00", 8)));
+            0xffull);
+  EXPECT_EQ(key_prefix(key_from_u64(0x1122334455667788ull, 8)),
+            0x1122334455667788ull);
+}
+
+TEST(key_order, numbers_stored_little_endian_are_in_numeric_order) {
+  // key_from_u64 stores little endian: key order is the numbers' order,
+  // where bytewise order is not (256 < 1 bytewise).
+  std::vector<std::uint64_t> numbers{0, 1, 2, 255, 256, 257, 65535, 65536,
+                                     1ull << 40, ~0ull - 1, ~0ull};
+  for (std::size_t i = 0; i + 1 < numbers.size(); ++i) {
+    auto a = key_from_u64(numbers[i], 8);
+    auto b = key_from_u64(numbers[i + 1], 8);
+    EXPECT_LT(compare_keys(a, b), 0) << numbers[i] << " vs " << numbers[i + 1];
+    EXPECT_GT(compare_keys(b, a), 0) << numbers[i] << " vs " << numbers[i + 1];
+    EXPECT_EQ(compare_keys(a, a), 0) << numbers[i];
+  }
+  EXPECT_GT(key_from_u64(1, 8), key_from_u64(256, 8)); // bytewise
+}
+
+TEST(key_order, wider_keys_tie_on_the_prefix_and_compare_their_tails_bytewise) {
+  auto head = key_from_u64(42, 8);
+  EXPECT_LT(compare_keys(head + "a", head + "b"), 0);
+  EXPECT_LT(compare_keys(head + "b", key_from_u64(43, 8) + "a"), 0);
+  EXPECT_LT(compare_keys(head + std::string("\x7f", 1),
+                         head + std::string("\x80", 1)),
+            0); // unsigned bytes
+  EXPECT_EQ(compare_keys(head + "same", head + "same"), 0);
+  EXPECT_LT(compare_keys(head, head + "longer"), 0);
 }
 
 TEST(key_order, empty_and_single_items_stay) {

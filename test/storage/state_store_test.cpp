@@ -1,6 +1,7 @@
 #include "rollblock/storage/state_store.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/key_order.hpp"
 #include "support/fault_env.hpp"
 #include "support/temp_dir.hpp"
 
@@ -95,6 +96,7 @@ void put_raw(const std::filesystem::path& dir, const std::string& k,
              const std::string& v) {
   leveldb::Options opts;
   opts.create_if_missing = true;
+  opts.comparator = &state_key_comparator();
   leveldb::DB* raw = nullptr;
   auto st = leveldb::DB::Open(opts, dir.string(), &raw);
   ASSERT_TRUE(st.ok()) << st.ToString();
@@ -222,10 +224,12 @@ TEST(state_store, checkpoint_batch_round_trip) {
                   {k_max, value{"max"}},
                   {k_absent, value{}}}); // deleting an absent key
   ASSERT_FALSE(store->write_checkpoint(first));
+  // for_each: exact contents in key order (the first 8 bytes as a
+  // little-endian number).
   EXPECT_EQ(all_of(*store), (contents{{k_zero, "zero"},
-                                      {k_one, value{"\0\1\0", 3}},
-                                      {k_mid, "mid"},
                                       {k_high, big},
+                                      {k_mid, "mid"},
+                                      {k_one, value{"\0\1\0", 3}},
                                       {k_max, "max"}}));
   checkpoint_batch second;
   second.height = 11;
@@ -235,11 +239,10 @@ TEST(state_store, checkpoint_batch_round_trip) {
                    {k_absent, value{}},       // delete of an absent key
                    {key_from_u64(99), "new"}}); // insert
   ASSERT_FALSE(store->write_checkpoint(second));
-  // for_each: exact contents in bytewise key order.
   contents expected{{k_zero, "zero"},
-                    {k_mid, "mid-2"},
                     {key_from_u64(99), "new"},
-                    {k_high, big}};
+                    {k_high, big},
+                    {k_mid, "mid-2"}};
   EXPECT_EQ(all_of(*store), expected);
   // get: every key, present or not.
   std::map<key, value> want{expected.begin(), expected.end()};
@@ -259,13 +262,13 @@ TEST(state_store, checkpoint_batch_round_trip) {
   EXPECT_GT(store->size_bytes(), max_value_size);
 }
 
-TEST(state_store, key_order_is_leveldbs_bytewise_order_both_ways) {
-  // The store compares keys with its own comparator, which must order like
-  // (and so carries the name of) LevelDB's bytewise one: a directory either
-  // wrote opens with the other, and their orders agree. 16-byte keys, a
-  // few 8-byte prefixes shared by many (ties on the first 8 bytes), bytes
-  // above 0x7f; 40,000 of them, enough to flush the 1 MiB memtable into
-  // tables.
+TEST(state_store, state_keys_are_in_key_order_in_leveldb) {
+  // The store's LevelDB holds the metadata keys first, then the state keys
+  // in key order, and keys another writer adds through state_key_comparator
+  // are found in that order too. 16-byte keys, a few 8-byte prefixes
+  // shared by many (ties on the first 8 bytes), bytes above 0x7f; 40,000
+  // of them in hand-built (unsorted) batches, enough to flush the 1 MiB
+  // memtable into tables.
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   std::mt19937_64 rng{16};
@@ -273,7 +276,7 @@ TEST(state_store, key_order_is_leveldbs_bytewise_order_both_ways) {
     return key_from_u64(rng() % 7 * 0x8081828384858687ull, 8)
            + key_from_u64(rng(), 8);
   };
-  std::map<key, value> model;
+  std::map<key, value, key_order_less> model;
   {
     auto store = open_store(dir);
     ASSERT_TRUE(store);
@@ -291,15 +294,22 @@ TEST(state_store, key_order_is_leveldbs_bytewise_order_both_ways) {
     }
   }
   {
-    leveldb::Options opts; // leveldb::BytewiseComparator()
+    leveldb::Options opts;
+    opts.comparator = &state_key_comparator();
     leveldb::DB* raw = nullptr;
     auto st = leveldb::DB::Open(opts, dir.string(), &raw);
     ASSERT_TRUE(st.ok()) << st.ToString();
     std::unique_ptr<leveldb::DB> db{raw};
     std::unique_ptr<leveldb::Iterator> it{db->NewIterator({})};
+    it->SeekToFirst();
+    std::size_t metadata = 0;
+    for (; it->Valid() && it->key().starts_with("m/"); it->Next())
+      ++metadata;
+    EXPECT_EQ(metadata, 5u); // write_config's four and m/checkpoint
     auto expected = model.begin();
     std::size_t seen = 0;
-    for (it->Seek("s"); it->Valid() && it->key().starts_with("s"); it->Next()) {
+    for (; it->Valid(); it->Next()) {
+      ASSERT_TRUE(it->key().starts_with("s"));
       ASSERT_NE(expected, model.end());
       EXPECT_EQ(it->key().ToString(), "s" + expected->first);
       ++expected;
@@ -307,7 +317,6 @@ TEST(state_store, key_order_is_leveldbs_bytewise_order_both_ways) {
     }
     ASSERT_TRUE(it->status().ok()) << it->status().ToString();
     EXPECT_EQ(seen, model.size());
-    // Plain LevelDB adds keys the store must find in order.
     leveldb::WriteBatch more;
     for (int i = 0; i < 500; ++i) {
       auto k = random_key();
@@ -326,6 +335,54 @@ TEST(state_store, key_order_is_leveldbs_bytewise_order_both_ways) {
     if (std::distance(i, model.end()) <= 97)
       break;
   }
+}
+
+TEST(state_store, a_bytewise_ordered_directory_is_refused_unchanged) {
+  // Format version 1 kept its keys in LevelDB's bytewise order (LevelDB
+  // records the comparator's name): the store refuses such a directory
+  // with format_version_mismatch and leaves it as it was.
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  auto write_or_read = [&](bool write) {
+    leveldb::Options opts; // leveldb::BytewiseComparator()
+    opts.create_if_missing = write;
+    leveldb::DB* raw = nullptr;
+    auto st = leveldb::DB::Open(opts, dir.string(), &raw);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    std::unique_ptr<leveldb::DB> db{raw};
+    if (write) {
+      leveldb::WriteBatch batch;
+      batch.Put("m/format_version", value_from_u64(1));
+      batch.Put("s" + key_from_u64(256), "a");
+      batch.Put("s" + key_from_u64(1), "b");
+      leveldb::WriteOptions wo;
+      wo.sync = true;
+      ASSERT_TRUE(db->Write(wo, &batch).ok());
+      return;
+    }
+    std::string got;
+    ASSERT_TRUE(db->Get({}, "s" + key_from_u64(256), &got).ok());
+    EXPECT_EQ(got, "a");
+    std::unique_ptr<leveldb::Iterator> it{db->NewIterator({})};
+    std::vector<std::string> keys;
+    for (it->SeekToFirst(); it->Valid(); it->Next())
+      keys.push_back(it->key().ToString());
+    // Bytewise: 256 (00 01 ...) before 1 (01 00 ...).
+    EXPECT_EQ(keys, (std::vector<std::string>{"m/format_version",
+                                              "s" + key_from_u64(256),
+                                              "s" + key_from_u64(1)}));
+  };
+  write_or_read(true);
+  auto store = state_store::open(options_for(dir));
+  ASSERT_FALSE(store);
+  EXPECT_EQ(code_of(store.error()), ec::format_version_mismatch);
+  auto msg = describe(store.error());
+  EXPECT_NE(msg.find("leveldb.BytewiseComparator"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("reads version " + std::to_string(format_version)),
+            std::string::npos)
+    << msg;
+  EXPECT_EQ(format_version, 2u);
+  write_or_read(false);
 }
 
 TEST(state_store, checkpoint_height_revert_marker_and_pruned_through) {
@@ -398,7 +455,7 @@ TEST(state_store, reopen_persists_everything) {
   contents expected;
   for (std::uint64_t i = 0; i < 1000; ++i)
     expected.emplace_back(key_from_u64(i, 16), value_from_u64(i * i));
-  std::sort(expected.begin(), expected.end());
+  // Already in key order: the numbers are little endian.
   {
     auto store = open_store(dir);
     ASSERT_TRUE(store);

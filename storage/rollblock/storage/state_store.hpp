@@ -19,14 +19,21 @@
 #include <vector>
 
 namespace leveldb {
+class Comparator;
 class Env;
 } // namespace leveldb
 
 namespace rollblock::storage {
 
 /// The format version of the state store's records (and of the data
-/// directory as a whole). Bumped on any incompatible change.
-constexpr std::uint32_t format_version = 1;
+/// directory as a whole). Bumped on any incompatible change. Version 2
+/// keeps the state keys in key order (key_order.hpp); version 1 kept them
+/// bytewise.
+constexpr std::uint32_t format_version = 2;
+
+/// The order of the state database's LevelDB keys: what a tool or test that
+/// opens that database directly must pass as leveldb::Options::comparator.
+const leveldb::Comparator& state_key_comparator() noexcept;
 
 /// The metadata a data directory persists in LevelDB.
 struct store_metadata {
