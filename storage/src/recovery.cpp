@@ -180,6 +180,15 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
                            : result.blocks->read_from(0);
   if (!replay)
     return replay.error();
+  for (auto& record : *replay)
+    if (record->height > memory_state::max_height)
+      return make_error(ec::format_version_mismatch,
+                        "the journal holds block "
+                          + std::to_string(record->height)
+                          + ", above the highest height this build accepts ("
+                          + std::to_string(memory_state::max_height)
+                          + "): it was written by an older build; use that "
+                            "build or start from an empty data directory");
   for (auto& record : *replay) {
     // Nobody reads yet: without a budget no undo or tombstone is needed.
     if (opts.memory_budget)

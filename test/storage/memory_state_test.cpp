@@ -218,6 +218,34 @@ TEST(memory_state, plan_refuses_heights_not_above_applied) {
   EXPECT_EQ(ms.applied(), 9u);
 }
 
+TEST(memory_state, heights_up_to_the_highest_work_and_above_are_refused) {
+  static_assert(memory_state::max_height == 72057594037927934ull);
+  memory_state ms{8};
+  block_record_list history;
+  auto top = memory_state::max_height;
+  history.push_back(apply(ms, top - 1, {{k8(1), "a"}, {k8(2), "b"}}));
+  history.push_back(apply(ms, top, {{k8(1), "c"}, {k8(2), ""}}));
+  EXPECT_EQ(ms.applied(), top);
+  EXPECT_EQ(ms.get_many({k8(1), k8(2)}), (std::vector<value>{"c", ""}));
+  for (block_id h : {top + 1, ~block_id{0}}) {
+    auto r = ms.plan(h, {{k8(3), "d"}});
+    ASSERT_FALSE(r) << h;
+    EXPECT_EQ(code_of(r.error()), ec::invalid_argument);
+    EXPECT_EQ(message_of(r.error()),
+              "block " + std::to_string(h)
+                + " is above the highest height a store accepts, "
+                  "72057594037927934");
+  }
+  EXPECT_EQ(ms.get(k8(3)), "");
+  // The undo of the top blocks (their 7-byte positions) reverts exactly.
+  revert_to(ms, history, top - 1);
+  EXPECT_EQ(ms.get_many({k8(1), k8(2)}), (std::vector<value>{"a", "b"}));
+  EXPECT_EQ(ms.applied(), top - 1);
+  // A fresh state refuses it too.
+  memory_state fresh{8};
+  EXPECT_EQ(code_of(fresh.plan(top + 1, {}).error()), ec::invalid_argument);
+}
+
 TEST(memory_state, plan_refuses_wrong_key_widths_naming_the_operation) {
   memory_state ms{8};
   apply(ms, 1, {{k8(1), "a"}});
@@ -798,8 +826,8 @@ namespace {
 
 /// The estimated bytes of one resident entry with an 8-byte key and a value
 /// of at most 14 bytes (inline): twice its table slot (tag byte, key, the
-/// 32-byte entry), as tables are 7/16 to 7/8 full.
-constexpr std::size_t small_entry_bytes = 2 * (1 + 8 + 32);
+/// 24-byte entry), as tables are 7/16 to 7/8 full.
+constexpr std::size_t small_entry_bytes = 2 * (1 + 8 + 24);
 
 /// A memory_state with a budget over a real state store, driven as the
 /// actors drive it: a checkpoint every `checkpoint_every` blocks, and a

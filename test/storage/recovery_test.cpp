@@ -1157,6 +1157,26 @@ TEST(recovery, metadata_of_another_format_version_is_refused) {
                      (dd.tmp.path() / "state").string()});
 }
 
+TEST(recovery, a_journaled_height_above_the_highest_accepted_is_refused) {
+  // Older builds accepted any 64-bit height; this one keeps positions in 7
+  // bytes (memory_state::max_height) and refuses such a journal unchanged.
+  damaged_dir dd;
+  {
+    auto s = recover_ok(dd.opts);
+    ASSERT_TRUE(s);
+    auto record = std::make_shared<block_record>();
+    record->height = memory_state::max_height + 1;
+    record->changes.push_back({k8(1), "far", ""});
+    ASSERT_FALSE(s->blocks->append(*record));
+    ASSERT_FALSE(s->blocks->sync());
+  }
+  dd.expect_refused(ec::format_version_mismatch,
+                    {"the journal holds block "
+                       + std::to_string(memory_state::max_height + 1),
+                     "above the highest height this build accepts ("
+                       + std::to_string(memory_state::max_height) + ")"});
+}
+
 TEST(recovery, damaged_leveldb_table_is_state_corrupt_naming_the_file) {
   damaged_dir dd;
   // Reopening folds LevelDB's log into a table file.
