@@ -44,7 +44,6 @@ std::vector<std::uint64_t> hashes_of(const block_record& record) {
 } // namespace
 
 std::size_t memory_state::entry_bytes(const compact_value& v) const {
-  static_assert(sizeof(entry) == 24 && alignof(entry) == 1);
   auto heap = v.heap_bytes();
   return 2 * (1 + key_width_ + sizeof(entry))
          + (heap > 0 ? heap + malloc_overhead : 0);
@@ -55,7 +54,7 @@ void memory_state::emplace_entry(shard& s, std::string_view k,
                                  block_id position) {
   auto* e = s.map.try_emplace(k, hash).first;
   e->v.assign(v);
-  e->set_position(position);
+  e->position = position;
   e->referenced = 0;
   s.resident_bytes.fetch_add(entry_bytes(e->v), std::memory_order_relaxed);
 }
@@ -64,7 +63,7 @@ void memory_state::assign_entry(shard& s, entry& e, std::string_view v,
                                 block_id position) {
   auto old_bytes = entry_bytes(e.v);
   e.v.assign(v);
-  e.set_position(position);
+  e.position = position;
   s.resident_bytes.fetch_add(entry_bytes(e.v) - old_bytes,
                              std::memory_order_relaxed);
 }
@@ -254,7 +253,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     block_id before_position = 0;
     if (auto* found = s.map.find(op.k, hash)) {
       changes.push_back({op.k, op.v, found->v.view()});
-      before_position = found->position();
+      before_position = found->position;
     } else if (entry_budget_ > 0) {
       auto stored = read_state_of_record(op.k);
       if (!stored)
@@ -313,7 +312,7 @@ memory_state::prepare(block_record_ptr record) const {
     auto change = changes[i];
     auto hash = undo.hashes[i];
     auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
-    undo.before_positions.push_back(found ? found->position() : 0);
+    undo.before_positions.push_back(found ? found->position : 0);
     *undo.index.try_emplace(change.k, hash).first
       = static_cast<std::uint32_t>(i);
   }
@@ -409,7 +408,7 @@ std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
   s.map.for_each_slot(from, count, [&](std::string_view k, entry& e) {
     if (freed >= goal)
       return;
-    if (e.position() > ceiling)
+    if (e.position > ceiling)
       return; // dirty, or a reader may need it
     if (e.referenced != 0) {
       e.referenced = 0; // read since the last sweep: a second chance
@@ -482,7 +481,7 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
     hashes, [&](std::size_t i) { return changes[i].after.empty(); },
     [&](shard& s, std::size_t i) {
       auto* found = s.map.find(changes[i].k, hashes[i]);
-      if (found && found->position() == position && found->v.empty()) {
+      if (found && found->position == position && found->v.empty()) {
         erase_entry(s, found);
       }
     });
@@ -629,7 +628,7 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
       if (auto* found = s.map.find(k, hash)) {
         auto& e = *found;
         mark_referenced(e);
-        position = e.position();
+        position = e.position;
         if (position <= at) {
           out.assign(e.v.view());
           return true;
@@ -758,7 +757,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
             s.map.prefetch(hashes[by_shard[j + prefetch_distance]]);
           auto i = by_shard[j];
           auto* found = s.map.find(keys[i], hashes[i]);
-          if (found != nullptr && found->position() <= at) {
+          if (found != nullptr && found->position <= at) {
             mark_referenced(*found);
             result[i].assign(found->v.view());
           } else if (found == nullptr && entry_budget_ == 0) {

@@ -1158,8 +1158,8 @@ TEST(recovery, metadata_of_another_format_version_is_refused) {
 }
 
 TEST(recovery, a_journaled_height_above_the_highest_accepted_is_refused) {
-  // Older builds accepted any 64-bit height; this one keeps positions in 7
-  // bytes (memory_state::max_height) and refuses such a journal unchanged.
+  // Older builds accepted height 2^64 - 1, whose position wrapped around to
+  // 0; this one refuses such a journal unchanged.
   damaged_dir dd;
   {
     auto s = recover_ok(dd.opts);

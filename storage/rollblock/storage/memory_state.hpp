@@ -10,8 +10,6 @@
 #include <caf/expected.hpp>
 
 #include <atomic>
-#include <bit>
-#include <cstring>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -80,9 +78,9 @@ public:
   /// How many recent blocks keep their undo in memory for readers.
   static constexpr std::size_t undo_depth = 16;
 
-  /// The highest block height a store accepts: an entry keeps its block's
-  /// position (height + 1) in 7 bytes.
-  static constexpr block_id max_height = (block_id{1} << 56) - 2;
+  /// The highest block height a store accepts: the position of a block
+  /// (height + 1) must not wrap around to 0, which reads as "loaded".
+  static constexpr block_id max_height = ~block_id{0} - 1;
 
   /// How often a reader retries without locks before it takes them all.
   static constexpr std::size_t default_optimistic_attempts = 64;
@@ -220,39 +218,14 @@ public:
   caf::expected<std::vector<std::pair<key, value>>> snapshot() const;
 
 private:
-  /// 24 bytes, unaligned: a table slot is a tag, a key and an entry.
   struct entry {
-    compact_value v; // empty: a tombstone, purged once its undo expires
-    /// The position (height + 1) of the block that wrote it, little endian;
-    /// 0: loaded or reverted (see the class comment).
-    std::uint8_t position_bytes[7] = {};
+    compact_value v;     // empty: a tombstone, purged once its undo expires
+    /// The position (height + 1) of the block that wrote it; 0: loaded or
+    /// reverted (see the class comment).
+    block_id position = 0;
     /// The clock's second chance: set by reads (through std::atomic_ref,
-    /// readers share the shard lock), cleared by the eviction sweep. Its own
-    /// byte: readers set it while others read the position.
+    /// readers share the shard lock), cleared by the eviction sweep.
     mutable std::uint8_t referenced = 0;
-
-    block_id position() const noexcept {
-      block_id p = 0;
-      if constexpr (std::endian::native == std::endian::little) {
-        std::memcpy(&p, position_bytes, sizeof position_bytes);
-      } else {
-        for (auto i = sizeof position_bytes; i-- > 0;)
-          p = p << 8 | position_bytes[i];
-      }
-      return p;
-    }
-
-    /// REQUIRES: p <= position_of(max_height).
-    void set_position(block_id p) noexcept {
-      if constexpr (std::endian::native == std::endian::little) {
-        std::memcpy(position_bytes, &p, sizeof position_bytes);
-      } else {
-        for (auto& b : position_bytes) {
-          b = static_cast<std::uint8_t>(p);
-          p >>= 8;
-        }
-      }
-    }
   };
 
   struct shard {
