@@ -108,7 +108,7 @@ persistence(persistence_actor::stateful_pointer<persistence_state> self,
           builder.add_undo(record);
       auto batch = builder.take(target);
       batch.revert_marker = target;
-      if (auto err = st.state->write_checkpoint(batch))
+      if (auto err = st.state->write_checkpoint(std::move(batch)))
         return st.fail(err, "revert to block " + std::to_string(target));
       st.held.clear();
       st.meta.checkpoint = target;

@@ -66,9 +66,10 @@ checkpoint_batch checkpoint_builder::take(block_id height) {
       result.writes.push_back({first.k, v});
     i = j;
   }
-  // The writes view the records.
+  // The writes view the records. The notes (16 bytes per change) are
+  // released: the batch is written while the builder still exists.
   result.records = std::move(held_);
-  changes_.clear();
+  std::vector<change_ref>{}.swap(changes_);
   held_.clear();
   undo_.clear();
   return result;

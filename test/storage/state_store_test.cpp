@@ -385,6 +385,29 @@ TEST(state_store, a_bytewise_ordered_directory_is_refused_unchanged) {
   write_or_read(false);
 }
 
+TEST(state_store, a_checkpoint_taken_by_rvalue_releases_its_writes) {
+  // Persistence hands over its batches: their writes (32 bytes each) are
+  // released once LevelDB's WriteBatch holds them; what was written stays.
+  test::temp_dir tmp;
+  auto store = open_store(tmp.path() / "state");
+  ASSERT_TRUE(store);
+  ASSERT_FALSE(store->write_config(sample_config()));
+  checkpoint_batch batch;
+  batch.height = 3;
+  contents expected;
+  for (std::uint64_t i = 1; i <= 1000; ++i) {
+    batch.put(key_from_u64(i), value_from_u64(i * 3));
+    expected.emplace_back(key_from_u64(i), value_from_u64(i * 3));
+  }
+  ASSERT_FALSE(store->write_checkpoint(std::move(batch)));
+  EXPECT_EQ(batch.writes.size(), 0u); // released, as documented
+  EXPECT_EQ(batch.writes.capacity(), 0u);
+  EXPECT_EQ(all_of(*store), expected);
+  auto meta = store->read_metadata();
+  ASSERT_TRUE(meta && meta->has_value());
+  EXPECT_EQ((*meta)->checkpoint, block_id{3});
+}
+
 TEST(state_store, checkpoint_height_revert_marker_and_pruned_through) {
   test::temp_dir tmp;
   auto store = open_store(tmp.path() / "state");

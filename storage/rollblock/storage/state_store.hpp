@@ -146,6 +146,10 @@ public:
   /// REQUIRES: every key has the store's width.
   caf::error write_checkpoint(const checkpoint_batch& batch);
 
+  /// The same, and releases the batch's writes once LevelDB's WriteBatch
+  /// holds them, before LevelDB's write (the records they view stay).
+  caf::error write_checkpoint(checkpoint_batch&& batch);
+
   /// Records the newest pruned height (sync).
   caf::error write_pruned_through(block_id height);
 
