@@ -59,7 +59,8 @@ Commands:
   info                key width, format version, durability mode, rollback
                       window, heights, journal and LevelDB sizes, live keys
   dump --at HEIGHT    print the state as of HEIGHT (a recoverable height),
-                      sorted by key, to stdout
+                      in key order (the first 8 bytes as a little-endian
+                      number, then the rest), to stdout
   health --port PORT  ask a RUNNING rollblockd (GET /health on its
                       --metrics-port) and print its state; exit 0 serving,
                       1 degraded, 2 fatal, 3 unreachable (no lock taken)
