@@ -1,6 +1,7 @@
 #include "rollblock/storage/data_dir_lock.hpp"
 
 #include "rollblock/messages/error.hpp"
+#include "support/spawn_self.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -15,13 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 using rollblock::ec;
 using rollblock::storage::data_dir_lock;
@@ -37,39 +34,6 @@ std::string read_file(const std::filesystem::path& file) {
   return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
 }
 
-std::string self_exe() {
-  std::vector<char> buf(4096);
-  auto n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  if (n <= 0)
-    return "/proc/self/exe";
-  return std::string(buf.data(), static_cast<std::size_t>(n));
-}
-
-/// Starts this test binary again (fork+exec via posix_spawn) with
-/// `env_name=env_value` added to its environment, which puts it into a helper
-/// mode. Its stdout goes to /dev/null. Returns the child's pid, or -1.
-pid_t spawn_self(const std::string& env_name, const std::string& env_value) {
-  std::vector<std::string> env;
-  for (auto e = environ; *e != nullptr; ++e)
-    if (!std::string_view{*e}.starts_with(env_name + "="))
-      env.emplace_back(*e);
-  env.push_back(env_name + "=" + env_value);
-  std::vector<char*> envp;
-  for (auto& e : env)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  auto exe = self_exe();
-  std::vector<char*> argv{exe.data(), nullptr};
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null",
-                                   O_WRONLY, 0);
-  pid_t pid = -1;
-  auto rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(),
-                        envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
 
 } // namespace
 
@@ -137,7 +101,7 @@ TEST(data_dir_lock, path_that_is_a_file_gives_io_error) {
 TEST(data_dir_lock, lock_held_by_another_process_until_it_is_killed) {
   rollblock::test::temp_dir tmp;
   auto dir = tmp.path() / "data";
-  auto pid = spawn_self(holder_env, dir.string());
+  auto pid = rollblock::test::spawn_self(holder_env, dir.string());
   ASSERT_GT(pid, 0) << "posix_spawn failed";
   // The child writes its pid into LOCK once it holds the lock.
   auto expected = std::to_string(pid) + "\n";

@@ -3,6 +3,7 @@
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/key_order.hpp"
 #include "support/fault_env.hpp"
+#include "support/spawn_self.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -27,11 +28,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 using namespace rollblock;
 using namespace rollblock::storage;
@@ -113,39 +111,6 @@ value crash_value(block_id i) {
   return value_from_u64(i) + std::string(120, static_cast<char>('a' + i % 26));
 }
 
-std::string self_exe() {
-  std::vector<char> buf(4096);
-  auto n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  if (n <= 0)
-    return "/proc/self/exe";
-  return std::string(buf.data(), static_cast<std::size_t>(n));
-}
-
-/// Starts this test binary again (fork+exec via posix_spawn) with
-/// `env_name=env_value` added to its environment, which puts it into a helper
-/// mode. Its stdout goes to /dev/null. Returns the child's pid, or -1.
-pid_t spawn_self(const std::string& env_name, const std::string& env_value) {
-  std::vector<std::string> env;
-  for (auto e = environ; *e != nullptr; ++e)
-    if (!std::string_view{*e}.starts_with(env_name + "="))
-      env.emplace_back(*e);
-  env.push_back(env_name + "=" + env_value);
-  std::vector<char*> envp;
-  for (auto& e : env)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  auto exe = self_exe();
-  std::vector<char*> argv{exe.data(), nullptr};
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null",
-                                   O_WRONLY, 0);
-  pid_t pid = -1;
-  auto rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(),
-                        envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
 
 } // namespace
 
@@ -640,7 +605,7 @@ TEST(state_store, checkpoint_is_atomic_across_sigkill) {
     test::temp_dir tmp;
     auto dir = tmp.path() / "state";
     auto ready = std::filesystem::path{dir.string() + ".ready"};
-    auto pid = spawn_self(writer_env, dir.string());
+    auto pid = test::spawn_self(writer_env, dir.string());
     ASSERT_GT(pid, 0) << "posix_spawn failed";
     // Wait until the child has written its first checkpoint.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{60};
