@@ -200,6 +200,26 @@ protected:
     return store;
   }
 
+  /// Opens a store, applies blocks 1..10 and reopens it after a shutdown,
+  /// which checkpointed them all: a revert must rewrite LevelDB. Null on
+  /// failure.
+  std::unique_ptr<blocking_store> open_checkpointed_through_10() {
+    auto store = open({.checkpoint_every_blocks = 1000});
+    for (block_id h = 1; store && h <= 10; ++h) {
+      auto err = apply(*store, h);
+      EXPECT_FALSE(err) << "block " << h << ": " << describe(err);
+      if (err)
+        return nullptr;
+    }
+    if (!store)
+      return nullptr;
+    auto err = store->close();
+    EXPECT_FALSE(err) << describe(err);
+    if (err)
+      return nullptr;
+    return open({.checkpoint_every_blocks = 1000});
+  }
+
   static value get(blocking_store& store, const key& x) {
     auto result = store.fetch(x);
     EXPECT_TRUE(result) << describe(result.error());
@@ -463,13 +483,7 @@ TEST_F(supervision_test, interrupted_revert_fails_and_changes_nothing) {
 TEST_F(supervision_test, revert_past_its_marker_is_completed_by_the_reopen) {
   // LevelDB holds the target state and the revert marker when the journal
   // dies: recovery truncates the journal, so the revert succeeds.
-  auto store = open({.checkpoint_every_blocks = 1000});
-  ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 10; ++h)
-    ASSERT_OK(apply(*store, h));
-  // A shutdown checkpoints everything: the revert must rewrite LevelDB.
-  ASSERT_OK(store->close());
-  store = open({.checkpoint_every_blocks = 1000});
+  auto store = open_checkpointed_through_10();
   ASSERT_TRUE(store);
   EXPECT_EQ(store->heights(), (store_heights{10, 10, 10}));
   plan->arm("journal.truncate");
@@ -937,13 +951,7 @@ TEST_F(supervision_test, crashed_reopen_is_retried_and_counted) {
 }
 
 TEST_F(supervision_test, revert_completed_by_a_retried_reopen_is_counted_once) {
-  auto store = open({.checkpoint_every_blocks = 1000});
-  ASSERT_TRUE(store);
-  for (block_id h = 1; h <= 10; ++h)
-    ASSERT_OK(apply(*store, h));
-  // A shutdown checkpoints everything: the revert must rewrite LevelDB.
-  ASSERT_OK(store->close());
-  store = open({.checkpoint_every_blocks = 1000});
+  auto store = open_checkpointed_through_10();
   ASSERT_TRUE(store);
   plan->arm("journal.truncate");
   plan->arm("reopen.open");
