@@ -86,6 +86,14 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
                           + "-byte keys, but the options ask for "
                           + std::to_string(*opts.key_width)
                           + "-byte keys; the key width is fixed at creation");
+    if (meta.checkpoint && *meta.checkpoint > memory_state::max_height)
+      return make_error(ec::format_version_mismatch,
+                        "the state database's checkpoint is block "
+                          + std::to_string(*meta.checkpoint)
+                          + ", above the highest height this build accepts ("
+                          + std::to_string(memory_state::max_height)
+                          + "): it was written by an older build; use that "
+                            "build or start from an empty data directory");
   } else {
     meta.key_width = opts.key_width.value_or(default_key_width);
     config_changed = true;

@@ -1177,6 +1177,24 @@ TEST(recovery, a_journaled_height_above_the_highest_accepted_is_refused) {
                        + std::to_string(memory_state::max_height) + ")"});
 }
 
+TEST(recovery, a_checkpoint_above_the_highest_accepted_height_is_refused) {
+  damaged_dir dd;
+  {
+    state_store::options so;
+    so.dir = dd.tmp.path() / "state";
+    auto st = state_store::open(so);
+    ASSERT_TRUE(st) << describe(st.error());
+    checkpoint_batch batch;
+    batch.height = memory_state::max_height + 1;
+    ASSERT_FALSE((*st)->write_checkpoint(batch));
+  }
+  dd.expect_refused(ec::format_version_mismatch,
+                    {"the state database's checkpoint is block "
+                       + std::to_string(memory_state::max_height + 1),
+                     "above the highest height this build accepts ("
+                       + std::to_string(memory_state::max_height) + ")"});
+}
+
 TEST(recovery, damaged_leveldb_table_is_state_corrupt_naming_the_file) {
   damaged_dir dd;
   // Reopening folds LevelDB's log into a table file.
