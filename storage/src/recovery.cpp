@@ -37,6 +37,22 @@ caf::error validate(const store_options& opts) {
   return {};
 }
 
+namespace {
+
+/// Refuses a height above memory_state::max_height, which older builds
+/// accepted: `where` says what holds it ("the journal holds").
+caf::error height_from_an_older_build(const std::string& where,
+                                      block_id height) {
+  return make_error(ec::format_version_mismatch,
+                    where + " block " + std::to_string(height)
+                      + ", above the highest height this build accepts ("
+                      + std::to_string(memory_state::max_height)
+                      + "): it was written by an older build; use that "
+                        "build or start from an empty data directory");
+}
+
+} // namespace
+
 caf::expected<recovered_store>
 recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
   if (auto err = validate(opts))
@@ -87,13 +103,8 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
                           + std::to_string(*opts.key_width)
                           + "-byte keys; the key width is fixed at creation");
     if (meta.checkpoint && *meta.checkpoint > memory_state::max_height)
-      return make_error(ec::format_version_mismatch,
-                        "the state database's checkpoint is block "
-                          + std::to_string(*meta.checkpoint)
-                          + ", above the highest height this build accepts ("
-                          + std::to_string(memory_state::max_height)
-                          + "): it was written by an older build; use that "
-                            "build or start from an empty data directory");
+      return height_from_an_older_build("the state database's checkpoint is",
+                                        *meta.checkpoint);
   } else {
     meta.key_width = opts.key_width.value_or(default_key_width);
     config_changed = true;
@@ -190,13 +201,7 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
     return replay.error();
   for (auto& record : *replay)
     if (record->height > memory_state::max_height)
-      return make_error(ec::format_version_mismatch,
-                        "the journal holds block "
-                          + std::to_string(record->height)
-                          + ", above the highest height this build accepts ("
-                          + std::to_string(memory_state::max_height)
-                          + "): it was written by an older build; use that "
-                            "build or start from an empty data directory");
+      return height_from_an_older_build("the journal holds", record->height);
   for (auto& record : *replay) {
     // Nobody reads yet: without a budget no undo or tombstone is needed.
     if (opts.memory_budget)
