@@ -233,9 +233,9 @@ int run_dump(data_dir_inspector& dd, block_id height, bool raw) {
       buf.push_back('\t');
       buf.append(v);
     } else {
-      buf.append(admin::to_hex(k));
+      buf.append(to_hex(k));
       buf.push_back(' ');
-      buf.append(admin::to_hex(v));
+      buf.append(to_hex(v));
     }
     buf.push_back('\n');
     if (buf.size() >= (1 << 16))

@@ -3,6 +3,7 @@
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/key_order.hpp"
 #include "rollblock/storage/logger.hpp"
+#include "rollblock/storage/state_page.hpp"
 #include "rollblock/storage/state_store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -86,17 +87,6 @@ void progress::finish() {
 }
 
 // -- helpers --------------------------------------------------------------------
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 15]);
-  }
-  return out;
-}
 
 std::size_t verify_result::count(severity level) const {
   return static_cast<std::size_t>(
@@ -211,16 +201,25 @@ struct data_dir_inspector::impl {
   }
 
   /// Iterates the LevelDB records with checksums verified, calling `f` for
-  /// each; from the first state key when `state_only`.
+  /// each (metadata and state pages as stored).
   template <class F>
-  caf::error scan(bool state_only, progress* prog, F&& f) const {
+  caf::error scan_records(progress& prog, F&& f) const {
     std::uint64_t n = 0;
     return state->for_each_record([&](std::string_view k, std::string_view v) {
-      if (state_only && (k.empty() || k[0] != state_prefix))
-        return;
       f(k, v);
-      if (prog != nullptr)
-        prog->update(++n);
+      prog.update(++n);
+    });
+  }
+
+  /// Calls `f` for every key and value at the checkpoint, in key order; a
+  /// malformed state page ends it with ec::state_corrupt.
+  caf::error scan_state(progress& prog,
+                        const std::function<void(const key&, const value&)>& f)
+    const {
+    std::uint64_t n = 0;
+    return state->for_each([&](const key& k, const value& v) {
+      f(k, v);
+      prog.update(++n);
     });
   }
 };
@@ -308,8 +307,7 @@ std::uint64_t data_dir_inspector::state_bytes() const {
 caf::expected<std::uint64_t> data_dir_inspector::count_state_keys() {
   std::uint64_t n = 0;
   progress prog{"counting keys"};
-  if (auto err = impl_->scan(true, &prog,
-                             [&](std::string_view, std::string_view) { ++n; }))
+  if (auto err = impl_->scan_state(prog, [&](const key&, const value&) { ++n; }))
     return err;
   return n;
 }
@@ -388,7 +386,6 @@ caf::error data_dir_inspector::state_at(
   // Merge the overlay into the LevelDB state, in key order.
   progress prog{"reading the state"};
   auto pos = overlay.begin();
-  key k;
   auto flush_below = [&](std::string_view bound, bool all) {
     for (; pos != overlay.end()
            && (all || storage::key_order_less{}(pos->first, bound));
@@ -396,18 +393,14 @@ caf::error data_dir_inspector::state_at(
       if (!pos->second.empty())
         out(pos->first, pos->second);
   };
-  value v;
-  auto err = d.scan(true, &prog, [&](std::string_view raw, std::string_view val) {
-    auto sk = raw.substr(1);
-    flush_below(sk, false);
-    if (pos != overlay.end() && pos->first == sk) {
+  auto err = d.scan_state(prog, [&](const key& k, const value& v) {
+    flush_below(k, false);
+    if (pos != overlay.end() && pos->first == k) {
       if (!pos->second.empty())
         out(pos->first, pos->second);
       ++pos;
       return;
     }
-    k.assign(sk);
-    v.assign(val);
     out(k, v);
   });
   if (err)
@@ -579,36 +572,13 @@ verify_result data_dir_inspector::verify() {
     limited disagreements{r.findings, "keys where the state database and the "
                                       "journal disagree"};
     progress prog{"verify: state records"};
-    auto err = d.scan(false, &prog, [&](std::string_view k,
-                                        std::string_view v) {
-      if (k.starts_with(meta_prefix))
-        return; // Metadata, read above.
-      if (k.empty() || k[0] != state_prefix) {
-        bad_records.add("the state database holds a record with key "
-                        + to_hex(k) + " that is neither metadata nor state");
-        return;
-      }
-      auto sk = k.substr(1);
+    storage::page_image image;
+    key sk;
+    auto check_key = [&](std::string_view v) {
       ++r.state_keys;
-      if (!r.meta)
-        return;
-      if (sk.size() != width) {
-        bad_records.add("state key " + to_hex(sk) + " has "
-                        + std::to_string(sk.size())
-                        + " bytes but the key width is "
-                        + std::to_string(width));
-        return;
-      }
-      if (v.empty())
-        bad_records.add("state key " + to_hex(sk)
-                        + " holds an empty value (deletes are never stored)");
-      else if (v.size() > max_value_size)
-        bad_records.add("state key " + to_hex(sk) + " holds a value of "
-                        + std::to_string(v.size()) + " bytes, more than "
-                        + std::to_string(max_value_size));
       if (!cross)
         return;
-      auto it = at_checkpoint.find(key{sk});
+      auto it = at_checkpoint.find(sk);
       if (it != at_checkpoint.end()) {
         if (it->second != v)
           disagreements.add("key " + to_hex(sk) + " holds " + show_value(v)
@@ -621,6 +591,33 @@ verify_result data_dir_inspector::verify() {
                           + " but no journaled block wrote it (the journal "
                             "was never pruned)");
       }
+    };
+    auto err = d.scan_records(prog, [&](std::string_view k,
+                                        std::string_view v) {
+      if (k.starts_with(meta_prefix))
+        return; // Metadata, read above.
+      if (k.empty() || k[0] != state_prefix) {
+        bad_records.add("the state database holds a record with key "
+                        + to_hex(k) + " that is neither metadata nor state");
+        return;
+      }
+      auto page_key = k.substr(1);
+      if (r.meta && page_key.size() != width) {
+        bad_records.add("state page " + to_hex(page_key) + " has "
+                        + std::to_string(page_key.size())
+                        + "-byte keys but the key width is "
+                        + std::to_string(width));
+        return;
+      }
+      if (auto why = image.decode(page_key, v); !why.empty()) {
+        bad_records.add("state page " + to_hex(page_key)
+                        + " is malformed: " + why);
+        return;
+      }
+      image.for_each([&](std::size_t slot, std::string_view x) {
+        storage::key_in_page(page_key, slot, sk);
+        check_key(x);
+      });
     });
     if (err) {
       problem(message_of(err));

@@ -154,7 +154,4 @@ private:
   std::filesystem::path dir_;
 };
 
-/// Lower-case hex of `bytes`.
-std::string to_hex(std::string_view bytes);
-
 } // namespace rollblock::admin

@@ -29,4 +29,15 @@ std::uint64_t u64_from_bytes(std::string_view x) {
   return result;
 }
 
+std::string to_hex(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
 } // namespace rollblock

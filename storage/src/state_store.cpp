@@ -2,11 +2,12 @@
 //
 // Record layout (one LevelDB database, its keys compared by
 // state_key_comparator below, named "rollblock.KeyOrder": metadata keys
-// bytewise, state keys after them in key order, see key_order.hpp):
+// bytewise, state pages after them in key order, see key_order.hpp):
 //
 //   key                      value
 //   -----------------------  ---------------------------------------------
-//   "s" + <key bytes>        <value bytes>           state at the checkpoint
+//   "s" + <page key>         a page: the values of up to 64 keys at the
+//                            checkpoint (encoding in state_page.hpp)
 //   "m/format_version"       fixed64 (little endian) format of the records
 //   "m/key_width"            fixed64                 key width in bytes
 //   "m/durability"           to_string(durability_mode), e.g. "sync",
@@ -19,25 +20,33 @@
 //   "m/reverted_to"          fixed64                 the checkpoint came from
 //                                                    a revert to this height
 //
-// fixed64 is 8 bytes, least significant first (value_from_u64). A state key
-// has the store's key width; an empty value is never stored (writing one
-// deletes the key). All metadata keys sort before all state keys ('m' <
-// 's'), so iterating the state is a scan of the "s" prefix.
+// fixed64 is 8 bytes, least significant first (value_from_u64). A page key
+// has the store's key width: a key with its slot bits zero (state_page.hpp);
+// a page with no entry is never stored. All metadata keys sort before all
+// state pages ('m' < 's'), so iterating the state is a scan of the "s"
+// prefix.
+//
+// A checkpoint reads every page its writes touch, changes it and writes it
+// back whole (or deletes it when it is left empty): pages are read only by
+// their one writer (the persistence actor) and by readers, who see a page
+// as of one checkpoint or the next, never between.
 //
 // A store without "m/format_version" is new: read_metadata returns nullopt.
 // write_config writes the four configuration records in one synced batch;
-// write_checkpoint writes the state changes, "m/checkpoint" and, when set,
+// write_checkpoint writes the changed pages, "m/checkpoint" and, when set,
 // "m/revert_marker" and "m/reverted_to" (or deletes "m/reverted_to") in one
 // synced batch, so a checkpoint is all or nothing across crashes. The
 // optional records (checkpoint, pruned_through, revert_marker, reverted_to)
 // are absent until first written. A record of another format version
 // (another "m/format_version") is refused with format_version_mismatch
-// naming the version found and the one expected.
+// naming the version found and the one expected; a malformed page with
+// state_corrupt naming it.
 
 #include "rollblock/storage/state_store.hpp"
 
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/key_order.hpp"
+#include "rollblock/storage/state_page.hpp"
 
 #include <leveldb/cache.h>
 #include <leveldb/comparator.h>
@@ -109,14 +118,6 @@ const key_order_comparator state_key_order;
 
 leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
-}
-
-std::string state_key(std::string_view k) {
-  std::string result;
-  result.reserve(k.size() + 1);
-  result.push_back(state_prefix);
-  result.append(k);
-  return result;
 }
 
 /// Every read verifies the checksums of the blocks it loads: a block cached
@@ -270,6 +271,20 @@ struct state_store::impl {
     delete cache;
     delete filter;
   }
+
+  /// Returns ec::state_corrupt for the page stored under `record_key`.
+  caf::error malformed_page(std::string_view record_key,
+                            const std::string& why) const;
+
+  /// Reads and decodes the page stored under `record_key` ("s" + page key)
+  /// into `image`, its bytes into `bytes` (empty: no such page).
+  caf::error read_page(std::string_view record_key, std::string& bytes,
+                       page_image& image) const;
+
+  /// The WriteBatch of a checkpoint: the pages its writes change, then the
+  /// checkpoint height and the revert records.
+  caf::expected<leveldb::WriteBatch>
+  checkpoint_write_batch(const checkpoint_batch& batch) const;
 
   caf::error write(leveldb::WriteBatch& batch, const std::string& what) {
     if (read_only)
@@ -492,51 +507,91 @@ caf::error state_store::write_config(const store_metadata& meta) {
 
 namespace {
 
-/// The WriteBatch of a checkpoint: its writes in key order, then the
-/// checkpoint height and the revert records.
-leveldb::WriteBatch checkpoint_write_batch(const checkpoint_batch& batch) {
-  // In key order: LevelDB's memtable (a skiplist) inserts neighbouring keys
-  // along paths that stay in the cache. checkpoint_builder's batches come
-  // sorted; others (tools, tests) are sorted here.
+/// The writes of `batch` in key order (pages are runs in it).
+std::vector<const checkpoint_write*> writes_in_key_order(
+  const checkpoint_batch& batch) {
+  std::vector<const checkpoint_write*> result;
+  result.reserve(batch.writes.size());
+  auto by_key = [](const checkpoint_write& a, const checkpoint_write& b) {
+    return key_order_less{}(a.k, b.k);
+  };
+  if (std::is_sorted(batch.writes.begin(), batch.writes.end(), by_key)) {
+    // checkpoint_builder's batches come sorted.
+    for (auto& write : batch.writes)
+      result.push_back(&write);
+    return result;
+  }
+  // Others (tools, tests) are sorted here, stably: of two writes of one
+  // key, the later wins.
   struct sort_entry {
     std::uint64_t prefix;
     const checkpoint_write* write;
   };
   std::vector<sort_entry> sorted;
-  auto by_key = [](const checkpoint_write& a, const checkpoint_write& b) {
-    return key_order_less{}(a.k, b.k);
-  };
-  if (!std::is_sorted(batch.writes.begin(), batch.writes.end(), by_key)) {
-    sorted.reserve(batch.writes.size());
-    for (auto& write : batch.writes)
-      sorted.push_back({key_prefix(write.k), &write});
-    sort_in_key_order(sorted,
-                      [](const sort_entry& e) { return e.write->k; });
-  }
+  sorted.reserve(batch.writes.size());
+  for (auto& write : batch.writes)
+    sorted.push_back({key_prefix(write.k), &write});
+  sort_in_key_order(sorted, [](const sort_entry& e) { return e.write->k; });
+  for (auto& entry : sorted)
+    result.push_back(entry.write);
+  return result;
+}
+
+} // namespace
+
+caf::error state_store::impl::malformed_page(std::string_view record_key,
+                                             const std::string& why) const {
+  return make_error(ec::state_corrupt,
+                    "the state page " + to_hex(record_key.substr(1))
+                      + " in the state database at " + dir.string()
+                      + " is malformed: " + why
+                      + "; restore the data directory from a backup or "
+                        "rebuild it");
+}
+
+caf::error state_store::impl::read_page(std::string_view record_key,
+                                        std::string& bytes,
+                                        page_image& image) const {
+  bytes.clear();
+  auto st = db->Get(checked_reads(), slice(record_key), &bytes);
+  if (!st.ok() && !st.IsNotFound())
+    return status_error(st, "reading a state page", dir, env);
+  if (auto why = image.decode(record_key.substr(1), bytes); !why.empty())
+    return malformed_page(record_key, why);
+  return {};
+}
+
+caf::expected<leveldb::WriteBatch>
+state_store::impl::checkpoint_write_batch(const checkpoint_batch& batch) const {
+  auto writes = writes_in_key_order(batch);
+  // Each page a write touches is read, changed and written back whole (or
+  // deleted when no entry is left).
   leveldb::WriteBatch wb;
-  std::string k;
-  auto add = [&](const checkpoint_write& write) {
-    k.clear();
-    k.push_back(state_prefix);
-    k.append(write.k);
-    if (write.v.empty())
-      wb.Delete(k);
-    else
-      wb.Put(k, slice(write.v));
-  };
-  if (sorted.empty()) {
-    // The writes view the batch's records in key order, which jumps
-    // between them: load a few writes ahead.
-    constexpr std::size_t ahead = 8;
-    auto& writes = batch.writes;
-    for (std::size_t i = 0; i < writes.size(); ++i) {
-      if (i + ahead < writes.size())
-        __builtin_prefetch(writes[i + ahead].k.data());
-      add(writes[i]);
+  std::string record_key;
+  std::string stored;
+  std::string encoded;
+  page_image image;
+  for (std::size_t i = 0; i < writes.size();) {
+    auto first = writes[i]->k;
+    record_key.assign(1, state_prefix);
+    std::string page_key;
+    page_key_of(first, page_key);
+    record_key.append(page_key);
+    if (auto err = read_page(record_key, stored, image))
+      return err;
+    bool existed = !stored.empty();
+    for (; i < writes.size() && writes[i]->k.size() == first.size()
+           && same_page(writes[i]->k, first);
+         ++i)
+      image.set(slot_of(writes[i]->k), writes[i]->v);
+    if (image.empty()) {
+      if (existed)
+        wb.Delete(slice(record_key));
+      continue;
     }
-  } else {
-    for (auto& entry : sorted)
-      add(*entry.write);
+    encoded.clear();
+    image.encode(encoded);
+    wb.Put(slice(record_key), slice(encoded));
   }
   wb.Put(slice(checkpoint_key), value_from_u64(batch.height));
   if (batch.revert_marker) {
@@ -548,21 +603,23 @@ leveldb::WriteBatch checkpoint_write_batch(const checkpoint_batch& batch) {
   return wb;
 }
 
-} // namespace
-
 caf::error state_store::write_checkpoint(const checkpoint_batch& batch) {
-  auto wb = checkpoint_write_batch(batch);
-  return impl_->write(wb, "writing checkpoint "
-                            + std::to_string(batch.height));
+  auto wb = impl_->checkpoint_write_batch(batch);
+  if (!wb)
+    return std::move(wb.error());
+  return impl_->write(*wb, "writing checkpoint "
+                             + std::to_string(batch.height));
 }
 
 caf::error state_store::write_checkpoint(checkpoint_batch&& batch) {
-  auto wb = checkpoint_write_batch(batch);
+  auto wb = impl_->checkpoint_write_batch(batch);
+  if (!wb)
+    return std::move(wb.error());
   // The WriteBatch holds a copy: release the writes (32 bytes each, ~40 MB
   // for a typical checkpoint) before LevelDB's memtable grows.
   std::vector<checkpoint_write>{}.swap(batch.writes);
-  return impl_->write(wb, "writing checkpoint "
-                            + std::to_string(batch.height));
+  return impl_->write(*wb, "writing checkpoint "
+                             + std::to_string(batch.height));
 }
 
 caf::error state_store::write_pruned_through(block_id height) {
@@ -579,13 +636,15 @@ caf::error state_store::clear_revert_marker() {
 }
 
 caf::expected<value> state_store::get(std::string_view k) const {
-  value result;
-  auto st = impl_->db->Get(checked_reads(), state_key(k), &result);
-  if (st.IsNotFound())
-    return value{};
-  if (!st.ok())
-    return status_error(st, "reading a key", impl_->dir, impl_->env);
-  return result;
+  std::string record_key(1, state_prefix);
+  std::string page_key;
+  page_key_of(k, page_key);
+  record_key.append(page_key);
+  std::string stored;
+  page_image image;
+  if (auto err = impl_->read_page(record_key, stored, image))
+    return err;
+  return value{image.get(slot_of(k))};
 }
 
 caf::error
@@ -594,15 +653,23 @@ state_store::for_each(const std::function<void(const key&, const value&)>& f)
   auto ro = checked_reads();
   ro.fill_cache = false; // A full scan would only evict the hot blocks.
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
+  page_image image;
   key k;
   value v;
   for (it->Seek(leveldb::Slice{&state_prefix, 1}); it->Valid(); it->Next()) {
     auto raw = it->key();
     if (raw.empty() || raw[0] != state_prefix)
       break;
-    k.assign(raw.data() + 1, raw.size() - 1);
-    v.assign(it->value().data(), it->value().size());
-    f(k, v);
+    auto record_key = std::string_view{raw.data(), raw.size()};
+    auto page_key = record_key.substr(1);
+    auto why = image.decode(page_key, {it->value().data(), it->value().size()});
+    if (!why.empty())
+      return impl_->malformed_page(record_key, why);
+    image.for_each([&](std::size_t slot, std::string_view x) {
+      key_in_page(page_key, slot, k);
+      v.assign(x);
+      f(k, v);
+    });
   }
   if (auto st = it->status(); !st.ok())
     return status_error(st, "iterating the state", impl_->dir, impl_->env);

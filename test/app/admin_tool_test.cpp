@@ -13,6 +13,7 @@
 #include "support/truncation_record.hpp"
 
 #include <gtest/gtest.h>
+#include <leveldb/db.h>
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -290,7 +291,7 @@ TEST(admin_tool, verify_clean_store) {
     lines_of(r.out),
     (std::vector<std::string>{
       "verifying data directory " + s.dir.string(),
-      "metadata: format version 2, key width 8, durability sync, rollback "
+      "metadata: format version 3, key width 8, durability sync, rollback "
       "window 100",
       "heights: checkpoint 12, pruned through none, revert marker none",
       "journal: 20 entries (" + std::to_string(changes_of(s.spec.blocks))
@@ -387,6 +388,39 @@ TEST(admin_tool, verify_finds_state_that_disagrees_with_the_journal) {
   EXPECT_EQ(lines_of(r.out).back(), "result: corrupt, 1 problem");
 }
 
+TEST(admin_tool, verify_and_dump_report_a_malformed_state_page) {
+  small_store s;
+  // A page far from the store's keys whose only entry has an empty value.
+  auto page = key_from_u64(1ull << 40);
+  {
+    leveldb::Options opts;
+    opts.comparator = &storage::state_key_comparator();
+    leveldb::DB* raw = nullptr;
+    auto st = leveldb::DB::Open(opts, (s.dir / "state").string(), &raw);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    std::unique_ptr<leveldb::DB> db{raw};
+    leveldb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db->Put(wo, "s" + page, std::string{"\x05\x00", 2}).ok());
+  }
+  auto why = "entry at byte 0: slot 5 holds an empty value (deletes are "
+             "never stored)";
+  auto r = run_tool({"--data-dir", s.dir.string(), "verify"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_TRUE(has_line_starting(r.out, "problem: state page " + hex(page)
+                                         + " is malformed: " + why))
+    << r.out;
+  EXPECT_EQ(lines_of(r.out).back(), "result: corrupt, 1 problem");
+  auto dump = run_tool({"--data-dir", s.dir.string(), "dump", "--at", "12"});
+  EXPECT_EQ(dump.code, 1);
+  EXPECT_NE(dump.err.find("the state page " + hex(page)
+                          + " in the state database at "
+                          + (s.dir / "state").string() + " is malformed: "
+                          + why),
+            std::string::npos)
+    << dump.err;
+}
+
 // -- info -----------------------------------------------------------------------
 
 TEST(admin_tool, info_reports_the_figures) {
@@ -408,7 +442,7 @@ TEST(admin_tool, info_reports_the_figures) {
   EXPECT_EQ(lines,
             (std::vector<std::string>{
               "data directory: " + s.dir.string(),
-              "format version: 2",
+              "format version: 3",
               "key width: 8",
               "durability mode: sync",
               "rollback window: 100",

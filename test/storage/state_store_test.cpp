@@ -2,6 +2,7 @@
 
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/key_order.hpp"
+#include "rollblock/storage/state_page.hpp"
 #include "support/fault_env.hpp"
 #include "support/spawn_self.hpp"
 #include "support/temp_dir.hpp"
@@ -20,6 +21,7 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -227,19 +229,23 @@ TEST(state_store, checkpoint_batch_round_trip) {
   EXPECT_GT(store->size_bytes(), max_value_size);
 }
 
-TEST(state_store, state_keys_are_in_key_order_in_leveldb) {
-  // The store's LevelDB holds the metadata keys first, then the state keys
-  // in key order, and keys another writer adds through state_key_comparator
-  // are found in that order too. 16-byte keys, a few 8-byte prefixes
-  // shared by many (ties on the first 8 bytes), bytes above 0x7f; 40,000
-  // of them in hand-built (unsorted) batches, enough to flush the 1 MiB
-  // memtable into tables.
+TEST(state_store, state_pages_are_in_key_order_in_leveldb) {
+  // The store's LevelDB holds the metadata keys first, then the state pages
+  // in key order, each holding the keys that differ from its key only in
+  // the low 6 bits of their last byte (16-byte keys); pages another writer
+  // adds through state_key_comparator are found in that order too. A few
+  // 8-byte prefixes shared by many keys (ties on the first 8 bytes), last
+  // bytes drawn from 4 values so that pages hold several keys, bytes above
+  // 0x7f; 40,000 writes in hand-built (unsorted) batches, enough to flush
+  // the 1 MiB memtable into tables.
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   std::mt19937_64 rng{16};
   auto random_key = [&] {
-    return key_from_u64(rng() % 7 * 0x8081828384858687ull, 8)
-           + key_from_u64(rng(), 8);
+    auto k = key_from_u64(rng() % 7 * 0x8081828384858687ull, 8)
+             + key_from_u64(rng() % 1000, 8);
+    k[15] = static_cast<char>(0x80 | (rng() % 4));
+    return k;
   };
   std::map<key, value, key_order_less> model;
   {
@@ -272,21 +278,56 @@ TEST(state_store, state_keys_are_in_key_order_in_leveldb) {
       ++metadata;
     EXPECT_EQ(metadata, 5u); // write_config's four and m/checkpoint
     auto expected = model.begin();
+    std::size_t pages = 0;
     std::size_t seen = 0;
+    page_image image;
+    key k;
+    std::string page_key;
     for (; it->Valid(); it->Next()) {
       ASSERT_TRUE(it->key().starts_with("s"));
-      ASSERT_NE(expected, model.end());
-      EXPECT_EQ(it->key().ToString(), "s" + expected->first);
-      ++expected;
-      ++seen;
+      ++pages;
+      auto pk = it->key().ToString().substr(1);
+      auto bytes = it->value().ToString(); // the image views it
+      auto why = image.decode(pk, bytes);
+      ASSERT_EQ(why, "");
+      image.for_each([&](std::size_t slot, std::string_view v) {
+        key_in_page(pk, slot, k);
+        ASSERT_NE(expected, model.end());
+        EXPECT_EQ(k, expected->first);
+        EXPECT_EQ(v, expected->second);
+        page_key_of(k, page_key);
+        EXPECT_EQ(page_key, pk);
+        ++expected;
+        ++seen;
+      });
     }
     ASSERT_TRUE(it->status().ok()) << it->status().ToString();
     EXPECT_EQ(seen, model.size());
+    // One page per distinct page key, and most hold several keys.
+    std::set<key> page_keys;
+    for (auto& kv : model) {
+      page_key_of(kv.first, page_key);
+      page_keys.insert(page_key);
+    }
+    EXPECT_EQ(pages, page_keys.size());
+    EXPECT_LT(pages * 2, model.size());
+    // Another writer's pages: a key of its own (last byte 0x40: a slot no
+    // page above uses, in pages none of them has).
     leveldb::WriteBatch more;
     for (int i = 0; i < 500; ++i) {
-      auto k = random_key();
-      model[k] = "raw";
-      more.Put("s" + k, "raw");
+      auto nk = key_from_u64(rng() % 7 * 0x8081828384858687ull, 8)
+                + key_from_u64(rng(), 8);
+      nk[15] = static_cast<char>(0x41);
+      page_key_of(nk, page_key);
+      if (page_keys.count(page_key) > 0)
+        continue;
+      page_keys.insert(page_key);
+      model[nk] = "raw";
+      page_image one;
+      one.set(slot_of(nk), "raw");
+      std::string bytes;
+      one.encode(bytes);
+      more.Put("s" + page_key, bytes);
     }
     ASSERT_TRUE(db->Write({}, &more).ok());
   }
@@ -300,6 +341,128 @@ TEST(state_store, state_keys_are_in_key_order_in_leveldb) {
     if (std::distance(i, model.end()) <= 97)
       break;
   }
+}
+
+TEST(state_store, sequential_keys_share_pages_and_an_emptied_page_is_deleted) {
+  test::temp_dir tmp;
+  auto store = open_store(tmp.path() / "state");
+  ASSERT_TRUE(store);
+  ASSERT_FALSE(store->write_config(sample_config()));
+  auto state_records = [&] {
+    std::vector<std::pair<std::string, std::string>> result;
+    EXPECT_FALSE(store->for_each_record(
+      [&](std::string_view k, std::string_view v) {
+        if (k.starts_with("s"))
+          result.emplace_back(k.substr(1), v);
+      }));
+    return result;
+  };
+  auto keys_of_page = [&](const std::string& page_key,
+                          const std::string& bytes) {
+    page_image image;
+    EXPECT_EQ(image.decode(page_key, bytes), "");
+    std::vector<std::uint64_t> result;
+    image.for_each([&](std::size_t slot, std::string_view v) {
+      key k;
+      key_in_page(page_key, slot, k);
+      EXPECT_EQ(v, value_from_u64(u64_from_bytes(k) * 3));
+      result.push_back(u64_from_bytes(k));
+    });
+    return result;
+  };
+  auto range = [](std::uint64_t from, std::uint64_t to) {
+    std::vector<std::uint64_t> result;
+    for (auto i = from; i <= to; ++i)
+      result.push_back(i);
+    return result;
+  };
+  checkpoint_batch inserts;
+  inserts.height = 1;
+  for (std::uint64_t i = 1; i <= 200; ++i)
+    inserts.put(key_from_u64(i), value_from_u64(i * 3));
+  ASSERT_FALSE(store->write_checkpoint(inserts));
+  // Keys 1..200: four pages, keyed by their first key's page key.
+  auto records = state_records();
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0].first, key_from_u64(0));
+  EXPECT_EQ(keys_of_page(records[0].first, records[0].second), range(1, 63));
+  EXPECT_EQ(records[1].first, key_from_u64(64));
+  EXPECT_EQ(keys_of_page(records[1].first, records[1].second), range(64, 127));
+  EXPECT_EQ(records[2].first, key_from_u64(128));
+  EXPECT_EQ(keys_of_page(records[2].first, records[2].second),
+            range(128, 191));
+  EXPECT_EQ(records[3].first, key_from_u64(192));
+  EXPECT_EQ(keys_of_page(records[3].first, records[3].second),
+            range(192, 200));
+  // Deleting all of page 64 removes its record; deleting key 1 and adding
+  // key 201 rewrites pages 0 and 192.
+  checkpoint_batch deletes;
+  deletes.height = 2;
+  for (std::uint64_t i = 64; i <= 127; ++i)
+    deletes.put(key_from_u64(i), "");
+  deletes.put(key_from_u64(1), "");
+  deletes.put(key_from_u64(201), value_from_u64(603));
+  ASSERT_FALSE(store->write_checkpoint(deletes));
+  records = state_records();
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(keys_of_page(records[0].first, records[0].second), range(2, 63));
+  EXPECT_EQ(records[1].first, key_from_u64(128));
+  EXPECT_EQ(records[2].first, key_from_u64(192));
+  EXPECT_EQ(keys_of_page(records[2].first, records[2].second),
+            range(192, 201));
+  auto got = store->get(key_from_u64(100));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, "");
+  got = store->get(key_from_u64(201));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, value_from_u64(603));
+  EXPECT_EQ(all_of(*store).size(), 62u + 64u + 10u);
+}
+
+TEST(state_store, a_malformed_page_is_state_corrupt_and_changes_nothing) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  {
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    ASSERT_FALSE(store->write_config(sample_config()));
+    checkpoint_batch batch;
+    batch.height = 4;
+    batch.put(key_from_u64(1), "one");
+    batch.put(key_from_u64(65), "sixty-five");
+    ASSERT_FALSE(store->write_checkpoint(batch));
+  }
+  // Page 64 (key 65's) damaged: a slot number above 63.
+  put_raw(dir, "s" + key_from_u64(64), std::string{"\x41\x01x", 3});
+  auto store = open_store(dir);
+  ASSERT_TRUE(store);
+  auto expected = "the state page 4000000000000000 in the state database at "
+                  + dir.string()
+                  + " is malformed: entry at byte 0: slot 65 is outside "
+                    "0..63; restore the data directory from a backup or "
+                    "rebuild it";
+  auto got = store->get(key_from_u64(65));
+  ASSERT_FALSE(got);
+  EXPECT_EQ(code_of(got.error()), ec::state_corrupt);
+  EXPECT_EQ(message_of(got.error()), expected);
+  auto err = store->for_each([](const key&, const value&) {});
+  EXPECT_EQ(code_of(err), ec::state_corrupt);
+  EXPECT_EQ(message_of(err), expected);
+  // A checkpoint that would rewrite the page is refused whole.
+  checkpoint_batch batch;
+  batch.height = 5;
+  batch.put(key_from_u64(1), "changed");
+  batch.put(key_from_u64(66), "x");
+  err = store->write_checkpoint(batch);
+  EXPECT_EQ(code_of(err), ec::state_corrupt);
+  EXPECT_EQ(message_of(err), expected);
+  auto meta = store->read_metadata();
+  ASSERT_TRUE(meta && *meta);
+  EXPECT_EQ((*meta)->checkpoint, std::optional<block_id>{4});
+  // Other pages read as before.
+  got = store->get(key_from_u64(1));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, "one");
 }
 
 TEST(state_store, a_bytewise_ordered_directory_is_refused_unchanged) {
@@ -346,7 +509,7 @@ TEST(state_store, a_bytewise_ordered_directory_is_refused_unchanged) {
   EXPECT_NE(msg.find("reads version " + std::to_string(format_version)),
             std::string::npos)
     << msg;
-  EXPECT_EQ(format_version, 2u);
+  EXPECT_EQ(format_version, 3u);
   write_or_read(false);
 }
 
@@ -734,12 +897,16 @@ TEST(state_store, read_only_opening_creates_nothing_and_refuses_writes) {
   EXPECT_EQ(code_of(err), ec::invalid_argument);
   EXPECT_NE(message_of(err).find("opened read-only"), std::string::npos);
   EXPECT_EQ(code_of((*store)->clear_revert_marker()), ec::invalid_argument);
-  std::vector<std::string> records;
+  std::vector<std::pair<std::string, std::string>> records;
   ASSERT_FALSE((*store)->for_each_record(
-    [&](std::string_view k, std::string_view) { records.emplace_back(k); }));
-  // Metadata records ("m/...") and the one state record ("s" + key).
-  EXPECT_EQ(records.back(), "s" + key_from_u64(1));
-  EXPECT_EQ(records.front(), "m/checkpoint");
+    [&](std::string_view k, std::string_view v) {
+      records.emplace_back(k, v);
+    }));
+  // Metadata records ("m/...") and the one state page: "s" + the page key
+  // (key 1 with its slot bits zero), holding slot 1, size 3, "one".
+  using record = std::pair<std::string, std::string>;
+  EXPECT_EQ(records.back(), (record{"s" + key_from_u64(0), "\x01\x03one"}));
+  EXPECT_EQ(records.front().first, "m/checkpoint");
   // LevelDB's own log is left alone.
   EXPECT_EQ(std::filesystem::file_size(log), log_size);
 }

@@ -35,6 +35,9 @@ key key_from_prefix(std::string_view prefix, std::size_t width);
 /// Returns `x` as 8 little-endian bytes.
 value value_from_u64(std::uint64_t x);
 
+/// Returns `bytes` in lower-case hex (keys and values in messages).
+std::string to_hex(std::string_view bytes);
+
 /// Decodes 8 little-endian bytes. REQUIRES: x.size() >= 8.
 std::uint64_t u64_from_bytes(std::string_view x);
 

@@ -26,10 +26,10 @@ class Env;
 namespace rollblock::storage {
 
 /// The format version of the state store's records (and of the data
-/// directory as a whole). Bumped on any incompatible change. Version 2
-/// keeps the state keys in key order (key_order.hpp); version 1 kept them
-/// bytewise.
-constexpr std::uint32_t format_version = 2;
+/// directory as a whole). Bumped on any incompatible change. Version 3
+/// keeps the state in pages of up to 64 keys (state_page.hpp); version 2
+/// kept a record per key; version 1 kept them bytewise, not in key order.
+constexpr std::uint32_t format_version = 3;
 
 /// The order of the state database's LevelDB keys: what a tool or test that
 /// opens that database directly must pass as leveldb::Options::comparator.

@@ -1,0 +1,97 @@
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace rollblock::storage {
+
+// A page of the state database: the values of up to 64 keys that are
+// neighbours in key order, kept as one LevelDB record (state_store.cpp).
+// The keys of a page differ only in the low 6 bits of their least
+// significant byte in key order (key_order.hpp): byte 0 for 8-byte keys,
+// the last byte for wider ones; that byte's low 6 bits are the key's slot.
+// The page's key is its keys' common bytes with the slot bits zero.
+//
+// A block of new sequential keys fills whole pages: LevelDB then stores,
+// sorts and compacts one record per 64 keys instead of one per key. Keys
+// far apart in key order (random keys, hashes) have a page each.
+//
+// Encoding of a page's value: its entries in increasing slot order, each
+//
+//   slot     1 byte   0..63
+//   size     varint32 (7 bits per byte, least significant first) 1..max_value_size
+//   value    `size` bytes
+//
+// A page with no entry is never stored (its record is deleted).
+
+/// The number of keys a page holds.
+constexpr std::size_t page_slots = 64;
+
+/// Returns the index of the byte that holds a key's slot bits.
+/// REQUIRES: width >= 8.
+constexpr std::size_t slot_byte(std::size_t width) noexcept {
+  return width == 8 ? 0 : width - 1;
+}
+
+/// Returns the slot of `k` in its page.
+/// REQUIRES: k.size() >= 8.
+inline std::size_t slot_of(std::string_view k) noexcept {
+  return static_cast<unsigned char>(k[slot_byte(k.size())]) % page_slots;
+}
+
+/// Returns whether `a` and `b` (same width) are in the same page.
+/// REQUIRES: a.size() == b.size() && a.size() >= 8.
+bool same_page(std::string_view a, std::string_view b) noexcept;
+
+/// Writes the key of the page holding `k` to `out` (replacing its contents).
+/// REQUIRES: k.size() >= 8.
+void page_key_of(std::string_view k, std::string& out);
+
+/// Writes the key in `slot` of the page with key `page_key` to `out`.
+/// REQUIRES: page_key.size() >= 8 && slot < page_slots.
+void key_in_page(std::string_view page_key, std::size_t slot, std::string& out);
+
+/// A page decoded: the value of every slot (empty: no entry). The values
+/// view the bytes decode() read.
+class page_image {
+public:
+  /// Replaces the image with the page stored under `page_key` with value
+  /// `bytes` (empty: a page with no entry). Returns why they are not a page
+  /// (a key of another size than min_key_width..max_key_width or with slot
+  /// bits set, a malformed entry), or an empty string; a failed decode
+  /// leaves the image empty.
+  std::string decode(std::string_view page_key, std::string_view bytes);
+
+  /// Returns the value in `slot` (empty: none).
+  std::string_view get(std::size_t slot) const noexcept {
+    return values_[slot];
+  }
+
+  /// Sets the value in `slot` (empty: removes it). `v` must outlive the
+  /// image's use.
+  void set(std::size_t slot, std::string_view v) noexcept {
+    values_[slot] = v;
+  }
+
+  /// Returns whether no slot holds a value.
+  bool empty() const noexcept;
+
+  /// Calls `f(slot, value)` for every entry in slot order.
+  template <class F>
+  void for_each(F&& f) const {
+    for (std::size_t slot = 0; slot < page_slots; ++slot)
+      if (!values_[slot].empty())
+        f(slot, values_[slot]);
+  }
+
+  /// Appends the encoding of the page to `out`.
+  void encode(std::string& out) const;
+
+private:
+  std::array<std::string_view, page_slots> values_{};
+};
+
+} // namespace rollblock::storage
