@@ -11,7 +11,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <thread>
+
 namespace rollblock {
+
+void use_one_worker_per_core(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.max-threads",
+          std::max<std::size_t>(2, std::thread::hardware_concurrency()));
+}
 
 void add_rollblock_types(caf::actor_system_config& cfg) {
   // The types of store_actor's messages, so that it works across a network

@@ -13,7 +13,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <future>
+#include <thread>
 
 using namespace rollblock;
 
@@ -48,6 +50,15 @@ struct store_actor_test : ::testing::Test {
 };
 
 } // namespace
+
+TEST(store_actor, the_scheduler_runs_one_worker_per_core) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 7);
+  use_one_worker_per_core(cfg);
+  caf::actor_system sys{cfg};
+  EXPECT_EQ(sys.scheduler().num_workers(),
+            std::max<std::size_t>(2, std::thread::hardware_concurrency()));
+}
 
 TEST_F(store_actor_test, event_based_actor_applies_and_reads) {
   auto store = spawn();

@@ -23,6 +23,14 @@ struct store_handle {
 /// constructing the actor system.
 void add_rollblock_types(caf::actor_system_config& cfg);
 
+/// Sizes CAF's scheduler to one worker thread per core (at least 2). CAF
+/// 0.17 starts max(4, cores) workers: on a 2-core machine the store's
+/// actors then hop between 4 threads that the kernel switches, ~10% of the
+/// write throughput (bench/RESULTS.md section 13). rollblockd and
+/// blocking_store's own system use it. Call before constructing the actor
+/// system; it replaces a size set before.
+void use_one_worker_per_core(caf::actor_system_config& cfg);
+
 /// Opens the data directory `opts.data_dir` (recovering it, see
 /// storage::recover) and spawns the store's actors in `sys`. Blocks while it
 /// recovers. To close: request atom::shutdown and wait for the reply (the
