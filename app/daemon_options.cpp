@@ -3,6 +3,7 @@
 #include "rollblock/messages/error.hpp"
 #include "rollblock/messages/memory_budget.hpp"
 #include "rollblock/messages/types.hpp"
+#include "rollblock/storage/state_page.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -39,6 +40,9 @@ po::options_description describe_options() {
      "serve Prometheus /metrics on this port (default off)")
     ("key-bytes", po::value<std::string>(),
      "key width of a new store, 8..64 (default 8)")
+    ("page-keys", po::value<std::string>(),
+     "keys per LevelDB state record of a new store: 1, 2, 4 ... 64 (default "
+     "64 for 8-byte keys, 1 for wider; 1 suits hashes)")
     ("durability", po::value<std::string>(),
      "sync | sync-relaxed:N | async:P | async-relaxed:P:N (default: stored, "
      "or sync)")
@@ -196,6 +200,13 @@ caf::expected<daemon_options> parse_daemon_options(int argc,
   if (auto err = number("key-bytes", result.key_bytes, min_key_width,
                         max_key_width))
     return err;
+  if (auto err = number("page-keys", result.page_keys, 1,
+                        storage::max_page_keys))
+    return err;
+  if (result.page_keys && !storage::valid_page_keys(*result.page_keys))
+    return bad("--page-keys: invalid value '"
+               + std::to_string(*result.page_keys)
+               + "' (expected a power of two from 1 to 64)");
   if (auto err = number("min-rollback-window", result.min_rollback_window, 0,
                         u64_max))
     return err;

@@ -22,6 +22,8 @@ struct daemon_options {
   std::optional<std::uint16_t> metrics_port;
   /// Key width for a new store; ignored (checked) for an existing one.
   std::optional<std::size_t> key_bytes;
+  /// Keys per state page for a new store; checked for an existing one.
+  std::optional<std::size_t> page_keys;
   std::optional<durability_mode> durability;
   std::optional<std::uint64_t> min_rollback_window;
   /// The store's memory budget in bytes; unset: unlimited.

@@ -601,15 +601,18 @@ verify_result data_dir_inspector::verify() {
                         + to_hex(k) + " that is neither metadata nor state");
         return;
       }
+      if (!r.meta)
+        return; // Its page size is unknown: checksums verified only.
       auto page_key = k.substr(1);
-      if (r.meta && page_key.size() != width) {
+      if (page_key.size() != width) {
         bad_records.add("state page " + to_hex(page_key) + " has "
                         + std::to_string(page_key.size())
                         + "-byte keys but the key width is "
                         + std::to_string(width));
         return;
       }
-      if (auto why = image.decode(page_key, v); !why.empty()) {
+      if (auto why = image.decode(page_key, v, r.meta->page_keys);
+          !why.empty()) {
         bad_records.add("state page " + to_hex(page_key)
                         + " is malformed: " + why);
         return;
@@ -622,7 +625,7 @@ verify_result data_dir_inspector::verify() {
     if (err) {
       problem(message_of(err));
     } else {
-      r.state_checked = true;
+      r.state_checked = r.meta.has_value();
       if (cross) {
         std::vector<const std::pair<const key, value>*> missing;
         for (auto& kv : at_checkpoint)

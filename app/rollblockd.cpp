@@ -48,6 +48,7 @@ int serve(const daemon_options& opts, const sigset_t& signals) {
   store_options store_opts;
   store_opts.data_dir = opts.data_dir;
   store_opts.key_width = opts.key_bytes;
+  store_opts.page_keys = opts.page_keys;
   store_opts.durability = opts.durability;
   store_opts.min_rollback_window = opts.min_rollback_window;
   store_opts.max_restarts = opts.max_restarts;

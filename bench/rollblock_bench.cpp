@@ -18,6 +18,7 @@
 #include "rollblock/messages/durability.hpp"
 #include "rollblock/messages/error.hpp"
 #include "rollblock/messages/memory_budget.hpp"
+#include "rollblock/storage/state_page.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -46,8 +47,12 @@ struct config {
   std::uint64_t deletes = 9000;
   std::string mode = "async-relaxed";
   std::string engine = "rollblock";
+  /// "sequential": key n is n as 8 little-endian bytes (the original's
+  /// workload); "random": n scrambled by a bijection (hashes, ids).
+  std::string keys = "sequential";
   std::string data_dir;
   std::optional<std::size_t> memory_budget;
+  std::optional<std::size_t> page_keys;
   bool keep = false;
 };
 
@@ -67,14 +72,20 @@ void print_help() {
        "                           (default async-relaxed; rollblock only)\n"
        "  --engine E               rollblock | lmdb | leveldb (default "
        "rollblock)\n"
+       "  --keys K                 sequential | random: key n is n as 8\n"
+       "                           little-endian bytes, or n scrambled by a\n"
+       "                           bijection (default sequential)\n"
        "  --memory-budget B        e.g. 512MiB, 2GiB (default unlimited; "
        "rollblock only)\n"
+       "  --page-keys N            keys per LevelDB state record, 1..64 "
+       "(default 64;\n"
+       "                           rollblock only)\n"
        "  --data-dir DIR           must not exist (default: a new dir in "
        "$TMPDIR);\n"
        "                           deleted at the end unless --keep\n"
        "  --keep                   keep the data directory\n"
        "Prints progress on stderr and, as its last line on stdout, one JSON\n"
-       "object: engine, mode, blocks, ops, seconds, ops_per_sec,\n"
+       "object: engine, mode, keys, blocks, ops, seconds, ops_per_sec,\n"
        "memory_budget_bytes, run_peak_rss_bytes (apply loop and flush),\n"
        "peak_rss_bytes (whole process), live_keys, revert_seconds,\n"
        "recovery_seconds.\n";
@@ -121,6 +132,10 @@ config parse(int argc, char** argv) {
       cfg.mode = val;
     else if (name == "--engine")
       cfg.engine = val;
+    else if (name == "--keys")
+      cfg.keys = val;
+    else if (name == "--page-keys")
+      cfg.page_keys = parse_count(name, val);
     else if (name == "--data-dir")
       cfg.data_dir = val;
     else if (name == "--memory-budget") {
@@ -132,6 +147,9 @@ config parse(int argc, char** argv) {
       usage_error("unknown option '" + std::string{arg} +
                   "' (try --help)");
   }
+  if (cfg.keys != "sequential" && cfg.keys != "random")
+    usage_error("--keys: expected sequential or random, got '" + cfg.keys
+                + "'");
   if (cfg.engine != "rollblock" && cfg.engine != "lmdb"
       && cfg.engine != "leveldb")
     usage_error("--engine: expected rollblock, lmdb or leveldb, got '"
@@ -144,6 +162,11 @@ config parse(int argc, char** argv) {
     usage_error("--blocks: must be at least 1");
   if (cfg.memory_budget && cfg.engine != "rollblock")
     usage_error("--memory-budget: only the rollblock engine has a budget");
+  if (cfg.page_keys && cfg.engine != "rollblock")
+    usage_error("--page-keys: only the rollblock engine has pages");
+  if (cfg.page_keys && !storage::valid_page_keys(*cfg.page_keys))
+    usage_error("--page-keys: expected a power of two from 1 to 64, got "
+                + std::to_string(*cfg.page_keys));
   return cfg;
 }
 
@@ -205,6 +228,16 @@ private:
   clock_type::time_point last_{};
 };
 
+/// The key of the n-th inserted key: n, or n scrambled by splitmix64's
+/// finalizer (a bijection, so keys stay distinct).
+key key_of(const config& cfg, std::uint64_t n) {
+  if (cfg.keys == "sequential")
+    return key_from_u64(n);
+  n = (n ^ (n >> 30)) * 0xbf58476d1ce4e5b9ull;
+  n = (n ^ (n >> 27)) * 0x94d049bb133111ebull;
+  return key_from_u64(n ^ (n >> 31));
+}
+
 void note(const std::string& msg) {
   std::cerr << msg << '\n';
 }
@@ -243,15 +276,22 @@ int main(int argc, char** argv) {
   std::string mode_label = cfg.engine == "rollblock" ? cfg.mode : "n/a";
   try {
     std::unique_ptr<engine> eng;
-    if (cfg.engine == "rollblock")
-      eng = make_rollblock_engine(cfg.data_dir, to_mode(cfg.mode),
-                                  cfg.memory_budget);
+    if (cfg.engine == "rollblock") {
+      store_options opts;
+      opts.data_dir = cfg.data_dir;
+      opts.key_width = default_key_width;
+      opts.page_keys = cfg.page_keys;
+      opts.durability = to_mode(cfg.mode);
+      opts.memory_budget = cfg.memory_budget;
+      eng = make_rollblock_engine(std::move(opts));
+    }
     else if (cfg.engine == "lmdb")
       eng = make_lmdb_engine(cfg.data_dir);
     else
       eng = make_leveldb_engine(cfg.data_dir, revert_blocks);
     note("rollblock-bench: engine " + cfg.engine + ", mode " + mode_label
-         + ", " + std::to_string(cfg.blocks) + " blocks of "
+         + ", " + cfg.keys + " keys, " + std::to_string(cfg.blocks)
+         + " blocks of "
          + std::to_string(cfg.inserts) + " inserts + "
          + std::to_string(cfg.deletes) + " deletes, data dir "
          + cfg.data_dir);
@@ -268,9 +308,9 @@ int main(int argc, char** argv) {
       operation_list block;
       block.reserve(cfg.inserts + dels);
       for (std::uint64_t i = 0; i < cfg.inserts; ++i, ++next_key)
-        block.push_back({key_from_u64(next_key), value_from_u64(next_key)});
+        block.push_back({key_of(cfg, next_key), value_from_u64(next_key)});
       for (std::uint64_t i = 0; i < dels; ++i, ++oldest)
-        block.push_back({key_from_u64(oldest), value{}});
+        block.push_back({key_of(cfg, oldest), value{}});
       ops += block.size();
       eng->apply(h, std::move(block));
       prog.update(h, cfg.blocks, ops, t0);
@@ -329,7 +369,7 @@ int main(int argc, char** argv) {
         nk += cfg.inserts;
         old += std::min(cfg.deletes, nk - old);
       }
-      if (nk > 0 && eng->get(key_from_u64(nk - 1)) != value_from_u64(nk - 1))
+      if (nk > 0 && eng->get(key_of(cfg, nk - 1)) != value_from_u64(nk - 1))
         note("WARNING: key " + std::to_string(nk - 1) + " reads back wrong");
     }
     eng->close();
@@ -337,7 +377,8 @@ int main(int argc, char** argv) {
 
     double ops_per_sec = ops / seconds;
     std::cout << "{\"engine\":\"" << cfg.engine << "\",\"mode\":\""
-              << mode_label << "\",\"blocks\":" << cfg.blocks
+              << mode_label << "\",\"keys\":\"" << cfg.keys
+              << "\",\"blocks\":" << cfg.blocks
               << ",\"ops\":" << ops << ",\"seconds\":" << fmt_double(seconds)
               << ",\"ops_per_sec\":" << static_cast<std::uint64_t>(ops_per_sec)
               << ",\"memory_budget_bytes\":"

@@ -6,6 +6,7 @@
 
 #include "rollblock/messages/durability.hpp"
 #include "rollblock/messages/operation.hpp"
+#include "rollblock/messages/store_options.hpp"
 #include "rollblock/messages/types.hpp"
 
 #include <cstdint>
@@ -50,10 +51,8 @@ public:
   virtual value get(const key& k) = 0;
 };
 
-/// `memory_budget` unset: unlimited (every live key in memory).
-std::unique_ptr<engine>
-make_rollblock_engine(const std::string& dir, durability_mode mode,
-                      std::optional<std::size_t> memory_budget);
+/// The store opened (and reopened) with `opts`.
+std::unique_ptr<engine> make_rollblock_engine(store_options opts);
 std::unique_ptr<engine> make_lmdb_engine(const std::string& dir);
 std::unique_ptr<engine> make_leveldb_engine(const std::string& dir,
                                             std::uint64_t undo_window);

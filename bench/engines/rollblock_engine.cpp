@@ -11,9 +11,7 @@ namespace {
 
 class rollblock_engine final : public engine {
 public:
-  rollblock_engine(std::string dir, durability_mode mode,
-                   std::optional<std::size_t> memory_budget)
-    : dir_(std::move(dir)), mode_(mode), memory_budget_(memory_budget) {
+  explicit rollblock_engine(store_options opts) : opts_(std::move(opts)) {
     reopen();
   }
 
@@ -41,12 +39,7 @@ public:
   }
 
   void reopen() override {
-    store_options opts;
-    opts.data_dir = dir_;
-    opts.key_width = default_key_width;
-    opts.durability = mode_;
-    opts.memory_budget = memory_budget_;
-    auto res = blocking_store::open(opts);
+    auto res = blocking_store::open(opts_);
     if (!res)
       check(res.error(), "open");
     store_ = std::move(*res);
@@ -72,18 +65,15 @@ private:
       throw engine_error(std::string{what} + ": " + describe(err));
   }
 
-  std::string dir_;
-  durability_mode mode_;
-  std::optional<std::size_t> memory_budget_;
+  store_options opts_;
   std::unique_ptr<blocking_store> store_;
 };
 
 } // namespace
 
 std::unique_ptr<engine>
-make_rollblock_engine(const std::string& dir, durability_mode mode,
-                      std::optional<std::size_t> memory_budget) {
-  return std::make_unique<rollblock_engine>(dir, mode, memory_budget);
+make_rollblock_engine(store_options opts) {
+  return std::make_unique<rollblock_engine>(std::move(opts));
 }
 
 } // namespace rollblock::bench

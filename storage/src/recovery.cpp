@@ -3,6 +3,7 @@
 #include "rollblock/messages/error.hpp"
 
 #include "rollblock/storage/logger.hpp"
+#include "rollblock/storage/state_page.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -19,6 +20,9 @@ caf::error validate(const store_options& opts) {
       && (*opts.key_width < min_key_width || *opts.key_width > max_key_width))
     return bad("key width " + std::to_string(*opts.key_width)
                + " is out of range: keys are 8 to 64 bytes");
+  if (opts.page_keys && !valid_page_keys(*opts.page_keys))
+    return bad("page_keys " + std::to_string(*opts.page_keys)
+               + " is not a power of two from 1 to 64");
   if (opts.durability) {
     auto& d = *opts.durability;
     if (d.max_pending == 0 || d.sync_every == 0)
@@ -102,11 +106,19 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
                           + "-byte keys, but the options ask for "
                           + std::to_string(*opts.key_width)
                           + "-byte keys; the key width is fixed at creation");
+    if (opts.page_keys && *opts.page_keys != meta.page_keys)
+      return make_error(ec::config_mismatch,
+                        "data directory " + opts.data_dir + " keeps "
+                          + std::to_string(meta.page_keys)
+                          + " keys per state page, but the options ask for "
+                          + std::to_string(*opts.page_keys)
+                          + "; the page size is fixed at creation");
     if (meta.checkpoint && *meta.checkpoint > memory_state::max_height)
       return height_from_an_older_build("the state database's checkpoint is",
                                         *meta.checkpoint);
   } else {
     meta.key_width = opts.key_width.value_or(default_key_width);
+    meta.page_keys = opts.page_keys.value_or(default_page_keys(meta.key_width));
     config_changed = true;
   }
   if (opts.durability && *opts.durability != meta.durability) {

@@ -10,23 +10,27 @@ namespace rollblock::storage {
 
 namespace {
 
-constexpr unsigned char slot_mask = page_slots - 1;
+unsigned char without_slot(char c, std::size_t page_keys) noexcept {
+  return static_cast<unsigned char>(
+    static_cast<unsigned char>(c) & ~static_cast<unsigned char>(page_keys - 1));
+}
 
 } // namespace
 
-bool same_page(std::string_view a, std::string_view b) noexcept {
+bool same_page(std::string_view a, std::string_view b,
+               std::size_t page_keys) noexcept {
   auto i = slot_byte(a.size());
-  if ((static_cast<unsigned char>(a[i]) & ~slot_mask)
-      != (static_cast<unsigned char>(b[i]) & ~slot_mask))
+  if (without_slot(a[i], page_keys) != without_slot(b[i], page_keys))
     return false;
   // Every other byte is equal.
   return a.substr(0, i) == b.substr(0, i) && a.substr(i + 1) == b.substr(i + 1);
 }
 
-void page_key_of(std::string_view k, std::string& out) {
+void page_key_of(std::string_view k, std::size_t page_keys,
+                 std::string& out) {
   out.assign(k);
   auto i = slot_byte(k.size());
-  out[i] = static_cast<char>(static_cast<unsigned char>(out[i]) & ~slot_mask);
+  out[i] = static_cast<char>(without_slot(out[i], page_keys));
 }
 
 void key_in_page(std::string_view page_key, std::size_t slot,
@@ -37,13 +41,13 @@ void key_in_page(std::string_view page_key, std::size_t slot,
 }
 
 std::string page_image::decode(std::string_view page_key,
-                              std::string_view bytes) {
+                              std::string_view bytes, std::size_t page_keys) {
   values_.fill({});
   if (page_key.size() < min_key_width || page_key.size() > max_key_width)
     return "the page key has " + std::to_string(page_key.size())
            + " bytes, not " + std::to_string(min_key_width) + ".."
            + std::to_string(max_key_width);
-  if (slot_of(page_key) != 0)
+  if (slot_of(page_key, page_keys) != 0)
     return "the page key's slot bits are not zero";
   std::size_t pos = 0;
   int previous = -1;
@@ -53,9 +57,9 @@ std::string page_image::decode(std::string_view page_key,
   };
   while (pos < bytes.size()) {
     auto slot = static_cast<unsigned char>(bytes[pos]);
-    if (slot >= page_slots)
+    if (slot >= page_keys)
       return fail("slot " + std::to_string(slot) + " is outside 0.."
-                  + std::to_string(page_slots - 1));
+                  + std::to_string(page_keys - 1));
     if (static_cast<int>(slot) <= previous)
       return fail("slot " + std::to_string(slot) + " follows slot "
                   + std::to_string(previous) + " (slots must increase)");

@@ -10,6 +10,8 @@
 //                            checkpoint (encoding in state_page.hpp)
 //   "m/format_version"       fixed64 (little endian) format of the records
 //   "m/key_width"            fixed64                 key width in bytes
+//   "m/page_keys"            fixed64                 keys per page: 1..64,
+//                                                    a power of two
 //   "m/durability"           to_string(durability_mode), e.g. "sync",
 //                            "async-relaxed:1024:100"; read with
 //                            parse_durability
@@ -32,7 +34,7 @@
 // as of one checkpoint or the next, never between.
 //
 // A store without "m/format_version" is new: read_metadata returns nullopt.
-// write_config writes the four configuration records in one synced batch;
+// write_config writes the five configuration records in one synced batch;
 // write_checkpoint writes the changed pages, "m/checkpoint" and, when set,
 // "m/revert_marker" and "m/reverted_to" (or deletes "m/reverted_to") in one
 // synced batch, so a checkpoint is all or nothing across crashes. The
@@ -59,6 +61,7 @@
 #include <leveldb/table.h>
 #include <leveldb/write_batch.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
@@ -77,6 +80,7 @@ constexpr char state_prefix = 's';
 
 constexpr std::string_view format_version_key = "m/format_version";
 constexpr std::string_view key_width_key = "m/key_width";
+constexpr std::string_view page_keys_key = "m/page_keys";
 constexpr std::string_view durability_key = "m/durability";
 constexpr std::string_view min_rollback_window_key = "m/min_rollback_window";
 constexpr std::string_view checkpoint_key = "m/checkpoint";
@@ -118,6 +122,12 @@ const key_order_comparator state_key_order;
 
 leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
+}
+
+std::string page_size_problem(std::uint64_t page_keys) {
+  return "page size " + std::to_string(page_keys)
+         + " is not a power of two from 1 to "
+         + std::to_string(max_page_keys);
 }
 
 /// Every read verifies the checksums of the blocks it loads: a block cached
@@ -260,6 +270,9 @@ struct state_store::impl {
   null_logger quiet;
   leveldb::Cache* cache = nullptr;
   const leveldb::FilterPolicy* filter = nullptr;
+  /// Keys per page: the stored size, else options::page_keys; write_config
+  /// sets it.
+  std::atomic<std::size_t> page_keys{0};
   /// The pread environment over `env` unless table files are mapped.
   std::unique_ptr<leveldb::Env> owned_env;
   leveldb::DB* db = nullptr;
@@ -278,8 +291,8 @@ struct state_store::impl {
 
   /// Reads and decodes the page stored under `record_key` ("s" + page key)
   /// into `image`, its bytes into `bytes` (empty: no such page).
-  caf::error read_page(std::string_view record_key, std::string& bytes,
-                       page_image& image) const;
+  caf::error read_page(std::string_view record_key, std::size_t keys,
+                       std::string& bytes, page_image& image) const;
 
   /// The WriteBatch of a checkpoint: the pages its writes change, then the
   /// checkpoint height and the revert records.
@@ -416,6 +429,16 @@ state_store::open(const options& opts) {
                             "or start from an empty one");
     return status_error(st, "opening", opts.dir, p->env);
   }
+  // The page size: the stored one wins over the option.
+  auto stored_page_keys = p->read_u64(checked_reads(), page_keys_key);
+  if (!stored_page_keys)
+    return std::move(stored_page_keys.error());
+  auto page_keys = stored_page_keys->value_or(opts.page_keys);
+  if (!valid_page_keys(page_keys))
+    return *stored_page_keys
+             ? p->malformed(page_keys_key, page_size_problem(page_keys))
+             : make_error(ec::invalid_argument, page_size_problem(page_keys));
+  p->page_keys.store(page_keys, std::memory_order_relaxed);
   return std::unique_ptr<state_store>{new state_store(std::move(p))};
 }
 
@@ -458,6 +481,13 @@ state_store::read_metadata() const {
                          + " is outside " + std::to_string(min_key_width)
                          + ".." + std::to_string(max_key_width));
   result.key_width = static_cast<std::size_t>(*width);
+  // Keys per page.
+  auto page_keys = d.read_required_u64(ro, page_keys_key);
+  if (!page_keys)
+    return std::move(page_keys.error());
+  if (!valid_page_keys(*page_keys))
+    return d.malformed(page_keys_key, page_size_problem(*page_keys));
+  result.page_keys = static_cast<std::size_t>(*page_keys);
   // Durability.
   auto dur = d.read_raw(ro, durability_key);
   if (!dur)
@@ -494,15 +524,23 @@ state_store::read_metadata() const {
 }
 
 caf::error state_store::write_config(const store_metadata& meta) {
+  if (!valid_page_keys(meta.page_keys))
+    return make_error(ec::invalid_argument,
+                      page_size_problem(meta.page_keys));
   leveldb::WriteBatch batch;
   batch.Put(slice(format_version_key),
             value_from_u64(static_cast<std::uint64_t>(meta.format_version)));
   batch.Put(slice(key_width_key),
             value_from_u64(static_cast<std::uint64_t>(meta.key_width)));
+  batch.Put(slice(page_keys_key),
+            value_from_u64(static_cast<std::uint64_t>(meta.page_keys)));
   batch.Put(slice(durability_key), to_string(meta.durability));
   batch.Put(slice(min_rollback_window_key),
             value_from_u64(meta.min_rollback_window));
-  return impl_->write(batch, "writing the configuration");
+  if (auto err = impl_->write(batch, "writing the configuration"))
+    return err;
+  impl_->page_keys.store(meta.page_keys, std::memory_order_release);
+  return {};
 }
 
 namespace {
@@ -550,43 +588,54 @@ caf::error state_store::impl::malformed_page(std::string_view record_key,
 }
 
 caf::error state_store::impl::read_page(std::string_view record_key,
-                                        std::string& bytes,
+                                        std::size_t keys, std::string& bytes,
                                         page_image& image) const {
   bytes.clear();
   auto st = db->Get(checked_reads(), slice(record_key), &bytes);
   if (!st.ok() && !st.IsNotFound())
     return status_error(st, "reading a state page", dir, env);
-  if (auto why = image.decode(record_key.substr(1), bytes); !why.empty())
+  if (auto why = image.decode(record_key.substr(1), bytes, keys);
+      !why.empty())
     return malformed_page(record_key, why);
   return {};
 }
 
 caf::expected<leveldb::WriteBatch>
 state_store::impl::checkpoint_write_batch(const checkpoint_batch& batch) const {
+  auto keys = page_keys.load(std::memory_order_acquire);
   auto writes = writes_in_key_order(batch);
-  // Each page a write touches is read, changed and written back whole (or
-  // deleted when no entry is left).
+  // Each page the writes touch is written whole: read first unless the
+  // writes cover every slot (always with one key per page), changed, and
+  // written back, or deleted when no entry is left.
+  auto all_slots = keys == 64 ? ~std::uint64_t{0}
+                               : (std::uint64_t{1} << keys) - 1;
   leveldb::WriteBatch wb;
+  std::string page_key;
   std::string record_key;
   std::string stored;
   std::string encoded;
   page_image image;
   for (std::size_t i = 0; i < writes.size();) {
     auto first = writes[i]->k;
+    auto end = i;
+    std::uint64_t written = 0;
+    for (; end < writes.size() && writes[end]->k.size() == first.size()
+           && same_page(writes[end]->k, first, keys);
+         ++end)
+      written |= std::uint64_t{1} << slot_of(writes[end]->k, keys);
+    page_key_of(first, keys, page_key);
     record_key.assign(1, state_prefix);
-    std::string page_key;
-    page_key_of(first, page_key);
     record_key.append(page_key);
-    if (auto err = read_page(record_key, stored, image))
+    if (written == all_slots) {
+      image = page_image{};
+    } else if (auto err = read_page(record_key, keys, stored, image)) {
       return err;
-    bool existed = !stored.empty();
-    for (; i < writes.size() && writes[i]->k.size() == first.size()
-           && same_page(writes[i]->k, first);
-         ++i)
-      image.set(slot_of(writes[i]->k), writes[i]->v);
+    }
+    for (; i < end; ++i)
+      image.set(slot_of(writes[i]->k, keys), writes[i]->v);
     if (image.empty()) {
-      if (existed)
-        wb.Delete(slice(record_key));
+      // Deleting a page that is not there writes a tombstone: harmless.
+      wb.Delete(slice(record_key));
       continue;
     }
     encoded.clear();
@@ -636,20 +685,22 @@ caf::error state_store::clear_revert_marker() {
 }
 
 caf::expected<value> state_store::get(std::string_view k) const {
+  auto keys = impl_->page_keys.load(std::memory_order_acquire);
   std::string record_key(1, state_prefix);
   std::string page_key;
-  page_key_of(k, page_key);
+  page_key_of(k, keys, page_key);
   record_key.append(page_key);
   std::string stored;
   page_image image;
-  if (auto err = impl_->read_page(record_key, stored, image))
+  if (auto err = impl_->read_page(record_key, keys, stored, image))
     return err;
-  return value{image.get(slot_of(k))};
+  return value{image.get(slot_of(k, keys))};
 }
 
 caf::error
 state_store::for_each(const std::function<void(const key&, const value&)>& f)
   const {
+  auto keys = impl_->page_keys.load(std::memory_order_acquire);
   auto ro = checked_reads();
   ro.fill_cache = false; // A full scan would only evict the hot blocks.
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(ro)};
@@ -662,7 +713,8 @@ state_store::for_each(const std::function<void(const key&, const value&)>& f)
       break;
     auto record_key = std::string_view{raw.data(), raw.size()};
     auto page_key = record_key.substr(1);
-    auto why = image.decode(page_key, {it->value().data(), it->value().size()});
+    auto why = image.decode(page_key, {it->value().data(), it->value().size()},
+                            keys);
     if (!why.empty())
       return impl_->malformed_page(record_key, why);
     image.for_each([&](std::size_t slot, std::string_view x) {

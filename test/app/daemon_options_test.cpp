@@ -56,7 +56,8 @@ TEST(daemon_options, every_flag) {
   auto pw = dir.sub("pw");
   auto opts = parse({"--data-dir", "/tmp/x", "--bind", "0.0.0.0", "--port",
                      "7000", "--caf-port", "7001", "--metrics-port", "7002",
-                     "--key-bytes", "32", "--durability", "async-relaxed:64:10",
+                     "--key-bytes", "32", "--page-keys", "16",
+                     "--durability", "async-relaxed:64:10",
                      "--min-rollback-window", "500", "--password-file",
                      pw.c_str(), "--max-clients", "12", "--log-level",
                      "debug"});
@@ -67,6 +68,7 @@ TEST(daemon_options, every_flag) {
   EXPECT_EQ(opts->caf_port, std::optional<std::uint16_t>{7001});
   EXPECT_EQ(opts->metrics_port, std::optional<std::uint16_t>{7002});
   EXPECT_EQ(opts->key_bytes, std::optional<std::size_t>{32});
+  EXPECT_EQ(opts->page_keys, std::optional<std::size_t>{16});
   EXPECT_EQ(opts->durability, durability_mode::async_relaxed(64, 10));
   EXPECT_EQ(opts->min_rollback_window, std::optional<std::uint64_t>{500});
   EXPECT_EQ(opts->password, std::optional<std::string>{"s3cret"});
@@ -98,6 +100,12 @@ TEST(daemon_options, bad_values_name_the_flag) {
             "65535)");
   EXPECT_EQ(error_of({"--key-bytes", "7"}),
             "--key-bytes: invalid value '7' (expected a whole number from 8 "
+            "to 64)");
+  EXPECT_EQ(error_of({"--page-keys", "65"}),
+            "--page-keys: invalid value '65' (expected a whole number from 1 "
+            "to 64)");
+  EXPECT_EQ(error_of({"--page-keys", "48"}),
+            "--page-keys: invalid value '48' (expected a power of two from 1 "
             "to 64)");
   EXPECT_EQ(error_of({"--max-clients", "0"}),
             "--max-clients: invalid value '0' (expected a whole number from "

@@ -1368,7 +1368,8 @@ class FlagTest(Base):
                                        "rollblockd options:\n"), out)
         for flag in ("--help", "--version", "--config", "--data-dir",
                      "--bind", "--port", "--caf-port", "--metrics-port",
-                     "--key-bytes", "--durability", "--min-rollback-window",
+                     "--key-bytes", "--page-keys", "--durability",
+                     "--min-rollback-window",
                      "--password-file", "--max-clients", "--log-level"):
             self.assertRegex(out, r"(?m)^  (-h \[ )?%s " % re.escape(flag))
         self.assertEqual(run_daemon("-h"), (0, out, ""))
@@ -1402,6 +1403,9 @@ class FlagTest(Base):
              "--metrics-port: " + num % ("x", 0, 65535)),
             (["--key-bytes", "7"], "--key-bytes: " + num % ("7", 8, 64)),
             (["--key-bytes", "65"], "--key-bytes: " + num % ("65", 8, 64)),
+            (["--page-keys", "0"], "--page-keys: " + num % ("0", 1, 64)),
+            (["--page-keys", "3"], "--page-keys: invalid value '3' "
+                                   "(expected a power of two from 1 to 64)"),
             (["--min-rollback-window", "-1"],
              "--min-rollback-window: " + num % ("-1", 0, u64)),
             (["--min-rollback-window", "18446744073709551616"],

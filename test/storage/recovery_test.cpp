@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <tuple>
 #include <vector>
 
 using namespace rollblock;
@@ -180,6 +181,13 @@ TEST(recovery, validate_rejects_out_of_range_options) {
   expect_invalid(o, "key width 65 is out of range: keys are 8 to 64 bytes");
   o.key_width = 0;
   expect_invalid(o, "key width 0 is out of range: keys are 8 to 64 bytes");
+  o = base;
+  o.page_keys = 0;
+  expect_invalid(o, "page_keys 0 is not a power of two from 1 to 64");
+  o.page_keys = 24;
+  expect_invalid(o, "page_keys 24 is not a power of two from 1 to 64");
+  o.page_keys = 128;
+  expect_invalid(o, "page_keys 128 is not a power of two from 1 to 64");
   o = base;
   o.checkpoint_every_blocks = 0;
   expect_invalid(o, "checkpoint_every_blocks must be at least 1");
@@ -637,6 +645,65 @@ TEST(recovery, pruned_through_drops_whole_old_segments) {
 }
 
 // -- configuration --------------------------------------------------------------
+
+TEST(recovery, page_keys_default_by_key_width_and_are_fixed_at_creation) {
+  // 8-byte keys: 64 per page; wider keys: 1; a size the options name wins
+  // at creation, and is refused with config_mismatch on reopen when it is
+  // another than the stored one.
+  for (auto [width, asked, stored] :
+       {std::tuple<std::size_t, std::optional<std::size_t>, std::size_t>{
+          8, std::nullopt, 64},
+        {32, std::nullopt, 1},
+        {8, 4, 4},
+        {32, 16, 16}}) {
+    SCOPED_TRACE("width " + std::to_string(width) + ", asked "
+                 + (asked ? std::to_string(*asked) : std::string{"none"}));
+    rollblock::test::temp_dir tmp;
+    auto o = options_for(tmp.path());
+    o.key_width = width;
+    o.page_keys = asked;
+    std::map<key, value> want;
+    {
+      auto s = recover_ok(o);
+      ASSERT_TRUE(s);
+      EXPECT_EQ(s->meta.page_keys, stored);
+      driver d{std::move(*s)};
+      operation_list ops;
+      for (std::uint64_t i = 0; i < 100; ++i) {
+        auto k = key_from_u64(i * 7, width);
+        k[width - 1] = static_cast<char>(i);
+        ops.push_back({k, value_from_u64(i)});
+        want[k] = value_from_u64(i);
+      }
+      d.apply(1, ops);
+      d.checkpoint(1);
+    }
+    o.page_keys.reset();
+    {
+      auto s = recover_ok(o);
+      ASSERT_TRUE(s);
+      EXPECT_EQ(s->meta.page_keys, stored);
+      auto got = s->state->get(want.begin()->first);
+      ASSERT_TRUE(got);
+      EXPECT_EQ(*got, want.begin()->second);
+      // Loaded from the pages: every key.
+      auto snap = s->memory->snapshot();
+      ASSERT_TRUE(snap);
+      EXPECT_EQ(*snap, (std::vector<std::pair<key, value>>{want.begin(),
+                                                          want.end()}));
+    }
+    o.page_keys = stored == 1 ? 2 : 1;
+    auto bad = recover(o);
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(code_of(bad.error()), ec::config_mismatch);
+    EXPECT_EQ(message_of(bad.error()),
+              "data directory " + tmp.path().string() + " keeps "
+                + std::to_string(stored)
+                + " keys per state page, but the options ask for "
+                + std::to_string(*o.page_keys)
+                + "; the page size is fixed at creation");
+  }
+}
 
 TEST(recovery, key_width_mismatch_on_reopen_names_both_widths) {
   rollblock::test::temp_dir tmp;

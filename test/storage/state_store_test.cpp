@@ -44,6 +44,9 @@ constexpr const char* writer_env = "ROLLBLOCK_TEST_STATE_WRITER_DIR";
 
 constexpr std::uint64_t crash_keys = 200;
 
+/// The page size of sample_config() (store_metadata's default).
+constexpr std::size_t page_keys = 64;
+
 using contents = std::vector<std::pair<key, value>>;
 
 /// Adds copies of `writes` to `batch`.
@@ -276,7 +279,7 @@ TEST(state_store, state_pages_are_in_key_order_in_leveldb) {
     std::size_t metadata = 0;
     for (; it->Valid() && it->key().starts_with("m/"); it->Next())
       ++metadata;
-    EXPECT_EQ(metadata, 5u); // write_config's four and m/checkpoint
+    EXPECT_EQ(metadata, 6u); // write_config's five and m/checkpoint
     auto expected = model.begin();
     std::size_t pages = 0;
     std::size_t seen = 0;
@@ -288,14 +291,14 @@ TEST(state_store, state_pages_are_in_key_order_in_leveldb) {
       ++pages;
       auto pk = it->key().ToString().substr(1);
       auto bytes = it->value().ToString(); // the image views it
-      auto why = image.decode(pk, bytes);
+      auto why = image.decode(pk, bytes, page_keys);
       ASSERT_EQ(why, "");
       image.for_each([&](std::size_t slot, std::string_view v) {
         key_in_page(pk, slot, k);
         ASSERT_NE(expected, model.end());
         EXPECT_EQ(k, expected->first);
         EXPECT_EQ(v, expected->second);
-        page_key_of(k, page_key);
+        page_key_of(k, page_keys, page_key);
         EXPECT_EQ(page_key, pk);
         ++expected;
         ++seen;
@@ -304,12 +307,12 @@ TEST(state_store, state_pages_are_in_key_order_in_leveldb) {
     ASSERT_TRUE(it->status().ok()) << it->status().ToString();
     EXPECT_EQ(seen, model.size());
     // One page per distinct page key, and most hold several keys.
-    std::set<key> page_keys;
+    std::set<key> distinct_pages;
     for (auto& kv : model) {
-      page_key_of(kv.first, page_key);
-      page_keys.insert(page_key);
+      page_key_of(kv.first, page_keys, page_key);
+      distinct_pages.insert(page_key);
     }
-    EXPECT_EQ(pages, page_keys.size());
+    EXPECT_EQ(pages, distinct_pages.size());
     EXPECT_LT(pages * 2, model.size());
     // Another writer's pages: a key of its own (last byte 0x40: a slot no
     // page above uses, in pages none of them has).
@@ -318,13 +321,13 @@ TEST(state_store, state_pages_are_in_key_order_in_leveldb) {
       auto nk = key_from_u64(rng() % 7 * 0x8081828384858687ull, 8)
                 + key_from_u64(rng(), 8);
       nk[15] = static_cast<char>(0x41);
-      page_key_of(nk, page_key);
-      if (page_keys.count(page_key) > 0)
+      page_key_of(nk, page_keys, page_key);
+      if (distinct_pages.count(page_key) > 0)
         continue;
-      page_keys.insert(page_key);
+      distinct_pages.insert(page_key);
       model[nk] = "raw";
       page_image one;
-      one.set(slot_of(nk), "raw");
+      one.set(slot_of(nk, page_keys), "raw");
       std::string bytes;
       one.encode(bytes);
       more.Put("s" + page_key, bytes);
@@ -360,7 +363,7 @@ TEST(state_store, sequential_keys_share_pages_and_an_emptied_page_is_deleted) {
   auto keys_of_page = [&](const std::string& page_key,
                           const std::string& bytes) {
     page_image image;
-    EXPECT_EQ(image.decode(page_key, bytes), "");
+    EXPECT_EQ(image.decode(page_key, bytes, page_keys), "");
     std::vector<std::uint64_t> result;
     image.for_each([&](std::size_t slot, std::string_view v) {
       key k;
@@ -463,6 +466,94 @@ TEST(state_store, a_malformed_page_is_state_corrupt_and_changes_nothing) {
   got = store->get(key_from_u64(1));
   ASSERT_TRUE(got);
   EXPECT_EQ(*got, "one");
+}
+
+TEST(state_store, a_checkpoint_writing_every_slot_of_a_page_does_not_read_it) {
+  // A page all of whose slots a checkpoint writes is written without being
+  // read: a malformed page there is replaced, not reported. With one key
+  // per page that is every write.
+  for (std::size_t keys : {std::size_t{64}, std::size_t{1}}) {
+    SCOPED_TRACE("page_keys " + std::to_string(keys));
+    test::temp_dir tmp;
+    auto dir = tmp.path() / "state";
+    {
+      auto store = open_store(dir);
+      ASSERT_TRUE(store);
+      auto meta = sample_config();
+      meta.page_keys = keys;
+      ASSERT_FALSE(store->write_config(meta));
+    }
+    put_raw(dir, "s" + key_from_u64(128), std::string{"\x41\x01x", 3});
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    checkpoint_batch batch;
+    batch.height = 1;
+    for (std::uint64_t i = 128; i < 128 + keys; ++i)
+      batch.put(key_from_u64(i), value_from_u64(i));
+    ASSERT_FALSE(store->write_checkpoint(batch));
+    contents want;
+    for (std::uint64_t i = 128; i < 128 + keys; ++i)
+      want.emplace_back(key_from_u64(i), value_from_u64(i));
+    EXPECT_EQ(all_of(*store), want);
+  }
+}
+
+TEST(state_store, the_stored_page_size_wins_over_the_option) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  {
+    auto store = open_store(dir);
+    ASSERT_TRUE(store);
+    auto meta = sample_config();
+    meta.page_keys = 4;
+    ASSERT_FALSE(store->write_config(meta));
+    checkpoint_batch batch;
+    batch.height = 1;
+    for (std::uint64_t i = 0; i < 10; ++i)
+      batch.put(key_from_u64(i), value_from_u64(i));
+    ASSERT_FALSE(store->write_checkpoint(batch));
+  }
+  auto opts = options_for(dir);
+  opts.page_keys = 64;
+  auto store = state_store::open(opts);
+  ASSERT_TRUE(store) << describe(store.error());
+  auto meta = (*store)->read_metadata();
+  ASSERT_TRUE(meta && *meta);
+  EXPECT_EQ((*meta)->page_keys, 4u);
+  // Keys 0..9 in pages 0, 4 and 8.
+  std::vector<std::string> pages;
+  ASSERT_FALSE((*store)->for_each_record(
+    [&](std::string_view k, std::string_view) {
+      if (k.starts_with("s"))
+        pages.emplace_back(k.substr(1));
+    }));
+  EXPECT_EQ(pages, (std::vector<std::string>{key_from_u64(0), key_from_u64(4),
+                                             key_from_u64(8)}));
+  EXPECT_EQ(all_of(**store).size(), 10u);
+  auto got = (*store)->get(key_from_u64(6));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, value_from_u64(6));
+  // Not a page size: refused before anything is written.
+  auto bad = sample_config();
+  bad.page_keys = 3;
+  auto err = (*store)->write_config(bad);
+  EXPECT_EQ(code_of(err), ec::invalid_argument);
+  EXPECT_EQ(message_of(err),
+            "page size 3 is not a power of two from 1 to 64");
+}
+
+TEST(state_store, a_malformed_page_size_record_fails_the_open) {
+  test::temp_dir tmp;
+  auto dir = tmp.path() / "state";
+  put_raw(dir, "m/page_keys", value_from_u64(48));
+  auto store = state_store::open(options_for(dir));
+  ASSERT_FALSE(store);
+  EXPECT_EQ(code_of(store.error()), ec::state_corrupt);
+  EXPECT_EQ(message_of(store.error()),
+            "metadata record 'm/page_keys' in the state database at "
+              + dir.string()
+              + " is malformed: page size 48 is not a power of two from 1 to "
+                "64; restore the data directory from a backup or rebuild it");
 }
 
 TEST(state_store, a_bytewise_ordered_directory_is_refused_unchanged) {

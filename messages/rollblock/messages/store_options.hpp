@@ -33,6 +33,14 @@ struct store_options {
   /// The key width in bytes (8..64). Fixed at creation; reopening with another
   /// width fails with ec::config_mismatch. Unset: the stored width, or 8.
   std::optional<std::size_t> key_width{};
+  /// Keys per LevelDB record of the state (a power of two, 1..64; see
+  /// storage/state_page.hpp). 64 suits keys counted up (neighbours written
+  /// together); 1 suits hashes and scattered keys, whose deletes and
+  /// updates would otherwise read a page from LevelDB at each checkpoint.
+  /// Fixed at creation; reopening with another size fails with
+  /// ec::config_mismatch. Unset: the stored size, or 64 for 8-byte keys and
+  /// 1 for wider ones.
+  std::optional<std::size_t> page_keys{};
   /// The durability mode. Persisted; a set value replaces the stored one.
   /// Unset: the stored mode, or synchronous.
   std::optional<durability_mode> durability{};

@@ -39,6 +39,8 @@ const leveldb::Comparator& state_key_comparator() noexcept;
 struct store_metadata {
   std::uint32_t format_version = storage::format_version;
   std::size_t key_width = default_key_width;
+  /// Keys per state page (state_page.hpp): a power of two from 1 to 64.
+  std::size_t page_keys = 64;
   durability_mode durability = durability_mode::synchronous();
   std::uint64_t min_rollback_window = 100;
   /// The height whose state LevelDB holds; nullopt on a fresh store.
@@ -118,6 +120,9 @@ public:
     /// LevelDB's file operations; null means leveldb::Env::Default(). Tests
     /// pass a fault-injecting one. Must outlive the state_store.
     leveldb::Env* env = nullptr;
+    /// Keys per page (state_page.hpp) while the database holds no
+    /// "m/page_keys" record (write_config writes it); a stored size wins.
+    std::size_t page_keys = 64;
   };
 
   /// Opens (or creates) the LevelDB database in `opts.dir`, with paranoid
@@ -137,7 +142,10 @@ public:
   caf::expected<std::optional<store_metadata>> read_metadata() const;
 
   /// Writes the configuration part of `meta` (format version, key width,
-  /// durability, rollback window) with sync.
+  /// page keys, durability, rollback window) with sync, and from then on
+  /// pages hold meta.page_keys keys; ec::invalid_argument when that is not a
+  /// page size (valid_page_keys).
+  /// REQUIRES: the store holds no page of another size.
   caf::error write_config(const store_metadata& meta);
 
   /// Applies `batch` in ONE LevelDB WriteBatch with sync: the state writes,
@@ -156,17 +164,19 @@ public:
   /// Clears the revert marker (sync).
   caf::error clear_revert_marker();
 
-  /// Reads one key at the checkpoint; an empty value when absent. A key
-  /// never written is refused by the bloom filter without a disk read.
-  /// Thread-safe.
+  /// Reads one key at the checkpoint (from its page); an empty value when
+  /// absent. A key whose page was never written is refused by the bloom
+  /// filter without a disk read. Returns ec::state_corrupt naming the page
+  /// when it is malformed. Thread-safe.
   caf::expected<value> get(std::string_view k) const;
 
   /// Calls `f` for every stored key/value pair in key order. Stops with the
-  /// error LevelDB reports, if any.
+  /// error LevelDB reports, or ec::state_corrupt naming a malformed page.
   caf::error for_each(const std::function<void(const key&, const value&)>& f) const;
 
-  /// Calls `f` with every record as stored (prefixed key, value), metadata
-  /// included, in key order, with checksums verified. For inspection tools.
+  /// Calls `f` with every record as stored (metadata, and state pages as
+  /// "s" + page key and the encoded page), in key order, with checksums
+  /// verified. For inspection tools.
   caf::error for_each_record(
     const std::function<void(std::string_view, std::string_view)>& f) const;
 
