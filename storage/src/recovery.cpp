@@ -99,20 +99,22 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
   bool config_changed = false;
   if (*stored) {
     meta = **stored;
+    // An option fixed at creation that asks for another than the stored.
+    auto fixed = [&](const std::string& stored_text,
+                     const std::string& asked_text, const char* what) {
+      return make_error(ec::config_mismatch,
+                        "data directory " + opts.data_dir + " " + stored_text
+                          + ", but the options ask for " + asked_text
+                          + "; the " + what + " is fixed at creation");
+    };
     if (opts.key_width && *opts.key_width != meta.key_width)
-      return make_error(ec::config_mismatch,
-                        "data directory " + opts.data_dir + " holds "
-                          + std::to_string(meta.key_width)
-                          + "-byte keys, but the options ask for "
-                          + std::to_string(*opts.key_width)
-                          + "-byte keys; the key width is fixed at creation");
+      return fixed("holds " + std::to_string(meta.key_width) + "-byte keys",
+                   std::to_string(*opts.key_width) + "-byte keys",
+                   "key width");
     if (opts.page_keys && *opts.page_keys != meta.page_keys)
-      return make_error(ec::config_mismatch,
-                        "data directory " + opts.data_dir + " keeps "
-                          + std::to_string(meta.page_keys)
-                          + " keys per state page, but the options ask for "
-                          + std::to_string(*opts.page_keys)
-                          + "; the page size is fixed at creation");
+      return fixed("keeps " + std::to_string(meta.page_keys)
+                     + " keys per state page",
+                   std::to_string(*opts.page_keys), "page size");
     if (meta.checkpoint && *meta.checkpoint > memory_state::max_height)
       return height_from_an_older_build("the state database's checkpoint is",
                                         *meta.checkpoint);
