@@ -3,7 +3,6 @@
 #include "rollblock/messages/error.hpp"
 #include "rollblock/messages/memory_budget.hpp"
 #include "rollblock/messages/types.hpp"
-#include "rollblock/storage/state_page.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -201,9 +200,9 @@ caf::expected<daemon_options> parse_daemon_options(int argc,
                         max_key_width))
     return err;
   if (auto err = number("page-keys", result.page_keys, 1,
-                        storage::max_page_keys))
+                        max_page_keys))
     return err;
-  if (result.page_keys && !storage::valid_page_keys(*result.page_keys))
+  if (result.page_keys && !valid_page_keys(*result.page_keys))
     return bad("--page-keys: invalid value '"
                + std::to_string(*result.page_keys)
                + "' (expected a power of two from 1 to 64)");

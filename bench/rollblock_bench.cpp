@@ -18,7 +18,6 @@
 #include "rollblock/messages/durability.hpp"
 #include "rollblock/messages/error.hpp"
 #include "rollblock/messages/memory_budget.hpp"
-#include "rollblock/storage/state_page.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -164,7 +163,7 @@ config parse(int argc, char** argv) {
     usage_error("--memory-budget: only the rollblock engine has a budget");
   if (cfg.page_keys && cfg.engine != "rollblock")
     usage_error("--page-keys: only the rollblock engine has pages");
-  if (cfg.page_keys && !storage::valid_page_keys(*cfg.page_keys))
+  if (cfg.page_keys && !valid_page_keys(*cfg.page_keys))
     usage_error("--page-keys: expected a power of two from 1 to 64, got "
                 + std::to_string(*cfg.page_keys));
   return cfg;

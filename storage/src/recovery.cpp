@@ -3,7 +3,6 @@
 #include "rollblock/messages/error.hpp"
 
 #include "rollblock/storage/logger.hpp"
-#include "rollblock/storage/state_page.hpp"
 
 #include <spdlog/spdlog.h>
 

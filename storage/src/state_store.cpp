@@ -697,6 +697,51 @@ caf::expected<value> state_store::get(std::string_view k) const {
   return value{image.get(slot_of(k, keys))};
 }
 
+caf::expected<std::vector<value>>
+state_store::get_many(const std::vector<std::string_view>& keys) const {
+  auto n = impl_->page_keys.load(std::memory_order_acquire);
+  std::vector<std::uint32_t> order(keys.size());
+  for (std::uint32_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return key_order_less{}(keys[a], keys[b]);
+  });
+  std::vector<value> result(keys.size());
+  std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(checked_reads())};
+  bool sought = false;
+  std::string page_key;
+  std::string record_key;
+  std::string decoded; // the record key of the page in `image`
+  page_image image;
+  for (auto i : order) {
+    page_key_of(keys[i], n, page_key);
+    record_key.assign(1, state_prefix);
+    record_key.append(page_key);
+    // Seek unless the iterator already stands at or above this page: the
+    // pages between are absent.
+    if (!sought
+        || (it->Valid()
+            && state_key_order.Compare(it->key(), slice(record_key)) < 0)) {
+      it->Seek(slice(record_key));
+      sought = true;
+      decoded.clear(); // the image viewed the old position's value
+    }
+    if (!it->Valid() || it->key() != slice(record_key))
+      continue; // absent
+    if (decoded != record_key) {
+      auto why = image.decode(page_key,
+                              {it->value().data(), it->value().size()}, n);
+      if (!why.empty())
+        return impl_->malformed_page(record_key, why);
+      decoded = record_key;
+    }
+    result[i].assign(image.get(slot_of(keys[i], n)));
+  }
+  if (auto st = it->status(); !st.ok())
+    return status_error(st, "reading keys", impl_->dir, impl_->env);
+  return result;
+}
+
 caf::error
 state_store::for_each(const std::function<void(const key&, const value&)>& f)
   const {

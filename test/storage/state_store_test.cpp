@@ -422,6 +422,53 @@ TEST(state_store, sequential_keys_share_pages_and_an_emptied_page_is_deleted) {
   EXPECT_EQ(all_of(*store).size(), 62u + 64u + 10u);
 }
 
+TEST(state_store, get_many_reads_keys_in_any_order_as_get_does) {
+  test::temp_dir tmp;
+  auto store = open_store(tmp.path() / "state");
+  ASSERT_TRUE(store);
+  ASSERT_FALSE(store->write_config(sample_config()));
+  checkpoint_batch batch;
+  batch.height = 1;
+  std::vector<std::uint64_t> stored_keys;
+  for (std::uint64_t i = 1; i <= 100; ++i)
+    stored_keys.push_back(i);
+  for (std::uint64_t i : std::initializer_list<std::uint64_t>{
+         1000, 5000, 5005, std::uint64_t{1} << 40, ~std::uint64_t{0}})
+    stored_keys.push_back(i);
+  for (auto i : stored_keys)
+    batch.put(key_from_u64(i), value_from_u64(i * 3 + 1));
+  ASSERT_FALSE(store->write_checkpoint(batch));
+  std::vector<key> wanted;
+  for (std::uint64_t i = 0; i <= 200; ++i)
+    wanted.push_back(key_from_u64(i));
+  for (std::uint64_t i = 990; i <= 1010; ++i)
+    wanted.push_back(key_from_u64(i));
+  for (std::uint64_t i = 4990; i <= 5020; ++i)
+    wanted.push_back(key_from_u64(i));
+  for (std::uint64_t i : std::initializer_list<std::uint64_t>{
+         std::uint64_t{1} << 40, (std::uint64_t{1} << 40) + 1,
+         ~std::uint64_t{0}, ~std::uint64_t{0} - 1, 7})
+    wanted.push_back(key_from_u64(i));
+  std::mt19937_64 rng{5};
+  std::shuffle(wanted.begin(), wanted.end(), rng);
+  std::vector<std::string_view> views{wanted.begin(), wanted.end()};
+  auto got = store->get_many(views);
+  ASSERT_TRUE(got) << describe(got.error());
+  ASSERT_EQ(got->size(), wanted.size());
+  std::size_t present = 0;
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    auto one = store->get(wanted[i]);
+    ASSERT_TRUE(one);
+    EXPECT_EQ((*got)[i], *one) << "key " << u64_from_bytes(wanted[i]);
+    present += !one->empty();
+  }
+  // 1..100, 1000, 5000, 5005, 2^40, 2^64-1, and 7 twice.
+  EXPECT_EQ(present, 100u + 5u + 1u);
+  auto none = store->get_many({});
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+}
+
 TEST(state_store, a_malformed_page_is_state_corrupt_and_changes_nothing) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
@@ -451,6 +498,12 @@ TEST(state_store, a_malformed_page_is_state_corrupt_and_changes_nothing) {
   auto err = store->for_each([](const key&, const value&) {});
   EXPECT_EQ(code_of(err), ec::state_corrupt);
   EXPECT_EQ(message_of(err), expected);
+  auto k1 = key_from_u64(1);
+  auto k65 = key_from_u64(65);
+  auto many = store->get_many({k65, k1});
+  ASSERT_FALSE(many);
+  EXPECT_EQ(code_of(many.error()), ec::state_corrupt);
+  EXPECT_EQ(message_of(many.error()), expected);
   // A checkpoint that would rewrite the page is refused whole.
   checkpoint_batch batch;
   batch.height = 5;

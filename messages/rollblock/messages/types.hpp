@@ -24,6 +24,22 @@ constexpr std::size_t max_key_width = 64;
 constexpr std::size_t default_key_width = 8;
 constexpr std::size_t max_value_size = 65535;
 
+/// The most keys a state page holds (storage/state_page.hpp; the store
+/// option page_keys).
+constexpr std::size_t max_page_keys = 64;
+
+/// Returns whether `n` is a page size: a power of two from 1 to 64.
+constexpr bool valid_page_keys(std::size_t n) noexcept {
+  return n >= 1 && n <= max_page_keys && (n & (n - 1)) == 0;
+}
+
+/// Returns the page size of a new store of `width`-byte keys unless its
+/// options name one: 64 for 8-byte keys (the original's u64 keys, mostly
+/// counted up), 1 for wider ones (mostly hashes).
+constexpr std::size_t default_page_keys(std::size_t width) noexcept {
+  return width == 8 ? max_page_keys : 1;
+}
+
 /// Returns `x` as a key of `width` bytes: 8 little-endian bytes, zero-padded.
 /// REQUIRES: min_key_width <= width <= max_key_width.
 key key_from_u64(std::uint64_t x, std::size_t width = default_key_width);

@@ -71,7 +71,8 @@ class state_store;
 ///   above it). A key evicted meanwhile was clean, so its position is at or
 ///   below the undo floor, which then lies above the reader's position: the
 ///   reader starts over.
-/// - plan() reads the before value of a non-resident key from LevelDB.
+/// - plan() reads the before values of a block's non-resident keys from
+///   LevelDB, in one pass in key order.
 /// - The live key count is kept from each change's before and after.
 class memory_state {
 public:
@@ -320,6 +321,10 @@ private:
 
   /// Reads a non-resident key from the state of record (empty when absent).
   caf::expected<value> read_state_of_record(std::string_view k) const;
+
+  /// The same for many keys, in one pass (state_store::get_many).
+  caf::expected<std::vector<value>>
+  read_state_of_record(const std::vector<std::string_view>& keys) const;
 
   /// The estimated bytes of an entry with this value: its table slot twice
   /// (a table is 7/16 to 7/8 full) and the heap block of a long value.

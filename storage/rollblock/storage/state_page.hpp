@@ -1,5 +1,7 @@
 #pragma once
 
+#include "rollblock/messages/types.hpp"
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -31,21 +33,6 @@ namespace rollblock::storage {
 //   value    `size` bytes
 //
 // A page with no entry is never stored (its record is deleted).
-
-/// The most keys a page holds.
-constexpr std::size_t max_page_keys = 64;
-
-/// Returns whether `n` is a page size: a power of two from 1 to 64.
-constexpr bool valid_page_keys(std::size_t n) noexcept {
-  return n >= 1 && n <= max_page_keys && (n & (n - 1)) == 0;
-}
-
-/// Returns the page size of a new store of `width`-byte keys unless its
-/// options name one: 64 for 8-byte keys (the original's u64 keys, mostly
-/// counted up), 1 for wider ones (mostly hashes).
-constexpr std::size_t default_page_keys(std::size_t width) noexcept {
-  return width == 8 ? max_page_keys : 1;
-}
 
 /// Returns the index of the byte that holds a key's slot bits.
 /// REQUIRES: width >= 8.

@@ -170,6 +170,13 @@ public:
   /// when it is malformed. Thread-safe.
   caf::expected<value> get(std::string_view k) const;
 
+  /// Reads `keys` at the checkpoint in one pass in key order (one seek per
+  /// run of keys that no stored page separates: the new keys of a block of
+  /// counted-up keys cost one seek); returns their values in the order of
+  /// `keys` (empty: absent). Errors as get(). Thread-safe.
+  caf::expected<std::vector<value>>
+  get_many(const std::vector<std::string_view>& keys) const;
+
   /// Calls `f` for every stored key/value pair in key order. Stops with the
   /// error LevelDB reports, or ec::state_corrupt naming a malformed page.
   caf::error for_each(const std::function<void(const key&, const value&)>& f) const;
