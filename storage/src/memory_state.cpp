@@ -429,24 +429,21 @@ std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
   if (slots == 0)
     return 0;
   std::size_t freed = 0;
-  std::vector<key> victims;
   auto from = s.hand % slots;
   auto count = std::min(max_slots, slots);
-  s.map.for_each_slot(from, count, [&](std::string_view k, entry& e) {
+  s.map.erase_in(from, count, [&](std::string_view, entry& e) {
     if (freed >= goal)
-      return;
+      return false;
     if (e.position > ceiling)
-      return; // dirty, or a reader may need it
+      return false; // dirty, or a reader may need it
     if (e.referenced != 0) {
       e.referenced = 0; // read since the last sweep: a second chance
-      return;
+      return false;
     }
     freed += entry_bytes(e.v);
-    victims.emplace_back(k);
+    return true;
   });
   s.hand = (from + count) % slots;
-  for (auto& k : victims)
-    s.map.erase(k);
   s.resident_bytes.fetch_sub(freed, std::memory_order_relaxed);
   return freed;
 }

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <random>
 #include <vector>
@@ -155,19 +156,74 @@ TEST(flat_key_map, reserve_avoids_growth_clear_keeps_release_frees) {
   EXPECT_EQ(m.find(k8(1)), nullptr);
 }
 
-TEST(flat_key_map, for_each_slot_visits_a_range_of_slots_with_wraparound) {
+TEST(flat_key_map, erase_in_visits_a_range_of_slots_with_wraparound) {
   flat_key_map<std::uint64_t> m{8};
   for (std::uint64_t i = 0; i < 100; ++i)
     *m.try_emplace(k8(i)).first = i;
   auto cap = m.capacity();
-  // Two halves starting mid-table cover every entry exactly once.
+  // Two halves starting mid-table cover every entry exactly once; values
+  // may be changed in place.
   std::vector<int> seen(100, 0);
-  auto count = [&](std::string_view, std::uint64_t& v) { ++seen[v]; };
-  m.for_each_slot(cap / 3, cap / 2, count);
-  m.for_each_slot(cap / 3 + cap / 2, cap - cap / 2, count);
+  auto count = [&](std::string_view, std::uint64_t& v) {
+    ++seen[v];
+    v += 1000;
+    return false;
+  };
+  EXPECT_EQ(m.erase_in(cap / 3, cap / 2, count), 0u);
+  EXPECT_EQ(m.erase_in(cap / 3 + cap / 2, cap - cap / 2, count), 0u);
   for (std::uint64_t i = 0; i < 100; ++i)
     EXPECT_EQ(seen[i], 1) << i;
-  // Values may be changed in place.
-  m.for_each_slot(0, cap, [](std::string_view, std::uint64_t& v) { v += 1000; });
   EXPECT_EQ(*m.find(k8(42)), 1042u);
+  EXPECT_EQ(m.size(), 100u);
+}
+
+TEST(flat_key_map, erase_in_keeps_every_other_entry_reachable) {
+  // Tables at 7/8 fill (long clusters), windows of every size and start,
+  // wrapping around the end, removing dense and sparse selections: every
+  // kept entry stays findable with its value, every removed one is gone.
+  std::mt19937_64 rng{77};
+  for (int round = 0; round < 200; ++round) {
+    flat_key_map<std::uint64_t> m{8};
+    std::map<std::uint64_t, std::uint64_t> model;
+    auto n = 50 + rng() % 400;
+    m.reserve(n);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      auto x = rng() % 100000;
+      *m.try_emplace(k8(x)).first = x * 3;
+      model[x] = x * 3;
+    }
+    auto cap = m.capacity();
+    auto from = rng() % cap;
+    // Every fourth round the whole table (or more), where the window wraps
+    // onto itself.
+    auto width = round % 4 == 0 ? cap + round % 3 : 1 + rng() % cap;
+    auto keep_one_in = 1 + rng() % 4; // 1: remove all selected
+    std::size_t removed_expected = 0;
+    auto removed = m.erase_in(from, width, [&](std::string_view k,
+                                               std::uint64_t& v) {
+      std::uint64_t x;
+      std::memcpy(&x, k.data(), 8);
+      EXPECT_EQ(v, x * 3);
+      if (x % keep_one_in == 0)
+        return false;
+      model.erase(x);
+      ++removed_expected;
+      return true;
+    });
+    ASSERT_EQ(removed, removed_expected) << "round " << round;
+    ASSERT_EQ(m.size(), model.size()) << "round " << round;
+    for (auto& [x, v] : model) {
+      auto* found = m.find(k8(x));
+      ASSERT_NE(found, nullptr) << "round " << round << " key " << x;
+      EXPECT_EQ(*found, v);
+    }
+    for (std::uint64_t x = 0; x < 100000; x += 7) {
+      if (!model.contains(x)) {
+        ASSERT_EQ(m.find(k8(x)), nullptr) << "round " << round << " key " << x;
+      }
+    }
+    // The table still takes inserts and erases.
+    *m.try_emplace(k8(100001)).first = 1;
+    EXPECT_TRUE(m.erase(k8(100001)));
+  }
 }

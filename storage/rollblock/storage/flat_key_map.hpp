@@ -172,17 +172,70 @@ public:
         f(key_view(slot), values_[slot]);
   }
 
-  /// Calls f(key, value) for the entries in the `count` slots from slot
-  /// `from` on (wrapping around), for sweeps that visit a table in parts.
-  /// REQUIRES: f does not insert or erase.
-  template <class F>
-  void for_each_slot(std::size_t from, std::size_t count, F f) {
+  /// Removes the entries in the `count` slots from slot `from` on (wrapping
+  /// around) for which pred(key, value) is true; returns how many. The
+  /// entries between the first removed one and the next empty slot after
+  /// the window are placed again once each (one key_hash apiece), where
+  /// erasing one by one would shift and hash the rest of the cluster per
+  /// removal. For sweeps that evict many neighbouring entries.
+  /// REQUIRES: pred does not insert or erase (it may change the value).
+  template <class Pred>
+  std::size_t erase_in(std::size_t from, std::size_t count, Pred pred) {
     auto cap = capacity();
-    for (std::size_t i = 0; i < count && cap > 0; ++i) {
-      auto slot = (from + i) & (cap - 1);
-      if (tags_[slot] != 0)
-        f(key_view(slot), values_[slot]);
+    if (cap == 0 || size_ == 0)
+      return 0;
+    auto mask = cap - 1;
+    count = std::min(count, cap);
+    std::size_t removed = 0;
+    std::size_t first = npos; // the first removed slot's index in the window
+    for (std::size_t i = 0; i < count; ++i) {
+      auto slot = (from + i) & mask;
+      if (tags_[slot] != 0 && pred(key_view(slot), values_[slot])) {
+        tags_[slot] = 0;
+        values_[slot] = T{};
+        ++removed;
+        if (first == npos)
+          first = i;
+      }
     }
+    if (removed == 0)
+      return 0;
+    size_ -= removed;
+    if (size_ == 0)
+      return removed;
+    // Lift the entries from the first hole to the first empty slot at or
+    // after the window's end (an empty slot no probe crosses; a window of
+    // the whole table has none, so all its entries are lifted) ...
+    bool whole = count == cap;
+    std::vector<std::uint8_t> lifted_tags;
+    std::vector<char> lifted_keys;
+    std::vector<T> lifted_values;
+    for (auto i = whole ? 0 : first; i < cap; ++i) {
+      auto slot = (from + i) & mask;
+      if (tags_[slot] == 0) {
+        if (!whole && i >= count)
+          break;
+        continue;
+      }
+      lifted_tags.push_back(tags_[slot]);
+      lifted_keys.insert(lifted_keys.end(), key_at(slot),
+                         key_at(slot) + key_width_);
+      lifted_values.push_back(std::move(values_[slot]));
+      tags_[slot] = 0;
+      values_[slot] = T{};
+    }
+    // ... and place them again in their order: each lands at or before its
+    // old slot, the first free one from its home.
+    for (std::size_t j = 0; j < lifted_tags.size(); ++j) {
+      std::string_view k{lifted_keys.data() + j * key_width_, key_width_};
+      auto to = key_hash(k) & mask;
+      while (tags_[to] != 0)
+        to = (to + 1) & mask;
+      tags_[to] = lifted_tags[j];
+      std::memcpy(key_at(to), k.data(), key_width_);
+      values_[to] = std::move(lifted_values[j]);
+    }
+    return removed;
   }
 
   /// Removes every entry and keeps the capacity.
