@@ -52,11 +52,15 @@ std::size_t memory_state::entry_bytes(const compact_value& v) const {
 void memory_state::emplace_entry(shard& s, std::string_view k,
                                  std::uint64_t hash, std::string_view v,
                                  block_id position) {
-  auto* e = s.map.try_emplace(k, hash).first;
-  e->v.assign(v);
-  e->position = position;
-  e->referenced = 0;
-  s.resident_bytes.fetch_add(entry_bytes(e->v), std::memory_order_relaxed);
+  set_new_entry(s, *s.map.try_emplace(k, hash).first, v, position);
+}
+
+void memory_state::set_new_entry(shard& s, entry& e, std::string_view v,
+                                 block_id position) {
+  e.v.assign(v);
+  e.position = position;
+  e.referenced = 0;
+  s.resident_bytes.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
 }
 
 void memory_state::assign_entry(shard& s, entry& e, std::string_view v,
@@ -249,12 +253,17 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   // counted up cost one LevelDB seek per block instead of one read each).
   std::vector<value> stored;
   std::vector<std::uint32_t> stored_of_op;
+  std::vector<const entry*> resident; // per op, with a budget
   if (entry_budget_ > 0) {
     std::vector<std::string_view> missing;
     stored_of_op.assign(ops.size(), 0);
+    resident.resize(ops.size());
     for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (i + prefetch_distance < ops.size())
+        prefetch(op_hashes[i + prefetch_distance]);
       auto& s = *shards_[shard_of_hash(op_hashes[i])];
-      if (s.map.find(ops[i].k, op_hashes[i]) == nullptr) {
+      resident[i] = s.map.find(ops[i].k, op_hashes[i]);
+      if (resident[i] == nullptr) {
         stored_of_op[i] = static_cast<std::uint32_t>(missing.size());
         missing.push_back(ops[i].k);
       }
@@ -268,7 +277,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   last_op.reserve(ops.size());
   bool coalesced = false;
   for (std::size_t i = 0; i < ops.size(); ++i) {
-    if (i + prefetch_distance < ops.size())
+    if (resident.empty() && i + prefetch_distance < ops.size())
       prefetch(op_hashes[i + prefetch_distance]);
     auto& op = ops[i];
     auto hash = op_hashes[i];
@@ -281,7 +290,8 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     *index = static_cast<std::uint32_t>(last_op.size());
     auto& s = *shards_[shard_of_hash(hash)];
     block_id before_position = 0;
-    if (auto* found = s.map.find(op.k, hash)) {
+    if (auto* found =
+          resident.empty() ? s.map.find(op.k, hash) : resident[i]) {
       changes.push_back({op.k, op.v, found->v.view()});
       before_position = found->position;
     } else if (entry_budget_ > 0) {
@@ -398,17 +408,26 @@ void memory_state::install_planned(planned_block planned) {
     hashes, [](std::size_t) { return true; },
     [&](shard& s, std::size_t i) {
       auto change = changes[i];
-      auto* found = s.map.find(change.k, hashes[i]);
-      if (!found) {
-        // Not resident: absent, or (with a budget) in the state of record
-        // with `before` as its value. A delete of a stored key leaves a
-        // tombstone until the checkpoint that writes it.
-        if (change.after.empty() && change.before.empty())
-          return; // deleting an absent key: nothing to show or undo
-        emplace_entry(s, change.k, hashes[i], change.after, position);
-        live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
-                      - static_cast<std::ptrdiff_t>(!change.before.empty());
-        return;
+      entry* found;
+      if (change.after.empty() && change.before.empty()) {
+        // Deleting an absent key: nothing to show or undo, unless it has a
+        // resident tombstone.
+        found = s.map.find(change.k, hashes[i]);
+        if (!found)
+          return;
+      } else {
+        // One probe whether the key is resident or not.
+        auto [slot, added] = s.map.try_emplace(change.k, hashes[i]);
+        if (added) {
+          // Not resident: absent, or (with a budget) in the state of
+          // record with `before` as its value. A delete of a stored key
+          // leaves a tombstone until the checkpoint that writes it.
+          set_new_entry(s, *slot, change.after, position);
+          live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
+                        - static_cast<std::ptrdiff_t>(!change.before.empty());
+          return;
+        }
+        found = slot;
       }
       auto was_live = !found->v.empty();
       assign_entry(s, *found, change.after, position);

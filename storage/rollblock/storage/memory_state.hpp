@@ -335,6 +335,10 @@ private:
   void emplace_entry(shard& s, std::string_view k, std::uint64_t hash,
                      std::string_view v, block_id position);
 
+  /// Sets an entry try_emplace has just added (and counts its bytes).
+  void set_new_entry(shard& s, entry& e, std::string_view v,
+                     block_id position);
+
   /// Replaces the value of an entry of `s` under its exclusive lock.
   void assign_entry(shard& s, entry& e, std::string_view v, block_id position);
 
