@@ -32,6 +32,12 @@ constexpr std::size_t malloc_overhead = 16;
 /// memory three times (tag, key, value) without it.
 constexpr std::size_t prefetch_distance = 8;
 
+/// The error of a read of the state of record after the store closed.
+caf::error store_closed() {
+  return make_error(ec::store_closed, "the store is closed: its state "
+                                      "database is no longer readable");
+}
+
 /// The key_hash of every change of `record`.
 std::vector<std::uint64_t> hashes_of(const block_record& record) {
   std::vector<std::uint64_t> hashes;
@@ -164,9 +170,7 @@ caf::expected<value>
 memory_state::read_state_of_record(std::string_view k) const {
   std::shared_lock guard{state_of_record_mu_};
   if (state_of_record_ == nullptr)
-    return make_error(ec::store_closed,
-                      "the store is closed: its state database is no longer "
-                      "readable");
+    return store_closed();
   return state_of_record_->get(k);
 }
 
@@ -174,9 +178,7 @@ caf::expected<std::vector<value>> memory_state::read_state_of_record(
   const std::vector<std::string_view>& keys) const {
   std::shared_lock guard{state_of_record_mu_};
   if (state_of_record_ == nullptr)
-    return make_error(ec::store_closed,
-                      "the store is closed: its state database is no longer "
-                      "readable");
+    return store_closed();
   return state_of_record_->get_many(keys);
 }
 
@@ -844,9 +846,7 @@ memory_state::snapshot() const {
     // Resident entries (tombstones included) win over the state of record.
     std::shared_lock guard{state_of_record_mu_};
     if (state_of_record_ == nullptr)
-      return make_error(ec::store_closed,
-                        "the store is closed: its state database is no "
-                        "longer readable");
+      return store_closed();
     auto err = state_of_record_->for_each([&](const key& k, const value& v) {
       auto hash = key_hash(k);
       auto& s = *shards_[shard_of_hash(hash)];

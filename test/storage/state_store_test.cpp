@@ -93,6 +93,19 @@ store_metadata sample_config() {
   return meta;
 }
 
+/// Opens the store in `dir` and writes sample_config(); null on failure.
+std::unique_ptr<state_store> open_configured(const std::filesystem::path& dir) {
+  auto store = open_store(dir);
+  if (store) {
+    auto err = store->write_config(sample_config());
+    if (err) {
+      ADD_FAILURE() << describe(err);
+      return nullptr;
+    }
+  }
+  return store;
+}
+
 /// Writes one raw record into the LevelDB database at `dir`, bypassing the
 /// store (which must be closed).
 void put_raw(const std::filesystem::path& dir, const std::string& k,
@@ -172,9 +185,8 @@ TEST(state_store, checkpoint_batch_put_copies_and_a_moved_batch_keeps_them) {
 
 TEST(state_store, checkpoint_batch_round_trip) {
   test::temp_dir tmp;
-  auto store = open_store(tmp.path() / "state");
+  auto store = open_configured(tmp.path() / "state");
   ASSERT_TRUE(store);
-  ASSERT_FALSE(store->write_config(sample_config()));
   // Binary keys of width 8, with zero bytes and bytes >= 0x80.
   auto k_zero = bin(std::string_view{"\0\0\0\0\0\0\0\0", 8});
   auto k_one = bin(std::string_view{"\0\0\0\0\0\0\0\1", 8});
@@ -252,9 +264,8 @@ TEST(state_store, state_pages_are_in_key_order_in_leveldb) {
   };
   std::map<key, value, key_order_less> model;
   {
-    auto store = open_store(dir);
+    auto store = open_configured(dir);
     ASSERT_TRUE(store);
-    ASSERT_FALSE(store->write_config(sample_config()));
     for (block_id h = 1; h <= 4; ++h) {
       checkpoint_batch batch;
       batch.height = h;
@@ -348,9 +359,8 @@ TEST(state_store, state_pages_are_in_key_order_in_leveldb) {
 
 TEST(state_store, sequential_keys_share_pages_and_an_emptied_page_is_deleted) {
   test::temp_dir tmp;
-  auto store = open_store(tmp.path() / "state");
+  auto store = open_configured(tmp.path() / "state");
   ASSERT_TRUE(store);
-  ASSERT_FALSE(store->write_config(sample_config()));
   auto state_records = [&] {
     std::vector<std::pair<std::string, std::string>> result;
     EXPECT_FALSE(store->for_each_record(
@@ -424,9 +434,8 @@ TEST(state_store, sequential_keys_share_pages_and_an_emptied_page_is_deleted) {
 
 TEST(state_store, get_many_reads_keys_in_any_order_as_get_does) {
   test::temp_dir tmp;
-  auto store = open_store(tmp.path() / "state");
+  auto store = open_configured(tmp.path() / "state");
   ASSERT_TRUE(store);
-  ASSERT_FALSE(store->write_config(sample_config()));
   checkpoint_batch batch;
   batch.height = 1;
   std::vector<std::uint64_t> stored_keys;
@@ -473,9 +482,8 @@ TEST(state_store, a_malformed_page_is_state_corrupt_and_changes_nothing) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   {
-    auto store = open_store(dir);
+    auto store = open_configured(dir);
     ASSERT_TRUE(store);
-    ASSERT_FALSE(store->write_config(sample_config()));
     checkpoint_batch batch;
     batch.height = 4;
     batch.put(key_from_u64(1), "one");
@@ -661,9 +669,8 @@ TEST(state_store, a_checkpoint_taken_by_rvalue_releases_its_writes) {
   // Persistence hands over its batches: their writes (32 bytes each) are
   // released once LevelDB's WriteBatch holds them; what was written stays.
   test::temp_dir tmp;
-  auto store = open_store(tmp.path() / "state");
+  auto store = open_configured(tmp.path() / "state");
   ASSERT_TRUE(store);
-  ASSERT_FALSE(store->write_config(sample_config()));
   checkpoint_batch batch;
   batch.height = 3;
   contents expected;
@@ -780,9 +787,8 @@ TEST(state_store, format_version_mismatch) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   {
-    auto store = open_store(dir);
+    auto store = open_configured(dir);
     ASSERT_TRUE(store);
-    ASSERT_FALSE(store->write_config(sample_config()));
   }
   put_raw(dir, "m/format_version", value_from_u64(999));
   auto store = open_store(dir);
@@ -831,9 +837,8 @@ TEST(state_store, malformed_metadata_record_is_state_corrupt) {
     test::temp_dir tmp;
     auto dir = tmp.path() / "state";
     {
-      auto store = open_store(dir);
+      auto store = open_configured(dir);
       ASSERT_TRUE(store);
-      ASSERT_FALSE(store->write_config(sample_config()));
       checkpoint_batch batch;
       batch.height = 3;
       ASSERT_FALSE(store->write_checkpoint(batch));
@@ -875,9 +880,8 @@ TEST(state_store, open_with_a_damaged_current_file_is_state_corrupt) {
   test::temp_dir tmp;
   auto dir = tmp.path() / "state";
   {
-    auto store = open_store(dir);
+    auto store = open_configured(dir);
     ASSERT_TRUE(store);
-    ASSERT_FALSE(store->write_config(sample_config()));
   }
   {
     std::ofstream out{dir / "CURRENT", std::ios::trunc};
@@ -1020,9 +1024,8 @@ TEST(state_store, read_only_opening_creates_nothing_and_refuses_writes) {
   ASSERT_FALSE(missing);
   EXPECT_FALSE(std::filesystem::exists(ro.dir));
   {
-    auto store = open_store(tmp.path() / "state");
+    auto store = open_configured(tmp.path() / "state");
     ASSERT_TRUE(store);
-    ASSERT_FALSE(store->write_config(sample_config()));
     checkpoint_batch batch;
     batch.height = 3;
     batch.put(key_from_u64(1), "one");
