@@ -156,6 +156,35 @@ TEST(flat_key_map, reserve_avoids_growth_clear_keeps_release_frees) {
   EXPECT_EQ(m.find(k8(1)), nullptr);
 }
 
+TEST(flat_key_map, only_an_insertion_grows_the_table) {
+  flat_key_map<std::uint64_t> m{8};
+  *m.try_emplace(k8(0)).first = 0;
+  // Fill to the last entry below the 7/8 threshold.
+  std::uint64_t n = 1;
+  while ((m.size() + 1) * 8 <= m.capacity() * 7) {
+    *m.try_emplace(k8(n)).first = n;
+    ++n;
+  }
+  auto cap = m.capacity();
+  // Updating every key leaves the table as it is ...
+  for (std::uint64_t i = 0; i < n; ++i) {
+    auto [v, added] = m.try_emplace(k8(i));
+    EXPECT_FALSE(added);
+    EXPECT_EQ(*v, i);
+  }
+  EXPECT_EQ(m.capacity(), cap);
+  // ... one more key doubles it, and every key is still there.
+  auto [v, added] = m.try_emplace(k8(n));
+  EXPECT_TRUE(added);
+  *v = n;
+  EXPECT_EQ(m.capacity(), 2 * cap);
+  EXPECT_EQ(m.size(), n + 1);
+  for (std::uint64_t i = 0; i <= n; ++i) {
+    ASSERT_NE(m.find(k8(i)), nullptr) << i;
+    EXPECT_EQ(*m.find(k8(i)), i);
+  }
+}
+
 TEST(flat_key_map, erase_in_visits_a_range_of_slots_with_wraparound) {
   flat_key_map<std::uint64_t> m{8};
   for (std::uint64_t i = 0; i < 100; ++i)

@@ -97,15 +97,19 @@ public:
   }
 
   /// Returns the value of `k`, inserting a default T first when absent, and
-  /// whether it inserted.
+  /// whether it inserted. Only an insertion grows the table.
   std::pair<T*, bool> try_emplace(std::string_view k, std::uint64_t hash) {
     assert(k.size() == key_width_);
-    if ((size_ + 1) * 8 > capacity() * 7)
+    if (capacity() == 0)
       grow();
     auto mask = capacity() - 1;
     auto tag = tag_of(hash);
     for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
       if (tags_[slot] == 0) {
+        if ((size_ + 1) * 8 > capacity() * 7) {
+          grow(); // the slot moved: probe the bigger table
+          return try_emplace(k, hash);
+        }
         tags_[slot] = tag;
         std::memcpy(key_at(slot), k.data(), key_width_);
         ++size_;
