@@ -124,6 +124,13 @@ leveldb::Slice slice(std::string_view x) {
   return {x.data(), x.size()};
 }
 
+/// Writes the LevelDB key of the page holding `k` ("s" + page key) to `out`.
+void page_record_key(std::string_view k, std::size_t page_keys,
+                     std::string& out) {
+  page_key_of(k, page_keys, out);
+  out.insert(out.begin(), state_prefix);
+}
+
 std::string page_size_problem(std::uint64_t page_keys) {
   return "page size " + std::to_string(page_keys)
          + " is not a power of two from 1 to "
@@ -610,7 +617,6 @@ state_store::impl::checkpoint_write_batch(const checkpoint_batch& batch) const {
   auto all_slots = keys == 64 ? ~std::uint64_t{0}
                                : (std::uint64_t{1} << keys) - 1;
   leveldb::WriteBatch wb;
-  std::string page_key;
   std::string record_key;
   std::string stored;
   std::string encoded;
@@ -623,9 +629,7 @@ state_store::impl::checkpoint_write_batch(const checkpoint_batch& batch) const {
            && same_page(writes[end]->k, first, keys);
          ++end)
       written |= std::uint64_t{1} << slot_of(writes[end]->k, keys);
-    page_key_of(first, keys, page_key);
-    record_key.assign(1, state_prefix);
-    record_key.append(page_key);
+    page_record_key(first, keys, record_key);
     if (written == all_slots) {
       image = page_image{};
     } else if (auto err = read_page(record_key, keys, stored, image)) {
@@ -686,10 +690,8 @@ caf::error state_store::clear_revert_marker() {
 
 caf::expected<value> state_store::get(std::string_view k) const {
   auto keys = impl_->page_keys.load(std::memory_order_acquire);
-  std::string record_key(1, state_prefix);
-  std::string page_key;
-  page_key_of(k, keys, page_key);
-  record_key.append(page_key);
+  std::string record_key;
+  page_record_key(k, keys, record_key);
   std::string stored;
   page_image image;
   if (auto err = impl_->read_page(record_key, keys, stored, image))
@@ -709,14 +711,11 @@ state_store::get_many(const std::vector<std::string_view>& keys) const {
   std::vector<value> result(keys.size());
   std::unique_ptr<leveldb::Iterator> it{impl_->db->NewIterator(checked_reads())};
   bool sought = false;
-  std::string page_key;
   std::string record_key;
   std::string decoded; // the record key of the page in `image`
   page_image image;
   for (auto i : order) {
-    page_key_of(keys[i], n, page_key);
-    record_key.assign(1, state_prefix);
-    record_key.append(page_key);
+    page_record_key(keys[i], n, record_key);
     // Seek unless the iterator already stands at or above this page: the
     // pages between are absent.
     if (!sought
@@ -729,7 +728,7 @@ state_store::get_many(const std::vector<std::string_view>& keys) const {
     if (!it->Valid() || it->key() != slice(record_key))
       continue; // absent
     if (decoded != record_key) {
-      auto why = image.decode(page_key,
+      auto why = image.decode(std::string_view{record_key}.substr(1),
                               {it->value().data(), it->value().size()}, n);
       if (!why.empty())
         return impl_->malformed_page(record_key, why);
