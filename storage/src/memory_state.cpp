@@ -51,7 +51,7 @@ std::vector<std::uint64_t> hashes_of(const block_record& record) {
 
 std::size_t memory_state::entry_bytes(const compact_value& v) const {
   auto heap = v.heap_bytes();
-  return 2 * (1 + key_width_ + sizeof(entry))
+  return 2 * shards_.front()->map.slot_bytes()
          + (heap > 0 ? heap + malloc_overhead : 0);
 }
 
@@ -65,7 +65,6 @@ void memory_state::set_new_entry(shard& s, entry& e, std::string_view v,
                                  block_id position) {
   e.v.assign(v);
   e.position = position;
-  e.referenced = 0;
   s.resident_bytes.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
 }
 
@@ -452,13 +451,14 @@ std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
   std::size_t freed = 0;
   auto from = s.hand % slots;
   auto count = std::min(max_slots, slots);
-  s.map.erase_in(from, count, [&](std::string_view, entry& e) {
+  s.map.erase_in(from, count, [&](std::string_view, entry& e,
+                                  bool& referenced) {
     if (freed >= goal)
       return false;
     if (e.position > ceiling)
       return false; // dirty, or a reader may need it
-    if (e.referenced != 0) {
-      e.referenced = 0; // read since the last sweep: a second chance
+    if (referenced) {
+      referenced = false; // read since the last sweep: a second chance
       return false;
     }
     freed += entry_bytes(e.v);
@@ -651,12 +651,9 @@ memory_state::find_undo(block_id position) const {
   return nullptr;
 }
 
-void memory_state::mark_referenced(const entry& e) const {
-  if (entry_budget_ > 0) {
-    std::atomic_ref<std::uint8_t> referenced{e.referenced};
-    if (referenced.load(std::memory_order_relaxed) == 0)
-      referenced.store(1, std::memory_order_relaxed);
-  }
+void memory_state::mark_referenced(const shard& s, const entry& e) const {
+  if (entry_budget_ > 0)
+    s.map.mark(&e);
 }
 
 bool memory_state::read_at(std::string_view k, std::uint64_t hash,
@@ -672,7 +669,7 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
         guard.lock();
       if (auto* found = s.map.find(k, hash)) {
         auto& e = *found;
-        mark_referenced(e);
+        mark_referenced(s, e);
         position = e.position;
         if (position <= at) {
           out.assign(e.v.view());
@@ -803,7 +800,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
           auto i = by_shard[j];
           auto* found = s.map.find(keys[i], hashes[i]);
           if (found != nullptr && found->position <= at) {
-            mark_referenced(*found);
+            mark_referenced(s, *found);
             result[i].assign(found->v.view());
           } else if (found == nullptr && entry_budget_ == 0) {
             result[i].clear();

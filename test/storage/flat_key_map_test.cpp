@@ -113,29 +113,7 @@ TEST(flat_key_map, matches_a_model_under_random_operations_and_erases_by_pointer
   EXPECT_LE(m.size() * 8, m.capacity() * 7);
 }
 
-TEST(flat_key_map, erase_if_removes_exactly_the_matching_entries) {
-  flat_key_map<std::uint64_t> m{8};
-  for (std::uint64_t i = 0; i < 10000; ++i)
-    *m.try_emplace(k8(i)).first = i;
-  auto removed = m.erase_if(
-    [](std::string_view, std::uint64_t v) { return v % 3 == 0; });
-  EXPECT_EQ(removed, 3334u);
-  EXPECT_EQ(m.size(), 6666u);
-  for (std::uint64_t i = 0; i < 10000; ++i) {
-    auto* v = m.find(k8(i));
-    if (i % 3 == 0) {
-      EXPECT_EQ(v, nullptr) << i;
-    } else {
-      ASSERT_NE(v, nullptr) << i;
-      EXPECT_EQ(*v, i);
-    }
-  }
-  EXPECT_EQ(m.erase_if([](std::string_view, std::uint64_t) { return true; }),
-            6666u);
-  EXPECT_TRUE(m.empty());
-}
-
-TEST(flat_key_map, reserve_avoids_growth_clear_keeps_release_frees) {
+TEST(flat_key_map, reserve_avoids_growth) {
   flat_key_map<int> m{8};
   m.reserve(1000);
   auto cap = m.capacity();
@@ -143,17 +121,98 @@ TEST(flat_key_map, reserve_avoids_growth_clear_keeps_release_frees) {
   for (int i = 0; i < 1000; ++i)
     *m.try_emplace(k8(i)).first = i + 1;
   EXPECT_EQ(m.capacity(), cap);
-  EXPECT_EQ(m.memory_bytes(), cap * (1 + 8 + sizeof(int)));
-  m.clear();
-  EXPECT_EQ(m.size(), 0u);
-  EXPECT_EQ(m.capacity(), cap);
-  EXPECT_EQ(m.find(k8(1)), nullptr);
-  EXPECT_TRUE(m.try_emplace(k8(1)).second);
-  EXPECT_EQ(*m.find(k8(1)), 0); // a fresh value, not the old one
-  m.release();
-  EXPECT_EQ(m.size(), 0u);
-  EXPECT_EQ(m.capacity(), 0u);
-  EXPECT_EQ(m.find(k8(1)), nullptr);
+  // A slot holds the int and the key (12 bytes), plus its tag.
+  EXPECT_EQ(m.slot_bytes(), 12u + 1);
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_EQ(*m.find(k8(i)), i + 1);
+}
+
+TEST(flat_key_map, a_slot_of_a_24_byte_value_and_an_8_byte_key_is_32_bytes) {
+  struct value24 {
+    std::uint64_t a = 0, b = 0, c = 0;
+  };
+  flat_key_map<value24> m{8};
+  m.reserve(100);
+  EXPECT_EQ(m.slot_bytes(), 33u);
+  auto* v = m.try_emplace(k8(5)).first;
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(v) % 32, 0u);
+}
+
+TEST(flat_key_map, marks_stay_with_their_entries_and_do_not_change_lookups) {
+  flat_key_map<std::uint64_t> m{8};
+  for (std::uint64_t i = 0; i < 5000; ++i)
+    *m.try_emplace(k8(i)).first = i;
+  for (std::uint64_t i = 0; i < 5000; i += 3)
+    m.mark(m.find(k8(i)));
+  // Erasing shifts entries back, growing places them again: marks move too.
+  for (std::uint64_t i = 1; i < 5000; i += 10)
+    EXPECT_TRUE(m.erase(k8(i)));
+  for (std::uint64_t i = 5000; i < 20000; ++i)
+    *m.try_emplace(k8(i)).first = i;
+  for (std::uint64_t i = 0; i < 20000; ++i) {
+    auto* v = m.find(k8(i));
+    if (i < 5000 && i % 10 == 1) {
+      EXPECT_EQ(v, nullptr) << i;
+      continue;
+    }
+    ASSERT_NE(v, nullptr) << i;
+    EXPECT_EQ(*v, i);
+    EXPECT_EQ(m.marked(v), i < 5000 && i % 3 == 0) << i;
+    // An update through try_emplace finds the marked entry, keeps its mark.
+    auto [u, added] = m.try_emplace(k8(i));
+    EXPECT_FALSE(added);
+    EXPECT_EQ(u, v);
+  }
+  // A key inserted again after its erasure starts unmarked.
+  m.mark(m.find(k8(3)));
+  EXPECT_TRUE(m.erase(k8(3)));
+  EXPECT_FALSE(m.marked(m.try_emplace(k8(3)).first));
+}
+
+TEST(flat_key_map, erase_in_shows_marks_and_keeps_what_pred_sets) {
+  flat_key_map<std::uint64_t> m{8};
+  for (std::uint64_t i = 0; i < 100; ++i)
+    *m.try_emplace(k8(i)).first = i;
+  for (std::uint64_t i = 0; i < 100; i += 2)
+    m.mark(m.find(k8(i)));
+  // Marked entries get their mark cleared and stay; unmarked odd multiples
+  // of 5 go; the rest stay as they are.
+  auto removed = m.erase_in(0, m.capacity(),
+                            [](std::string_view, std::uint64_t& v,
+                               bool& marked) {
+                              EXPECT_EQ(marked, v % 2 == 0) << v;
+                              if (marked) {
+                                marked = false;
+                                return false;
+                              }
+                              return v % 5 == 0;
+                            });
+  EXPECT_EQ(removed, 10u); // 5, 15, ..., 95
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    auto* v = m.find(k8(i));
+    if (i % 2 == 1 && i % 5 == 0) {
+      EXPECT_EQ(v, nullptr) << i;
+    } else {
+      ASSERT_NE(v, nullptr) << i;
+      EXPECT_FALSE(m.marked(v)) << i;
+    }
+  }
+}
+
+TEST(flat_key_map, values_that_own_memory_are_moved_and_destroyed) {
+  // compact_value owns a heap block above 14 bytes: growth, erasure and
+  // destruction must move and free each exactly once (ASan checks it).
+  flat_key_map<compact_value> m{8};
+  std::string long_value(100, 'x');
+  for (std::uint64_t i = 0; i < 3000; ++i)
+    m.try_emplace(k8(i)).first->assign(long_value + std::to_string(i));
+  for (std::uint64_t i = 0; i < 3000; i += 2)
+    EXPECT_TRUE(m.erase(k8(i)));
+  for (std::uint64_t i = 1; i < 3000; i += 2)
+    EXPECT_EQ(m.find(k8(i))->view(), long_value + std::to_string(i));
+  flat_key_map<compact_value> moved{std::move(m)};
+  EXPECT_EQ(moved.size(), 1500u);
+  EXPECT_EQ(moved.find(k8(2999))->view(), long_value + "2999");
 }
 
 TEST(flat_key_map, only_an_insertion_grows_the_table) {
@@ -193,7 +252,7 @@ TEST(flat_key_map, erase_in_visits_a_range_of_slots_with_wraparound) {
   // Two halves starting mid-table cover every entry exactly once; values
   // may be changed in place.
   std::vector<int> seen(100, 0);
-  auto count = [&](std::string_view, std::uint64_t& v) {
+  auto count = [&](std::string_view, std::uint64_t& v, bool&) {
     ++seen[v];
     v += 1000;
     return false;
@@ -229,7 +288,7 @@ TEST(flat_key_map, erase_in_keeps_every_other_entry_reachable) {
     auto keep_one_in = 1 + rng() % 4; // 1: remove all selected
     std::size_t removed_expected = 0;
     auto removed = m.erase_in(from, width, [&](std::string_view k,
-                                               std::uint64_t& v) {
+                                               std::uint64_t& v, bool&) {
       std::uint64_t x;
       std::memcpy(&x, k.data(), 8);
       EXPECT_EQ(v, x * 3);

@@ -823,9 +823,10 @@ TEST(memory_state, locked_reads_are_one_height_while_blocks_are_applied) {
 namespace {
 
 /// The estimated bytes of one resident entry with an 8-byte key and a value
-/// of at most 14 bytes (inline): twice its table slot (tag byte, key, the
-/// 32-byte entry), as tables are 7/16 to 7/8 full.
-constexpr std::size_t small_entry_bytes = 2 * (1 + 8 + 32);
+/// of at most 14 bytes (inline): twice its table slot (the 24-byte entry
+/// and the key in 32 bytes, and the tag byte), as tables are 7/16 to 7/8
+/// full.
+constexpr std::size_t small_entry_bytes = 2 * (32 + 1);
 
 /// A memory_state with a budget over a real state store, driven as the
 /// actors drive it: a checkpoint every `checkpoint_every` blocks, and a

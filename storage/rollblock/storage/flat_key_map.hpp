@@ -4,12 +4,16 @@
 #include <xxhash.h>
 #undef XXH_INLINE_ALL
 
+#include "rollblock/storage/table_memory.hpp"
+
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -26,16 +30,25 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 }
 
 /// An open-addressing hash table from fixed-width byte-string keys to T,
-/// for the store's millions of small entries: no node per entry, the keys
-/// inline in one array, one tag byte per slot so that a probe rarely
-/// compares a key that does not match.
+/// for the store's millions of small entries: no node per entry, each key
+/// beside its value, one tag byte per slot so that a probe rarely compares a
+/// key that does not match.
 ///
-/// Layout: capacity (a power of two) slots in three arrays: tags (0 =
-/// empty, otherwise 0x80 | the hash's top 7 bits), keys (key_width bytes
-/// per slot) and values (T per slot, default-constructed in empty slots).
-/// Linear probing; erase shifts the following entries back (no tombstones),
-/// so lookups never slow down after many deletes. The table grows by 2x when
-/// more than 7/8 full.
+/// Layout: capacity (a power of two) slots in one table_memory region:
+/// first the slots, `stride` bytes each (a T at offset 0, default-constructed
+/// in empty slots, then the key's key_width bytes; stride is their sum
+/// rounded up to T's alignment: 32 bytes for a 24-byte T and 8-byte keys, so
+/// that one cache line holds a slot's key and value), then one tag byte per
+/// slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the hash's top 6
+/// bits. Linear probing; erase shifts the following entries back (no
+/// tombstones), so lookups never slow down after many deletes. The table
+/// grows by 2x when more than 7/8 full.
+///
+/// The mark bit is one bit of state per entry that readers may set while
+/// other readers look up keys (memory_state's clock): mark() sets it with an
+/// atomic operation and every tag load is atomic (relaxed), so that marking
+/// is no data race with concurrent const calls. An entry is inserted
+/// unmarked and keeps its mark when it moves.
 ///
 /// Every call that takes a hash expects key_hash(k).
 /// REQUIRES for every key argument: k.size() == key_width().
@@ -43,11 +56,41 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 template <class T>
 class flat_key_map {
 public:
-  explicit flat_key_map(std::size_t key_width) : key_width_(key_width) {
+  explicit flat_key_map(std::size_t key_width)
+    : key_width_(key_width),
+      stride_((sizeof(T) + key_width + alignof(T) - 1) / alignof(T)
+              * alignof(T)) {
+    static_assert(alignof(T) <= 16, "table_memory aligns to 16 bytes");
   }
 
-  flat_key_map(flat_key_map&&) noexcept = default;
-  flat_key_map& operator=(flat_key_map&&) noexcept = default;
+  flat_key_map(flat_key_map&& other) noexcept
+    : key_width_(other.key_width_),
+      stride_(other.stride_),
+      size_(std::exchange(other.size_, 0)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      memory_(std::move(other.memory_)),
+      tags_(std::exchange(other.tags_, nullptr)) {
+  }
+
+  flat_key_map& operator=(flat_key_map&& other) noexcept {
+    if (this != &other) {
+      destroy_values();
+      key_width_ = other.key_width_;
+      stride_ = other.stride_;
+      size_ = std::exchange(other.size_, 0);
+      capacity_ = std::exchange(other.capacity_, 0);
+      memory_ = std::move(other.memory_);
+      tags_ = std::exchange(other.tags_, nullptr);
+    }
+    return *this;
+  }
+
+  flat_key_map(const flat_key_map&) = delete;
+  flat_key_map& operator=(const flat_key_map&) = delete;
+
+  ~flat_key_map() {
+    destroy_values();
+  }
 
   std::size_t key_width() const noexcept {
     return key_width_;
@@ -62,18 +105,18 @@ public:
   }
 
   std::size_t capacity() const noexcept {
-    return tags_.size();
+    return capacity_;
   }
 
   /// Returns the value of `k`, or nullptr.
   T* find(std::string_view k, std::uint64_t hash) noexcept {
     auto slot = locate(k, hash);
-    return slot == npos ? nullptr : &values_[slot];
+    return slot == npos ? nullptr : value_at(slot);
   }
 
   const T* find(std::string_view k, std::uint64_t hash) const noexcept {
     auto slot = locate(k, hash);
-    return slot == npos ? nullptr : &values_[slot];
+    return slot == npos ? nullptr : value_at(slot);
   }
 
   T* find(std::string_view k) noexcept {
@@ -84,39 +127,39 @@ public:
     return find(k, key_hash(k));
   }
 
-  /// Starts loading the home slot of a key with this hash (its tag, key and
-  /// value: three arrays) into the cache, so that a find a few keys later
-  /// does not wait for memory. Changes nothing; any hash is fine.
+  /// Starts loading the home slot of a key with this hash (its tag, and its
+  /// key and value) into the cache, so that a find a few keys later does not
+  /// wait for memory. Changes nothing; any hash is fine.
   void prefetch(std::uint64_t hash) const noexcept {
-    if (tags_.empty())
+    if (capacity_ == 0)
       return;
-    auto slot = hash & (capacity() - 1);
-    __builtin_prefetch(tags_.data() + slot);
-    __builtin_prefetch(keys_.get() + slot * key_width_);
-    __builtin_prefetch(values_.data() + slot);
+    auto slot = hash & (capacity_ - 1);
+    __builtin_prefetch(tags_ + slot);
+    __builtin_prefetch(slot_at(slot));
   }
 
   /// Returns the value of `k`, inserting a default T first when absent, and
   /// whether it inserted. Only an insertion grows the table.
   std::pair<T*, bool> try_emplace(std::string_view k, std::uint64_t hash) {
     assert(k.size() == key_width_);
-    if (capacity() == 0)
+    if (capacity_ == 0)
       grow();
-    auto mask = capacity() - 1;
+    auto mask = capacity_ - 1;
     auto tag = tag_of(hash);
     for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
-      if (tags_[slot] == 0) {
-        if ((size_ + 1) * 8 > capacity() * 7) {
+      auto t = tag_at(slot);
+      if (t == 0) {
+        if ((size_ + 1) * 8 > capacity_ * 7) {
           grow(); // the slot moved: probe the bigger table
           return try_emplace(k, hash);
         }
         tags_[slot] = tag;
         std::memcpy(key_at(slot), k.data(), key_width_);
         ++size_;
-        return {&values_[slot], true};
+        return {value_at(slot), true};
       }
-      if (tags_[slot] == tag && key_equals(slot, k.data()))
-        return {&values_[slot], false};
+      if ((t & ~mark_bit) == tag && key_equals(slot, k.data()))
+        return {value_at(slot), false};
     }
   }
 
@@ -140,66 +183,62 @@ public:
   /// Removes the entry whose value `found` points to (as find returned it,
   /// with no insertion or erasure since), without looking the key up again.
   void erase_found(const T* found) {
-    erase_slot(static_cast<std::size_t>(found - values_.data()));
+    erase_slot(slot_of(found));
   }
 
-  /// Removes every entry whose value satisfies `pred(key, value)`; returns
-  /// how many. REQUIRES: pred does not change the table.
-  template <class Pred>
-  std::size_t erase_if(Pred pred) {
-    std::size_t removed = 0;
-    // Erasing shifts later entries back into `slot`: look at it again.
-    // Start after an empty slot so that no entry wraps around past us.
-    auto cap = capacity();
-    if (size_ == 0)
-      return 0;
-    std::size_t start = 0;
-    while (tags_[start] != 0)
-      ++start;
-    for (std::size_t i = 0; i < cap;) {
-      auto slot = (start + i) & (cap - 1);
-      if (tags_[slot] != 0 && pred(key_view(slot), values_[slot])) {
-        erase_slot(slot);
-        ++removed;
-        continue;
-      }
-      ++i;
-    }
-    return removed;
+  /// Sets the mark of the entry whose value `found` points to (as find
+  /// returned it). Safe while other threads make const calls or mark
+  /// entries; not while one changes the table.
+  void mark(const T* found) const noexcept {
+    auto* tag = tags_ + slot_of(found);
+    if ((__atomic_load_n(tag, __ATOMIC_RELAXED) & mark_bit) == 0)
+      __atomic_fetch_or(tag, mark_bit, __ATOMIC_RELAXED);
+  }
+
+  /// Returns whether the entry whose value `found` points to is marked.
+  bool marked(const T* found) const noexcept {
+    return (tag_at(slot_of(found)) & mark_bit) != 0;
   }
 
   /// Calls f(key, value) for every entry, in no particular order.
   template <class F>
   void for_each(F f) const {
-    for (std::size_t slot = 0; slot < capacity(); ++slot)
-      if (tags_[slot] != 0)
-        f(key_view(slot), values_[slot]);
+    for (std::size_t slot = 0; slot < capacity_; ++slot)
+      if (tag_at(slot) != 0)
+        f(key_view(slot), std::as_const(*value_at(slot)));
   }
 
   /// Removes the entries in the `count` slots from slot `from` on (wrapping
-  /// around) for which pred(key, value) is true; returns how many. The
-  /// entries between the first removed one and the next empty slot after
-  /// the window are placed again once each (one key_hash apiece), where
-  /// erasing one by one would shift and hash the rest of the cluster per
-  /// removal. For sweeps that evict many neighbouring entries.
+  /// around) for which pred(key, value, marked) is true; returns how many.
+  /// `marked` is the entry's mark, which pred may clear (for a kept entry).
+  /// The entries between the first removed one and the next empty slot
+  /// after the window are placed again once each (one key_hash apiece),
+  /// where erasing one by one would shift and hash the rest of the cluster
+  /// per removal. For sweeps that evict many neighbouring entries.
   /// REQUIRES: pred does not insert or erase (it may change the value).
   template <class Pred>
   std::size_t erase_in(std::size_t from, std::size_t count, Pred pred) {
-    auto cap = capacity();
-    if (cap == 0 || size_ == 0)
+    if (capacity_ == 0 || size_ == 0)
       return 0;
-    auto mask = cap - 1;
-    count = std::min(count, cap);
+    auto mask = capacity_ - 1;
+    count = std::min(count, capacity_);
     std::size_t removed = 0;
     std::size_t first = npos; // the first removed slot's index in the window
     for (std::size_t i = 0; i < count; ++i) {
       auto slot = (from + i) & mask;
-      if (tags_[slot] != 0 && pred(key_view(slot), values_[slot])) {
+      auto t = tags_[slot];
+      if (t == 0)
+        continue;
+      bool marked = (t & mark_bit) != 0;
+      if (pred(key_view(slot), *value_at(slot), marked)) {
         tags_[slot] = 0;
-        values_[slot] = T{};
+        *value_at(slot) = T{};
         ++removed;
         if (first == npos)
           first = i;
+      } else {
+        tags_[slot] = static_cast<std::uint8_t>(marked ? t | mark_bit
+                                                       : t & ~mark_bit);
       }
     }
     if (removed == 0)
@@ -210,11 +249,11 @@ public:
     // Lift the entries from the first hole to the first empty slot at or
     // after the window's end (an empty slot no probe crosses; a window of
     // the whole table has none, so all its entries are lifted) ...
-    bool whole = count == cap;
+    bool whole = count == capacity_;
     std::vector<std::uint8_t> lifted_tags;
     std::vector<char> lifted_keys;
     std::vector<T> lifted_values;
-    for (auto i = whole ? 0 : first; i < cap; ++i) {
+    for (auto i = whole ? 0 : first; i < capacity_; ++i) {
       auto slot = (from + i) & mask;
       if (tags_[slot] == 0) {
         if (!whole && i >= count)
@@ -224,9 +263,9 @@ public:
       lifted_tags.push_back(tags_[slot]);
       lifted_keys.insert(lifted_keys.end(), key_at(slot),
                          key_at(slot) + key_width_);
-      lifted_values.push_back(std::move(values_[slot]));
+      lifted_values.push_back(std::move(*value_at(slot)));
       tags_[slot] = 0;
-      values_[slot] = T{};
+      *value_at(slot) = T{};
     }
     // ... and place them again in their order: each lands at or before its
     // old slot, the first free one from its home.
@@ -237,59 +276,65 @@ public:
         to = (to + 1) & mask;
       tags_[to] = lifted_tags[j];
       std::memcpy(key_at(to), k.data(), key_width_);
-      values_[to] = std::move(lifted_values[j]);
+      *value_at(to) = std::move(lifted_values[j]);
     }
     return removed;
   }
 
-  /// Removes every entry and keeps the capacity.
-  void clear() {
-    std::fill(tags_.begin(), tags_.end(), std::uint8_t{0});
-    std::fill(values_.begin(), values_.end(), T{});
-    size_ = 0;
-  }
-
-  /// Removes every entry and releases the memory.
-  void release() {
-    tags_ = {};
-    keys_ = {};
-    values_ = {};
-    size_ = 0;
-  }
-
   /// Makes room for `n` entries without growing.
   void reserve(std::size_t n) {
-    std::size_t cap = std::max<std::size_t>(16, capacity());
+    std::size_t cap = std::max<std::size_t>(16, capacity_);
     while (n * 8 > cap * 7)
       cap *= 2;
-    if (cap != capacity())
+    if (cap != capacity_)
       rehash(cap);
   }
 
-  /// Returns the bytes of the table's arrays (not what values own).
-  std::size_t memory_bytes() const noexcept {
-    return capacity() * (1 + key_width_ + sizeof(T));
+  /// Returns the bytes one slot takes: its key, value and tag (not what
+  /// values own). The table takes capacity() times as many.
+  std::size_t slot_bytes() const noexcept {
+    return stride_ + 1;
   }
 
 private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+  static constexpr std::uint8_t mark_bit = 0x40;
 
   static std::uint8_t tag_of(std::uint64_t hash) noexcept {
-    return static_cast<std::uint8_t>(0x80 | (hash >> 57));
+    return static_cast<std::uint8_t>(0x80 | (hash >> 58));
   }
 
-  char* key_at(std::size_t slot) noexcept {
-    return keys_.get() + slot * key_width_;
+  /// Loads a tag atomically: readers may be setting its mark bit.
+  std::uint8_t tag_at(std::size_t slot) const noexcept {
+    return __atomic_load_n(tags_ + slot, __ATOMIC_RELAXED);
+  }
+
+  std::byte* slot_at(std::size_t slot) const noexcept {
+    return memory_.data() + slot * stride_;
+  }
+
+  T* value_at(std::size_t slot) const noexcept {
+    return std::launder(reinterpret_cast<T*>(slot_at(slot)));
+  }
+
+  std::size_t slot_of(const T* value) const noexcept {
+    return static_cast<std::size_t>(reinterpret_cast<const std::byte*>(value)
+                                    - memory_.data())
+           / stride_;
+  }
+
+  char* key_at(std::size_t slot) const noexcept {
+    return reinterpret_cast<char*>(slot_at(slot) + sizeof(T));
   }
 
   std::string_view key_view(std::size_t slot) const noexcept {
-    return {keys_.get() + slot * key_width_, key_width_};
+    return {key_at(slot), key_width_};
   }
 
   /// Compares the key in `slot` with `k` (key_width bytes); the common
   /// 8-byte keys in one load each instead of a memcmp call.
   bool key_equals(std::size_t slot, const char* k) const noexcept {
-    auto stored = keys_.get() + slot * key_width_;
+    auto stored = key_at(slot);
     if (key_width_ == 8) {
       std::uint64_t a;
       std::uint64_t b;
@@ -304,12 +349,13 @@ private:
     assert(k.size() == key_width_);
     if (size_ == 0)
       return npos;
-    auto mask = capacity() - 1;
+    auto mask = capacity_ - 1;
     auto tag = tag_of(hash);
     for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
-      if (tags_[slot] == 0)
+      auto t = tag_at(slot);
+      if (t == 0)
         return npos;
-      if (tags_[slot] == tag && key_equals(slot, k.data()))
+      if ((t & ~mark_bit) == tag && key_equals(slot, k.data()))
         return slot;
     }
   }
@@ -317,7 +363,7 @@ private:
   /// Empties `slot` and moves back the entries after it that probed past
   /// it, so that every entry stays reachable from its home slot.
   void erase_slot(std::size_t hole) {
-    auto mask = capacity() - 1;
+    auto mask = capacity_ - 1;
     auto next = (hole + 1) & mask;
     while (tags_[next] != 0) {
       auto home = key_hash(key_view(next)) & mask;
@@ -328,27 +374,30 @@ private:
       if (dist_home >= dist_hole) {
         tags_[hole] = tags_[next];
         std::memcpy(key_at(hole), key_at(next), key_width_);
-        values_[hole] = std::move(values_[next]);
+        *value_at(hole) = std::move(*value_at(next));
         hole = next;
       }
       next = (next + 1) & mask;
     }
     tags_[hole] = 0;
-    values_[hole] = T{};
+    *value_at(hole) = T{};
     --size_;
   }
 
   void grow() {
-    rehash(capacity() == 0 ? 16 : capacity() * 2);
+    rehash(capacity_ == 0 ? 16 : capacity_ * 2);
   }
 
   void rehash(std::size_t cap) {
     flat_key_map bigger{key_width_};
-    bigger.tags_.assign(cap, 0);
-    bigger.keys_ = std::make_unique_for_overwrite<char[]>(cap * key_width_);
-    bigger.values_.resize(cap);
+    bigger.memory_ = table_memory{cap * (bigger.stride_ + 1)};
+    bigger.tags_ =
+      reinterpret_cast<std::uint8_t*>(bigger.memory_.data() + cap * stride_);
+    for (std::size_t slot = 0; slot < cap; ++slot)
+      new (bigger.slot_at(slot)) T{};
+    bigger.capacity_ = cap;
     auto mask = cap - 1;
-    for (std::size_t slot = 0; slot < capacity(); ++slot) {
+    for (std::size_t slot = 0; slot < capacity_; ++slot) {
       if (tags_[slot] == 0)
         continue;
       auto k = key_view(slot);
@@ -357,17 +406,24 @@ private:
         to = (to + 1) & mask;
       bigger.tags_[to] = tags_[slot];
       std::memcpy(bigger.key_at(to), k.data(), key_width_);
-      bigger.values_[to] = std::move(values_[slot]);
+      *bigger.value_at(to) = std::move(*value_at(slot));
     }
     bigger.size_ = size_;
     *this = std::move(bigger);
   }
 
+  void destroy_values() noexcept {
+    if constexpr (!std::is_trivially_destructible_v<T>)
+      for (std::size_t slot = 0; slot < capacity_; ++slot)
+        value_at(slot)->~T();
+  }
+
   std::size_t key_width_;
+  std::size_t stride_;
   std::size_t size_ = 0;
-  std::vector<std::uint8_t> tags_;
-  std::unique_ptr<char[]> keys_;
-  std::vector<T> values_;
+  std::size_t capacity_ = 0;
+  table_memory memory_;
+  std::uint8_t* tags_ = nullptr;
 };
 
 } // namespace rollblock::storage

@@ -219,14 +219,15 @@ public:
   caf::expected<std::vector<std::pair<key, value>>> snapshot() const;
 
 private:
+  /// 24 bytes: with an 8-byte key a table slot is 32 (half a cache line).
+  /// The clock's second chance is the table's mark bit of the entry
+  /// (flat_key_map::mark): set by reads, which share the shard lock,
+  /// cleared by the eviction sweep.
   struct entry {
     compact_value v;     // empty: a tombstone, purged once its undo expires
     /// The position (height + 1) of the block that wrote it; 0: loaded or
     /// reverted (see the class comment).
     block_id position = 0;
-    /// The clock's second chance: set by reads (through std::atomic_ref,
-    /// readers share the shard lock), cleared by the eviction sweep.
-    mutable std::uint8_t referenced = 0;
   };
 
   struct shard {
@@ -317,7 +318,7 @@ private:
   /// Gives an entry a read's second chance against eviction (with a
   /// budget). REQUIRES: the caller holds the entry's shard lock (shared is
   /// enough: readers set the bit atomically).
-  void mark_referenced(const entry& e) const;
+  void mark_referenced(const shard& s, const entry& e) const;
 
   /// Reads a non-resident key from the state of record (empty when absent).
   caf::expected<value> read_state_of_record(std::string_view k) const;
