@@ -265,6 +265,41 @@ TEST(flat_key_map, erase_in_visits_a_range_of_slots_with_wraparound) {
   EXPECT_EQ(m.size(), 100u);
 }
 
+TEST(flat_key_map, erase_in_keeps_entries_whose_probe_wraps_into_the_window) {
+  // A 16-slot table laid out by the keys' home slots (found by search, so
+  // the test holds for any hash): r1, r2 at 12 and 13 (home 12), h at 14
+  // (home 12), five keys at 15, 0, 1, 2, 3 (home 14) and e at 4 (home 14).
+  // The window 4..13 removes r1 and r2. No empty slot follows the window
+  // before its start: the cluster from 14 runs round to e at 4, whose probe
+  // crosses slots the lift empties and refills. A lift that left e in place
+  // let h move back to 12, the rest down by one, slot 3 empty: e was lost.
+  flat_key_map<std::uint64_t> m{8};
+  m.reserve(9);
+  ASSERT_EQ(m.capacity(), 16u);
+  std::uint64_t next = 0;
+  auto key_with_home = [&](std::uint64_t home) {
+    while ((key_hash(k8(next)) & 15) != home)
+      ++next;
+    return next++;
+  };
+  std::vector<std::uint64_t> order;
+  for (std::uint64_t home : {12, 12, 12, 14, 14, 14, 14, 14, 14})
+    order.push_back(key_with_home(home));
+  for (auto x : order)
+    *m.try_emplace(k8(x)).first = x;
+  auto removed = m.erase_in(4, 10, [&](std::string_view k, std::uint64_t&,
+                                       bool&) {
+    return k == k8(order[0]) || k == k8(order[1]);
+  });
+  EXPECT_EQ(removed, 2u);
+  EXPECT_EQ(m.size(), 7u);
+  for (std::size_t i = 2; i < order.size(); ++i) {
+    auto* v = m.find(k8(order[i]));
+    ASSERT_NE(v, nullptr) << "key " << i;
+    EXPECT_EQ(*v, order[i]);
+  }
+}
+
 TEST(flat_key_map, erase_in_keeps_every_other_entry_reachable) {
   // Tables at 7/8 fill (long clusters), windows of every size and start,
   // wrapping around the end, removing dense and sparse selections: every

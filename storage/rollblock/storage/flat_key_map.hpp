@@ -247,9 +247,17 @@ public:
     if (size_ == 0)
       return removed;
     // Lift the entries from the first hole to the first empty slot at or
-    // after the window's end (an empty slot no probe crosses; a window of
-    // the whole table has none, so all its entries are lifted) ...
-    bool whole = count == capacity_;
+    // after the window's end (an empty slot no probe crosses) ... When there
+    // is none (a window of the whole table, or clusters running from the
+    // window's end all the way round to its start), an entry before the
+    // first hole may probe from a slot the lift empties: lift them all.
+    bool whole = true;
+    for (auto i = count; i < capacity_; ++i) {
+      if (tags_[(from + i) & mask] == 0) {
+        whole = false;
+        break;
+      }
+    }
     std::vector<std::uint8_t> lifted_tags;
     std::vector<char> lifted_keys;
     std::vector<T> lifted_values;
