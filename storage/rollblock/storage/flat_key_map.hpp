@@ -20,12 +20,27 @@
 
 namespace rollblock::storage {
 
-/// Returns the 64-bit hash (XXH3) of a key. flat_key_map uses its low bits
-/// for the slot and bits 57..63 for the tag; callers may use bits in
-/// between (memory_state picks shards from bits 40..). Inline (xxHash's
-/// header-only mode): every lookup, and every entry a deletion moves back,
-/// hashes a key, so the call into the shared library showed in profiles.
+/// Returns the 64-bit hash of a key. flat_key_map uses its low bits for the
+/// slot and bits 58..63 for the tag; callers may use bits in between
+/// (memory_state picks shards from bits 40..). Inline and cheap: every
+/// lookup hashes a key, and every erase hashes each entry it shifts back
+/// (a dozen or more in a table near its 7/8 fill).
+/// - 8-byte keys (the common width): Murmur3's 64-bit finalizer, a
+///   multiply-xorshift bijection in which every output bit depends on every
+///   input bit; a few cycles, inlined into the probe loops.
+/// - Other widths: XXH3 (xxHash's header-only mode).
+/// Nothing stores these hashes: they may change between versions.
 inline std::uint64_t key_hash(std::string_view k) noexcept {
+  if (k.size() == 8) {
+    std::uint64_t x;
+    std::memcpy(&x, k.data(), 8);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+  }
   return XXH3_64bits(k.data(), k.size());
 }
 
