@@ -52,6 +52,8 @@ struct config {
   std::string data_dir;
   std::optional<std::size_t> memory_budget;
   std::optional<std::size_t> page_keys;
+  /// Blocks whose apply requests the client keeps in flight (rollblock).
+  std::size_t in_flight = 1;
   bool keep = false;
 };
 
@@ -79,12 +81,15 @@ void print_help() {
        "  --page-keys N            keys per LevelDB state record, 1..64 "
        "(default 64;\n"
        "                           rollblock only)\n"
+       "  --in-flight N            blocks whose apply requests the client\n"
+       "                           keeps in flight, 1..64 (default 1: the\n"
+       "                           blocking facade; rollblock only)\n"
        "  --data-dir DIR           must not exist (default: a new dir in "
        "$TMPDIR);\n"
        "                           deleted at the end unless --keep\n"
        "  --keep                   keep the data directory\n"
        "Prints progress on stderr and, as its last line on stdout, one JSON\n"
-       "object: engine, mode, keys, blocks, ops, seconds, ops_per_sec,\n"
+       "object: engine, mode, keys, in_flight, blocks, ops, seconds, ops_per_sec,\n"
        "memory_budget_bytes, run_peak_rss_bytes (apply loop and flush),\n"
        "peak_rss_bytes (whole process), live_keys, revert_seconds,\n"
        "recovery_seconds.\n";
@@ -135,6 +140,8 @@ config parse(int argc, char** argv) {
       cfg.keys = val;
     else if (name == "--page-keys")
       cfg.page_keys = parse_count(name, val);
+    else if (name == "--in-flight")
+      cfg.in_flight = parse_count(name, val);
     else if (name == "--data-dir")
       cfg.data_dir = val;
     else if (name == "--memory-budget") {
@@ -163,6 +170,12 @@ config parse(int argc, char** argv) {
     usage_error("--memory-budget: only the rollblock engine has a budget");
   if (cfg.page_keys && cfg.engine != "rollblock")
     usage_error("--page-keys: only the rollblock engine has pages");
+  if (cfg.in_flight == 0 || cfg.in_flight > 64)
+    usage_error("--in-flight: expected 1 to 64, got "
+                + std::to_string(cfg.in_flight));
+  if (cfg.in_flight != 1 && cfg.engine != "rollblock")
+    usage_error("--in-flight: only the rollblock engine takes requests in "
+                "flight");
   if (cfg.page_keys && !valid_page_keys(*cfg.page_keys))
     usage_error("--page-keys: expected a power of two from 1 to 64, got "
                 + std::to_string(*cfg.page_keys));
@@ -282,7 +295,7 @@ int main(int argc, char** argv) {
       opts.page_keys = cfg.page_keys;
       opts.durability = to_mode(cfg.mode);
       opts.memory_budget = cfg.memory_budget;
-      eng = make_rollblock_engine(std::move(opts));
+      eng = make_rollblock_engine(std::move(opts), cfg.in_flight);
     }
     else if (cfg.engine == "lmdb")
       eng = make_lmdb_engine(cfg.data_dir);
@@ -377,7 +390,8 @@ int main(int argc, char** argv) {
     double ops_per_sec = ops / seconds;
     std::cout << "{\"engine\":\"" << cfg.engine << "\",\"mode\":\""
               << mode_label << "\",\"keys\":\"" << cfg.keys
-              << "\",\"blocks\":" << cfg.blocks
+              << "\",\"in_flight\":" << cfg.in_flight
+              << ",\"blocks\":" << cfg.blocks
               << ",\"ops\":" << ops << ",\"seconds\":" << fmt_double(seconds)
               << ",\"ops_per_sec\":" << static_cast<std::uint64_t>(ops_per_sec)
               << ",\"memory_budget_bytes\":"

@@ -51,8 +51,12 @@ public:
   virtual value get(const key& k) = 0;
 };
 
-/// The store opened (and reopened) with `opts`.
-std::unique_ptr<engine> make_rollblock_engine(store_options opts);
+/// The store opened (and reopened) with `opts`. With `in_flight` > 1 an
+/// actor client sends up to that many blocks' apply requests before it waits
+/// for the oldest reply (it builds the next block while the store applies
+/// the previous one); 1: the blocking facade, one block at a time.
+std::unique_ptr<engine> make_rollblock_engine(store_options opts,
+                                              std::size_t in_flight = 1);
 std::unique_ptr<engine> make_lmdb_engine(const std::string& dir);
 std::unique_ptr<engine> make_leveldb_engine(const std::string& dir,
                                             std::uint64_t undo_window);

@@ -4,8 +4,7 @@
 
 namespace rollblock::storage {
 
-void compact_value::assign(std::string_view v) {
-  auto n = static_cast<std::uint16_t>(v.size());
+void compact_value::assign_with_heap(std::string_view v) {
   if (v.size() <= inline_capacity) {
     release();
     std::memcpy(bytes_, v.data(), v.size());
@@ -18,7 +17,7 @@ void compact_value::assign(std::string_view v) {
     release();
     std::memcpy(bytes_, &p, sizeof(p));
   }
-  std::memcpy(bytes_ + inline_capacity, &n, sizeof(n));
+  set_size(v.size());
 }
 
 void compact_value::release() noexcept {

@@ -99,6 +99,13 @@ public:
     return handle_.actor;
   }
 
+  /// The actor system the store runs in (its own or the caller's), for
+  /// clients that talk to actor() directly, e.g. a scoped_actor keeping
+  /// several requests in flight.
+  caf::actor_system& system() const {
+    return sys_;
+  }
+
 private:
   blocking_store(std::shared_ptr<void> own, caf::actor_system& sys,
                  store_handle handle);

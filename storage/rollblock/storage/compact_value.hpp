@@ -59,7 +59,17 @@ public:
 
   /// Replaces the value.
   /// REQUIRES: v.size() <= max_value_size; v does not view this value.
-  void assign(std::string_view v);
+  void assign(std::string_view v) {
+    // Inline in the header: a short value replacing a short value (every
+    // change the store installs in the common case) needs no call.
+    if (v.size() <= inline_capacity && size() <= inline_capacity) {
+      std::memset(bytes_, 0, sizeof(bytes_));
+      std::memcpy(bytes_, v.data(), v.size());
+      set_size(v.size());
+      return;
+    }
+    assign_with_heap(v);
+  }
 
   /// Returns the bytes; valid until the next change of this value.
   std::string_view view() const noexcept {
@@ -97,6 +107,14 @@ private:
     char* p;
     std::memcpy(&p, bytes_, sizeof(p));
     return p;
+  }
+
+  /// assign() when the old or the new value lives on the heap.
+  void assign_with_heap(std::string_view v);
+
+  void set_size(std::size_t n) noexcept {
+    auto size = static_cast<std::uint16_t>(n);
+    std::memcpy(bytes_ + inline_capacity, &size, sizeof(size));
   }
 
   void release() noexcept;
