@@ -63,8 +63,12 @@ struct store_options {
   /// Start a new journal segment file after this many bytes.
   std::uint64_t journal_segment_bytes = 64ull << 20;
   /// LevelDB block cache and write buffer sizes (without a memory budget).
+  /// The write buffer is LevelDB's memtable; up to two of them are resident
+  /// (one being written, one being flushed). With the state in pages
+  /// (page_keys) a checkpoint writes few records, and 16 MiB ran as fast as
+  /// 64 MiB with 150-200 MB less peak memory (bench/RESULTS.md section 14).
   std::size_t leveldb_cache_bytes = 64ull << 20;
-  std::size_t leveldb_write_buffer_bytes = 64ull << 20;
+  std::size_t leveldb_write_buffer_bytes = 16ull << 20;
   /// The supervisor restarts a crashed store actor at most this many times
   /// within restart_window; the next crash in that window makes the store
   /// fatal (ec::restart_limit_exceeded). 0: every crash is fatal.

@@ -106,7 +106,7 @@ public:
   struct options {
     std::filesystem::path dir;
     std::size_t cache_bytes = 64ull << 20;
-    std::size_t write_buffer_bytes = 64ull << 20;
+    std::size_t write_buffer_bytes = 16ull << 20;
     /// Whether LevelDB maps table files into memory (its default, up to
     /// 1000 files). Mapped pages that reads and compactions touch count as
     /// the process's resident memory, so a memory budget reads them with
