@@ -6,7 +6,6 @@
 #include "engines/engine.hpp"
 
 #include "rollblock/actors/blocking_store.hpp"
-#include "rollblock/actors/spawn_store.hpp"
 #include "rollblock/messages/atoms.hpp"
 #include "rollblock/messages/error.hpp"
 
