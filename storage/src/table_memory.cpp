@@ -25,7 +25,7 @@ table_memory::table_memory(std::size_t bytes) : size_(bytes) {
   // space.
   mapping_bytes_ = bytes + huge_page_bytes;
   mapping_ = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapping_ == MAP_FAILED) {
     mapping_ = nullptr;
     throw std::bad_alloc{};
