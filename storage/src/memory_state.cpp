@@ -29,7 +29,7 @@ constexpr std::size_t malloc_overhead = 16;
 
 /// How many keys ahead the loops over a block's keys prefetch table slots:
 /// the tables are far larger than the caches, so each lookup would wait for
-/// memory three times (tag, key, value) without it.
+/// memory twice (the tag, then the slot with key and value) without it.
 constexpr std::size_t prefetch_distance = 8;
 
 /// The error of a read of the state of record after the store closed.
