@@ -291,15 +291,9 @@ public:
     }
     // ... and place them again in their order: each lands at or before its
     // old slot, the first free one from its home.
-    for (std::size_t j = 0; j < lifted_tags.size(); ++j) {
-      std::string_view k{lifted_keys.data() + j * key_width_, key_width_};
-      auto to = key_hash(k) & mask;
-      while (tags_[to] != 0)
-        to = (to + 1) & mask;
-      tags_[to] = lifted_tags[j];
-      std::memcpy(key_at(to), k.data(), key_width_);
-      *value_at(to) = std::move(lifted_values[j]);
-    }
+    for (std::size_t j = 0; j < lifted_tags.size(); ++j)
+      place({lifted_keys.data() + j * key_width_, key_width_},
+            lifted_tags[j], std::move(lifted_values[j]));
     return removed;
   }
 
@@ -406,6 +400,19 @@ private:
     --size_;
   }
 
+  /// Puts an entry (its tag kept, mark included) in the first empty slot
+  /// from its home, without counting it. REQUIRES: the table has an empty
+  /// slot and does not hold `k`.
+  void place(std::string_view k, std::uint8_t tag, T&& value) {
+    auto mask = capacity_ - 1;
+    auto to = key_hash(k) & mask;
+    while (tags_[to] != 0)
+      to = (to + 1) & mask;
+    tags_[to] = tag;
+    std::memcpy(key_at(to), k.data(), key_width_);
+    *value_at(to) = std::move(value);
+  }
+
   void grow() {
     rehash(capacity_ == 0 ? 16 : capacity_ * 2);
   }
@@ -418,17 +425,10 @@ private:
     for (std::size_t slot = 0; slot < cap; ++slot)
       new (bigger.slot_at(slot)) T{};
     bigger.capacity_ = cap;
-    auto mask = cap - 1;
     for (std::size_t slot = 0; slot < capacity_; ++slot) {
       if (tags_[slot] == 0)
         continue;
-      auto k = key_view(slot);
-      auto to = key_hash(k) & mask;
-      while (bigger.tags_[to] != 0)
-        to = (to + 1) & mask;
-      bigger.tags_[to] = tags_[slot];
-      std::memcpy(bigger.key_at(to), k.data(), key_width_);
-      *bigger.value_at(to) = std::move(*value_at(slot));
+      bigger.place(key_view(slot), tags_[slot], std::move(*value_at(slot)));
     }
     bigger.size_ = size_;
     *this = std::move(bigger);
