@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <utility>
 
@@ -13,9 +14,13 @@ table_memory::table_memory(std::size_t bytes) : size_(bytes) {
   if (bytes == 0)
     return;
   if (!mapped()) {
-    data_ = static_cast<std::byte*>(std::calloc(bytes, 1));
+    // calloc aligns to 16 bytes only: a 32-byte slot could then straddle two
+    // cache lines. aligned_alloc wants a multiple of the alignment.
+    auto rounded = (bytes + cache_line_bytes - 1) & ~(cache_line_bytes - 1);
+    data_ = static_cast<std::byte*>(std::aligned_alloc(cache_line_bytes, rounded));
     if (data_ == nullptr)
       throw std::bad_alloc{};
+    std::memset(data_, 0, bytes);
     return;
   }
   // Map one huge page more than asked and start at the first huge-page

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 using namespace rollblock::storage;
 
@@ -34,8 +35,21 @@ TEST(table_memory, small_regions_come_zeroed_from_the_heap) {
   ASSERT_NE(m.data(), nullptr);
   EXPECT_EQ(m.size(), 4096u + 13);
   EXPECT_FALSE(m.mapped());
-  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m.data()) % 16, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m.data())
+              % table_memory::cache_line_bytes,
+            0u);
   EXPECT_TRUE(all_zero(m));
+  // Held together, so that the heap cannot hand out one address again.
+  std::vector<table_memory> held;
+  for (std::size_t bytes = 1; bytes < 3000; bytes = bytes * 3 + 5)
+    held.emplace_back(bytes);
+  for (auto& r : held) {
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(r.data())
+                % table_memory::cache_line_bytes,
+              0u)
+      << r.size();
+    EXPECT_TRUE(all_zero(r));
+  }
 }
 
 TEST(table_memory, large_regions_are_mapped_zeroed_at_a_huge_page_boundary) {

@@ -74,7 +74,8 @@ public:
     : key_width_(key_width),
       stride_((sizeof(T) + key_width + alignof(T) - 1) / alignof(T)
               * alignof(T)) {
-    static_assert(alignof(T) <= 16, "table_memory aligns to 16 bytes");
+    static_assert(alignof(T) <= table_memory::cache_line_bytes,
+                  "table_memory aligns to a cache line");
   }
 
   flat_key_map(flat_key_map&& other) noexcept

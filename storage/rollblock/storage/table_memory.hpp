@@ -11,12 +11,14 @@ namespace rollblock::storage {
 ///   (madvise), so that random lookups in a table of hundreds of megabytes
 ///   miss the TLB far less often. Freeing one returns it to the kernel at
 ///   once: a table that doubles does not leave its old arrays in the heap.
-/// - Smaller regions come from the heap (calloc): a table built and dropped
-///   per block reuses memory instead of faulting in fresh pages.
-/// Every region is aligned to at least 16 bytes. Move-only.
+/// - Smaller regions come from the heap: a table built and dropped per block
+///   reuses memory instead of faulting in fresh pages.
+/// Every region starts at a cache-line boundary (64 bytes), so that a slot
+/// whose size divides 64 never straddles two lines. Move-only.
 class table_memory {
 public:
   static constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+  static constexpr std::size_t cache_line_bytes = 64;
 
   table_memory() noexcept = default;
 
