@@ -127,6 +127,30 @@ TEST(flat_key_map, reserve_avoids_growth) {
     EXPECT_EQ(*m.find(k8(i)), i + 1);
 }
 
+TEST(flat_key_map, a_lower_max_fill_grows_the_table_earlier) {
+  flat_key_map<int> m{8};
+  m.set_max_fill(4); // at most half full
+  for (int i = 0; i < 8; ++i)
+    *m.try_emplace(k8(i)).first = i;
+  EXPECT_EQ(m.capacity(), 16u);
+  *m.try_emplace(k8(8)).first = 8;
+  EXPECT_EQ(m.capacity(), 32u);
+  // The fill stays set across growth, moves and reserve.
+  for (int i = 9; i < 17; ++i)
+    *m.try_emplace(k8(i)).first = i;
+  EXPECT_EQ(m.capacity(), 64u);
+  flat_key_map<int> moved{std::move(m)};
+  moved.reserve(100);
+  EXPECT_EQ(moved.capacity(), 256u);
+  for (int i = 17; i < 128; ++i)
+    *moved.try_emplace(k8(i)).first = i;
+  EXPECT_EQ(moved.capacity(), 256u);
+  *moved.try_emplace(k8(128)).first = 128;
+  EXPECT_EQ(moved.capacity(), 512u);
+  for (int i = 0; i <= 128; ++i)
+    EXPECT_EQ(*moved.find(k8(i)), i);
+}
+
 TEST(flat_key_map, a_slot_of_a_24_byte_value_and_an_8_byte_key_is_32_bytes) {
   struct value24 {
     std::uint64_t a = 0, b = 0, c = 0;

@@ -886,6 +886,10 @@ namespace {
 /// full.
 constexpr std::size_t small_entry_bytes = 2 * (24 + 1);
 
+/// The same under a budget: three slots, as tables there are 1/4 to 1/2
+/// full.
+constexpr std::size_t budget_entry_bytes = 3 * (24 + 1);
+
 /// A memory_state with a budget over a real state store, driven as the
 /// actors drive it: a checkpoint every `checkpoint_every` blocks, and a
 /// revert that checkpoints, makes the reverted keys resident, writes the
@@ -1059,7 +1063,7 @@ TEST(memory_state_budget, accounting_counts_entry_bytes_exactly) {
 
 TEST(memory_state_budget, dirty_entries_stay_until_their_checkpoint) {
   // A budget of 10 entries; 40 blocks of 100 new keys with no checkpoint.
-  budgeted_state b{10 * small_entry_bytes, 1000};
+  budgeted_state b{10 * budget_entry_bytes, 1000};
   for (block_id h = 1; h <= 40; ++h) {
     operation_list ops;
     for (std::uint64_t i = 100 * (h - 1); i < 100 * h; ++i)
@@ -1068,14 +1072,14 @@ TEST(memory_state_budget, dirty_entries_stay_until_their_checkpoint) {
   }
   // Nothing was written to LevelDB, so nothing may go.
   EXPECT_EQ(b.ms().resident_entries(), 4000u);
-  EXPECT_EQ(b.ms().resident_bytes(), 4000 * small_entry_bytes);
+  EXPECT_EQ(b.ms().resident_bytes(), 4000 * budget_entry_bytes);
   b.expect_matches_model(4100);
   // Checkpoint 40; block 41 expires the undo of block 25: entries of blocks
   // 1..25 are clean and go, those of the 16 blocks readers may need stay.
   b.checkpoint();
   b.apply(41, {{k8(4000), v64(4000)}});
   EXPECT_EQ(b.ms().resident_entries(), 15 * 100 + 1u);
-  EXPECT_EQ(b.ms().resident_bytes(), (15 * 100 + 1) * small_entry_bytes);
+  EXPECT_EQ(b.ms().resident_bytes(), (15 * 100 + 1) * budget_entry_bytes);
   b.expect_matches_model(4100);
   // Reading evicted keys does not bring them back.
   EXPECT_EQ(b.ms().resident_entries(), 15 * 100 + 1u);
@@ -1086,7 +1090,7 @@ TEST(memory_state_budget, a_read_entry_gets_a_second_chance_against_eviction) {
   // 60 of them read (50 with get_many, 10 with get); then 100 new keys push
   // the resident entries over the budget of 200: the eviction takes
   // unread entries only.
-  budgeted_state b{200 * small_entry_bytes, 1};
+  budgeted_state b{200 * budget_entry_bytes, 1};
   operation_list first;
   std::vector<key> keys;
   for (std::uint64_t i = 0; i < 150; ++i) {
@@ -1128,7 +1132,7 @@ namespace {
 /// 120k keys written under a budget of about 2000 entries, with reverts
 /// across evictions; `stamp_limit` as memory_state's.
 void check_budgeted_reads_and_reverts(std::uint32_t stamp_limit) {
-  budgeted_state b{2000 * small_entry_bytes, 4, stamp_limit};
+  budgeted_state b{2000 * budget_entry_bytes, 4, stamp_limit};
   std::mt19937_64 rng{42};
   for (block_id h = 1; h <= 120; ++h) {
     b.apply(h, workload_block(h, rng));
@@ -1156,7 +1160,7 @@ void check_budgeted_reads_and_reverts(std::uint32_t stamp_limit) {
   b.apply(131, {});
   b.expect_matches_model(140'010);
   EXPECT_LE(b.ms().resident_bytes(),
-            (2000 + 16 * 1150) * small_entry_bytes);
+            (2000 + 16 * 1150) * budget_entry_bytes);
 }
 
 } // namespace

@@ -56,7 +56,7 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 /// tag byte per slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the
 /// hash's top 6 bits. Linear probing; erase shifts the following entries back (no
 /// tombstones), so lookups never slow down after many deletes. The table
-/// grows by 2x when more than 7/8 full.
+/// grows by 2x when more than 7/8 full (or the fill set_max_fill sets).
 ///
 /// The mark bit is one bit of state per entry that readers may set while
 /// other readers look up keys (memory_state's clock): mark() sets it with an
@@ -81,6 +81,7 @@ public:
   flat_key_map(flat_key_map&& other) noexcept
     : key_width_(other.key_width_),
       stride_(other.stride_),
+      max_fill_eighths_(other.max_fill_eighths_),
       size_(std::exchange(other.size_, 0)),
       capacity_(std::exchange(other.capacity_, 0)),
       memory_(std::move(other.memory_)),
@@ -92,6 +93,7 @@ public:
       destroy_values();
       key_width_ = other.key_width_;
       stride_ = other.stride_;
+      max_fill_eighths_ = other.max_fill_eighths_;
       size_ = std::exchange(other.size_, 0);
       capacity_ = std::exchange(other.capacity_, 0);
       memory_ = std::move(other.memory_);
@@ -167,7 +169,7 @@ public:
     for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
       auto t = tag_at(slot);
       if (t == 0) {
-        if ((size_ + 1) * 8 > capacity_ * 7) {
+        if ((size_ + 1) * 8 > capacity_ * max_fill_eighths_) {
           grow(); // the slot moved: probe the bigger table
           return try_emplace(k, hash);
         }
@@ -309,10 +311,21 @@ public:
     return removed;
   }
 
+  /// Sets the fill above which an insertion grows the table, in eighths
+  /// (7 by default). Linear probing slows down sharply where a table is
+  /// nearly full: a table whose entries are evicted a window of slots at a
+  /// time (memory_state's clock) is full ahead of the window and empty
+  /// behind it, so it needs a lower average fill. Takes effect at the next
+  /// insertion. REQUIRES: 1 <= eighths <= 7.
+  void set_max_fill(unsigned eighths) noexcept {
+    assert(eighths >= 1 && eighths <= 7);
+    max_fill_eighths_ = eighths;
+  }
+
   /// Makes room for `n` entries without growing.
   void reserve(std::size_t n) {
     std::size_t cap = std::max<std::size_t>(16, capacity_);
-    while (n * 8 > cap * 7)
+    while (n * 8 > cap * max_fill_eighths_)
       cap *= 2;
     if (cap != capacity_)
       rehash(cap);
@@ -443,6 +456,7 @@ private:
       bigger.place(key_view(slot), tags_[slot], std::move(*value_at(slot)));
     }
     bigger.size_ = size_;
+    bigger.max_fill_eighths_ = max_fill_eighths_;
     *this = std::move(bigger);
   }
 
@@ -454,6 +468,7 @@ private:
 
   std::size_t key_width_;
   std::size_t stride_;
+  std::size_t max_fill_eighths_ = 7;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
   table_memory memory_;

@@ -136,8 +136,8 @@ public:
   void set_live_keys(std::size_t count);
 
   /// Serves keys that are not resident from `store` and keeps the resident
-  /// entries within about `entry_budget_bytes`. REQUIRES: no block installed
-  /// yet; `store` holds the state at the applied height and outlives this
+  /// entries within about `entry_budget_bytes`. REQUIRES: nothing loaded
+  /// and no block installed yet; `store` holds the state at the applied height and outlives this
   /// object or a later detach_state_of_record(); entry_budget_bytes > 0.
   void attach_state_of_record(const state_store& store,
                               std::size_t entry_budget_bytes);
@@ -226,7 +226,7 @@ public:
   }
 
   /// Returns the bytes the resident entries take (estimated: table slots at
-  /// the tables' average fill, and the heap blocks of long values).
+  /// the tables' typical fill, and the heap blocks of long values).
   std::size_t resident_bytes() const;
 
   /// Returns the number of resident entries (tombstones included).
@@ -377,8 +377,8 @@ private:
   caf::expected<std::vector<value>>
   read_state_of_record(const std::vector<std::string_view>& keys) const;
 
-  /// The estimated bytes of an entry with this value: its table slot twice
-  /// (a table is 7/16 to 7/8 full) and the heap block of a long value.
+  /// The estimated bytes of an entry with this value: slots_per_entry_
+  /// table slots and the heap block of a long value.
   std::size_t entry_bytes(const compact_value& v) const;
 
   /// Adds an entry to a shard whose lock the caller holds exclusively.
@@ -453,6 +453,9 @@ private:
 
   /// The budget for resident entries; 0: unlimited (everything resident).
   std::size_t entry_budget_ = 0;
+  /// The table slots an entry is counted as: 2 while tables run 7/16 to 7/8
+  /// full, 3 with a budget (1/4 to 1/2 full, see attach_state_of_record).
+  std::size_t slots_per_entry_ = 2;
   /// Guards state_of_record_ against detaching while a read uses it.
   mutable std::shared_mutex state_of_record_mu_;
   const state_store* state_of_record_ = nullptr;
