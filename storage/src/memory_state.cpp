@@ -146,8 +146,28 @@ void memory_state::replay(const block_record& record) {
 }
 
 void memory_state::set_applied(block_id height, bool fresh) {
-  applied_.store(height, std::memory_order_release);
+  publish_applied(applied_seq_.load(std::memory_order_relaxed), height);
   fresh_.store(fresh, std::memory_order_release);
+}
+
+void memory_state::publish_applied(block_seq seq, block_id height) {
+  // The height first: a reader that sees the number sees its height.
+  // Release: a reader that sees this height (of a later number sharing the
+  // slot) sees that number published too, and retries (applied()).
+  heights_[seq % heights_.size()].store(height, std::memory_order_release);
+  applied_seq_.store(seq, std::memory_order_release);
+}
+
+block_id memory_state::applied() const {
+  for (;;) {
+    auto seq = applied_seq_.load(std::memory_order_acquire);
+    auto height =
+      heights_[seq % heights_.size()].load(std::memory_order_acquire);
+    // Numbers never repeat: the same number twice means the slot still held
+    // its height in between.
+    if (applied_seq_.load(std::memory_order_acquire) == seq)
+      return height;
+  }
 }
 
 void memory_state::set_live_keys(std::size_t count) {
@@ -535,8 +555,7 @@ void memory_state::install_planned(planned_block planned) {
     });
   live_.fetch_add(static_cast<std::size_t>(live_delta),
                   std::memory_order_relaxed);
-  applied_seq_.store(seq, std::memory_order_release);
-  applied_.store(height, std::memory_order_release);
+  publish_applied(seq, height);
   fresh_.store(false, std::memory_order_release);
   evict_over_budget();
 }
@@ -733,8 +752,7 @@ void memory_state::revert(const block_record_list& newest_first,
   }
   live_.fetch_add(static_cast<std::size_t>(live_delta),
                   std::memory_order_relaxed);
-  applied_seq_.store(seq, std::memory_order_release);
-  applied_.store(target, std::memory_order_release);
+  publish_applied(seq, target);
   fresh_.store(false, std::memory_order_release);
   guards.clear();
   epoch_.fetch_add(1, std::memory_order_acq_rel); // even: readers go on

@@ -9,6 +9,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <cstdint>
@@ -211,9 +212,7 @@ public:
   caf::expected<std::vector<value>> get_many(const std::vector<key>& keys) const;
 
   /// Returns the applied height.
-  block_id applied() const {
-    return applied_.load(std::memory_order_acquire);
-  }
+  block_id applied() const;
 
   /// Returns whether no block was ever applied (genesis still allowed).
   bool fresh() const {
@@ -321,6 +320,10 @@ private:
     auto base = stamp_base_.load(std::memory_order_relaxed);
     return seq <= base ? 0 : static_cast<std::uint32_t>(seq - base);
   }
+
+  /// Makes state `seq`, at `height`, the applied one (readers start at it).
+  /// Writer only.
+  void publish_applied(block_seq seq, block_id height);
 
   /// Hands out the next number, rebasing the stamps first when it would
   /// reach the limit. Writer only; takes every shard lock for a rebase.
@@ -432,9 +435,12 @@ private:
   std::size_t key_width_;
   std::size_t optimistic_attempts_;
   std::vector<std::unique_ptr<shard>> shards_;
-  std::atomic<block_id> applied_{0};
-  /// The applied state's number (read_position()).
+  /// The applied state's number (read_position()). Its height is
+  /// heights_[applied_seq_ % heights_.size()]: one atomic publishes both,
+  /// so that a read never sees a state newer or older than the applied()
+  /// calls around it.
   std::atomic<block_seq> applied_seq_{0};
+  std::array<std::atomic<block_id>, 64> heights_{};
   std::atomic<bool> fresh_{true};
   std::atomic<std::size_t> live_{0};
   /// Odd while a revert or rebase runs; readers that overlap one start over.
