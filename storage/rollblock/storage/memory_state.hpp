@@ -138,8 +138,9 @@ public:
 
   /// Serves keys that are not resident from `store` and keeps the resident
   /// entries within about `entry_budget_bytes`. REQUIRES: nothing loaded
-  /// and no block installed yet; `store` holds the state at the applied height and outlives this
-  /// object or a later detach_state_of_record(); entry_budget_bytes > 0.
+  /// and no block installed yet; `store` holds the state at the applied
+  /// height and outlives this object or a later detach_state_of_record();
+  /// entry_budget_bytes > 0.
   void attach_state_of_record(const state_store& store,
                               std::size_t entry_budget_bytes);
 
@@ -169,8 +170,9 @@ public:
   /// Makes a planned block visible and sets the applied height to its height,
   /// then evicts clean entries while over the budget.
   /// REQUIRES: `record` came from plan() with no install or revert since.
-  /// With a budget, also: the checkpoint is less than stamp_limit blocks
-  /// behind (the persistence backpressure keeps it a few hundred behind).
+  /// With a budget, also: the checkpoint is less than stamp_limit numbers
+  /// behind (the persistence backpressure keeps it a few hundred behind);
+  /// otherwise std::length_error, with nothing changed.
   void install(block_record_ptr record);
 
   /// plan() and install() in one pass over the keys (the lookups plan makes
@@ -184,7 +186,8 @@ public:
   /// REQUIRES: the records are exactly the installed blocks above target.
   /// With a budget, also: the state of record holds the state at `target`
   /// (written after make_resident), or no block is installed afterwards
-  /// (a fatal store), since the reverted entries count as clean.
+  /// (a fatal store), since the reverted entries count as clean; and the
+  /// checkpoint is less than stamp_limit numbers behind, as for install().
   /// Large reverts (at least parallel_revert_changes changes) run on two
   /// threads, each on half of the shards: readers wait anyway.
   void revert(const block_record_list& newest_first, block_id target);
