@@ -155,9 +155,9 @@ void memory_state::attach_state_of_record(const state_store& store,
   state_of_record_ = &store;
   entry_budget_ = entry_budget_bytes;
   // The clock evicts a window of slots at a time: tables at most half full
-  // keep the probes ahead of the hand short (at 7/8 the 512 MiB benchmark
-  // ran 5x slower). A table is then 1/4 to 1/2 full: an entry costs 2 to 4
-  // slots.
+  // keep the probes ahead of the hand short (tables 60% full on average ran
+  // the 512 MiB benchmark 5x slower: bench/RESULTS.md section 15). A table
+  // is then 1/4 to 1/2 full: an entry costs 2 to 4 slots.
   slots_per_entry_ = 3;
   for (auto& s : shards_)
     s->map.set_max_fill(4);
