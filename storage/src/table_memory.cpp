@@ -17,7 +17,8 @@ table_memory::table_memory(std::size_t bytes) : size_(bytes) {
     // calloc aligns to 16 bytes only: a 32-byte slot could then straddle two
     // cache lines. aligned_alloc wants a multiple of the alignment.
     auto rounded = (bytes + cache_line_bytes - 1) & ~(cache_line_bytes - 1);
-    data_ = static_cast<std::byte*>(std::aligned_alloc(cache_line_bytes, rounded));
+    data_ = static_cast<std::byte*>(
+      std::aligned_alloc(cache_line_bytes, rounded));
     if (data_ == nullptr)
       throw std::bad_alloc{};
     std::memset(data_, 0, bytes);

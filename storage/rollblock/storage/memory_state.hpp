@@ -120,8 +120,9 @@ public:
 
   /// Serves keys that are not resident from `store` and keeps the resident
   /// entries within about `entry_budget_bytes`. REQUIRES: nothing loaded
-  /// and no block installed yet; `store` holds the state at the applied height and outlives this
-  /// object or a later detach_state_of_record(); entry_budget_bytes > 0.
+  /// and no block installed yet; `store` holds the state at the applied
+  /// height and outlives this object or a later detach_state_of_record();
+  /// entry_budget_bytes > 0.
   void attach_state_of_record(const state_store& store,
                               std::size_t entry_budget_bytes);
 
