@@ -51,7 +51,10 @@ std::vector<std::uint64_t> hashes_of(const block_record& record) {
 
 std::size_t memory_state::entry_bytes(const compact_value& v) const {
   auto heap = v.heap_bytes();
-  return slots_per_entry_ * shards_.front()->map.slot_bytes()
+  // Tables run 7/16 to 7/8 full, or 1/4 to 1/2 with a budget (see
+  // attach_state_of_record).
+  std::size_t slots = entry_budget_ > 0 ? 3 : 2;
+  return slots * shards_.front()->map.slot_bytes()
          + (heap > 0 ? heap + malloc_overhead : 0);
 }
 
@@ -158,7 +161,6 @@ void memory_state::attach_state_of_record(const state_store& store,
   // keep the probes ahead of the hand short (tables 60% full on average ran
   // the 512 MiB benchmark 5x slower: bench/RESULTS.md section 15). A table
   // is then 1/4 to 1/2 full: an entry costs 2 to 4 slots.
-  slots_per_entry_ = 3;
   for (auto& s : shards_)
     s->map.set_max_fill(4);
 }

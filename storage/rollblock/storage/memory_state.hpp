@@ -328,8 +328,8 @@ private:
   caf::expected<std::vector<value>>
   read_state_of_record(const std::vector<std::string_view>& keys) const;
 
-  /// The estimated bytes of an entry with this value: slots_per_entry_
-  /// table slots and the heap block of a long value.
+  /// The estimated bytes of an entry with this value: its table slot 2
+  /// times (3 with a budget) and the heap block of a long value.
   std::size_t entry_bytes(const compact_value& v) const;
 
   /// Adds an entry to a shard whose lock the caller holds exclusively.
@@ -394,9 +394,6 @@ private:
 
   /// The budget for resident entries; 0: unlimited (everything resident).
   std::size_t entry_budget_ = 0;
-  /// The table slots an entry is counted as: 2 while tables run 7/16 to 7/8
-  /// full, 3 with a budget (1/4 to 1/2 full, see attach_state_of_record).
-  std::size_t slots_per_entry_ = 2;
   /// Guards state_of_record_ against detaching while a read uses it.
   mutable std::shared_mutex state_of_record_mu_;
   const state_store* state_of_record_ = nullptr;
