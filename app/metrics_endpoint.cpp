@@ -78,6 +78,10 @@ std::string prometheus_text(const metrics_snapshot& m, std::size_t clients) {
           m.checkpoints);
   gauge(out, "live_keys", "Keys with a value.", m.live_keys);
   gauge(out, "journal_bytes", "Size of the journal files.", m.journal_bytes);
+  gauge(out, "held_blocks",
+        "Durable blocks held in memory until checkpointed.", m.held_blocks);
+  gauge(out, "held_bytes", "Bytes of the held blocks' records.",
+        m.held_bytes);
   gauge(out, "connected_clients", "Connected RESP clients.", clients);
   latency(out, "apply", "Block apply latency.", m.apply_latency);
   latency(out, "revert", "Revert latency.", m.revert_latency);

@@ -55,6 +55,8 @@ health(health_actor::stateful_pointer<health_state_data> self,
       m.checkpoints = c.checkpoints.load();
       m.live_keys = st.shared->memory()->size();
       m.journal_bytes = c.journal_bytes.load();
+      m.held_blocks = c.held_blocks.load();
+      m.held_bytes = c.held_bytes.load();
       m.apply_latency = c.apply_latency.summary();
       m.revert_latency = c.revert_latency.summary();
       m.lookup_latency = c.lookup_latency.summary();

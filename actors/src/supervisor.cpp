@@ -244,13 +244,29 @@ std::size_t checkpointable(const supervisor_state& st) {
 
 /// Returns whether persistence holds so many blocks that applies wait for a
 /// checkpoint (the backpressure of the checkpoint pipeline): four
-/// checkpoints' worth, or with a memory budget records of more than 1/8 of
-/// it.
+/// checkpoints' worth, or held records of more than
+/// store_options::checkpoint_backlog_bytes (with a memory budget, or 1/8 of
+/// it if less) while some of them may be checkpointed.
 bool persistence_backlogged(const supervisor_state& st) {
-  auto& budget = st.options.memory_budget;
+  auto byte_limit = st.options.checkpoint_backlog_bytes;
+  if (auto& budget = st.options.memory_budget)
+    byte_limit = std::min(byte_limit, *budget / 8);
   return checkpointable(st) >= 4 * st.options.checkpoint_every_blocks
-         || (budget && checkpointable(st) > 0
-             && st.held_bytes > *budget / 8);
+         || (checkpointable(st) > 0 && st.held_bytes > byte_limit);
+}
+
+/// Shows the held blocks and their bytes in the metrics.
+void count_held(supervisor_state& st) {
+  auto& c = st.shared->counters();
+  c.held_blocks.store(st.held.size(), std::memory_order_relaxed);
+  c.held_bytes.store(st.held_bytes, std::memory_order_relaxed);
+}
+
+/// Stops holding every block (LevelDB holds a state at or above them).
+void release_all_held(supervisor_state& st) {
+  st.held.clear();
+  st.held_bytes = 0;
+  count_held(st);
 }
 
 /// Returns the bytes a record holds.
@@ -293,6 +309,7 @@ void hold(self_ptr self, block_record_ptr record) {
   auto bytes = record_bytes(*record);
   st.held.push_back({record, bytes});
   st.held_bytes += bytes;
+  count_held(st);
   self->send(st.persistence, atom::checkpoint::value, std::move(record));
 }
 
@@ -305,6 +322,7 @@ block_record_list release_held_above(supervisor_state& st, block_id target) {
     st.held_bytes -= st.held.back().bytes;
     st.held.pop_back();
   }
+  count_held(st);
   return newest_first;
 }
 
@@ -327,6 +345,7 @@ void checkpointed(self_ptr self, block_id current) {
     st.held_bytes -= st.held.front().bytes;
     st.held.pop_front();
   }
+  count_held(st);
 }
 
 /// Sends a block to the journal; `then` runs with the outcome of the append.
@@ -687,8 +706,7 @@ struct revert_call {
       [call, newest_first](bool wrote) mutable {
         auto& st = call.self->state;
         if (wrote) {
-          st.held.clear();
-          st.held_bytes = 0;
+          release_all_held(st);
           st.shared->set_current(call.target);
         }
         release_held_above(st, call.target);
@@ -934,8 +952,7 @@ void adopt(self_ptr self, storage::recovered_store& recovered) {
   st.appended.clear();
   st.in_flight = 0;
   st.on_drained.clear();
-  st.held.clear();
-  st.held_bytes = 0;
+  release_all_held(st);
   st.last_checkpoint = clock_type::now();
   st.checkpointing = false;
   st.checkpoint_through.reset();

@@ -30,6 +30,8 @@ caf::error validate(const store_options& opts) {
   }
   if (opts.checkpoint_every_blocks == 0)
     return bad("checkpoint_every_blocks must be at least 1");
+  if (opts.checkpoint_backlog_bytes == 0)
+    return bad("checkpoint_backlog_bytes must be at least 1");
   if (opts.journal_segment_bytes < 4096)
     return bad("journal_segment_bytes must be at least 4096, got "
                + std::to_string(opts.journal_segment_bytes));

@@ -557,6 +557,8 @@ TEST_F(store_test, metrics_count_exactly) {
   EXPECT_EQ(m->lookup_latency.count, 2u);
   EXPECT_EQ(m->heights, (store_heights{1, 1, 0}));
   EXPECT_GT(m->journal_bytes, 0u);
+  EXPECT_EQ(m->held_blocks, 1u); // block 1, within the checkpoint lag
+  EXPECT_GT(m->held_bytes, 0u);
   EXPECT_EQ(m->durability, durability_mode::synchronous());
 }
 
@@ -624,6 +626,77 @@ TEST_F(store_test, async_mode_applies_past_max_pending_with_backpressure) {
   EXPECT_EQ(store->applied_height(), 200u);
   EXPECT_GE(store->durable_height(), 198u);
   EXPECT_EQ(*store->flush(), 200u);
+}
+
+namespace {
+
+/// A block of 1,000 new keys (the same bytes for every height).
+operation_list thousand_keys(block_id h) {
+  operation_list ops;
+  for (std::uint64_t i = 0; i < 1000; ++i)
+    ops.push_back({k(h * 1000 + i), v(i)});
+  return ops;
+}
+
+} // namespace
+
+TEST_F(store_test, held_blocks_past_the_backlog_bytes_are_checkpointed) {
+  // No checkpoint falls due by count or time: only the byte bound writes.
+  store_options opts{.checkpoint_every_blocks = 1000,
+                     .checkpoint_interval = std::chrono::hours{1},
+                     .checkpoint_lag_blocks = 2};
+  std::uint64_t block_bytes = 0;
+  {
+    // The default bound (256 MiB) holds all 30 blocks.
+    auto store = open(opts);
+    ASSERT_TRUE(store);
+    ASSERT_OK(store->apply(1, thousand_keys(1)));
+    block_bytes = store->metrics()->held_bytes;
+    ASSERT_GT(block_bytes, 16'000u);
+    for (block_id h = 2; h <= 30; ++h)
+      ASSERT_OK(store->apply(h, thousand_keys(h)));
+    ASSERT_EQ(*store->flush(), 30u);
+    auto m = store->metrics();
+    EXPECT_EQ(m->heights, (store_heights{30, 30, 0}));
+    EXPECT_EQ(m->checkpoints, 0u);
+    EXPECT_EQ(m->held_blocks, 30u);
+    EXPECT_EQ(m->held_bytes, 30 * block_bytes);
+  }
+  std::filesystem::remove_all(dir.sub("data"));
+  // Five and a half blocks: holding the sixth block checkpoints the four
+  // older than the lag of 2, before the next call runs.
+  opts.checkpoint_backlog_bytes = 5 * block_bytes + block_bytes / 2;
+  auto store = open(opts);
+  ASSERT_TRUE(store);
+  for (block_id h = 1; h <= 5; ++h)
+    ASSERT_OK(store->apply(h, thousand_keys(h)));
+  ASSERT_EQ(*store->flush(), 5u);
+  auto m = store->metrics();
+  EXPECT_EQ(m->heights, (store_heights{5, 5, 0}));
+  EXPECT_EQ(m->held_blocks, 5u);
+  ASSERT_OK(store->apply(6, thousand_keys(6)));
+  ASSERT_EQ(*store->flush(), 6u);
+  m = store->metrics();
+  EXPECT_EQ(m->heights, (store_heights{6, 6, 4}));
+  EXPECT_EQ(m->checkpoints, 1u);
+  EXPECT_EQ(m->held_blocks, 2u);
+  EXPECT_EQ(m->held_bytes, 2 * block_bytes);
+  for (block_id h = 7; h <= 30; ++h)
+    ASSERT_OK(store->apply(h, thousand_keys(h)));
+  ASSERT_EQ(*store->flush(), 30u);
+  // Checkpoints at blocks 6, 10, ..., 30, each through the block 2 below.
+  m = store->metrics();
+  EXPECT_EQ(m->heights, (store_heights{30, 30, 28}));
+  EXPECT_EQ(m->checkpoints, 7u);
+  EXPECT_EQ(m->held_blocks, 2u);
+  EXPECT_EQ(m->held_bytes, 2 * block_bytes);
+  // The held blocks are the undo of a revert within the lag.
+  ASSERT_OK(store->revert_to(29));
+  m = store->metrics();
+  EXPECT_EQ(m->held_blocks, 1u);
+  EXPECT_EQ(m->held_bytes, block_bytes);
+  EXPECT_EQ(get(*store, k(29 * 1000 + 999)), v(999));
+  EXPECT_EQ(get(*store, k(30 * 1000)), value{});
 }
 
 TEST_F(store_test, relaxed_switch_at_run_time_flushes_first_and_persists) {

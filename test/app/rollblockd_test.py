@@ -633,7 +633,7 @@ class ProtocolTest(Base):
             "protocol_errors", "blocks_applied", "operations_applied", "sets",
             "deletes", "reverts", "blocks_reverted", "lookups",
             "client_errors", "checksum_errors", "checkpoints", "live_keys",
-            "journal_bytes"] + latency)
+            "journal_bytes", "held_blocks", "held_bytes"] + latency)
         self.assertEqual(names["Health"], [
             "health", "health_reason", "mutation_restarts", "journal_restarts",
             "persistence_restarts", "health_restarts"])
@@ -643,6 +643,7 @@ class ProtocolTest(Base):
         checkpoints = int(v.pop("checkpoints"))
         self.assertTrue(0 <= checkpoints <= 2, checkpoints)
         self.assertGreater(int(v.pop("journal_bytes")), 0)
+        self.assertGreater(int(v.pop("held_bytes")), 0)
         for k in ("apply", "revert", "lookup"):
             for f in ("avg_us", "p50_us", "p95_us", "p99_us"):
                 x = v.pop("%s_latency_%s" % (k, f))
@@ -675,6 +676,8 @@ class ProtocolTest(Base):
             "client_errors": "1",
             "checksum_errors": "0",
             "live_keys": "1",
+            # Blocks 0 and 1, held for the checkpoint lag.
+            "held_blocks": "2",
             "apply_latency_count": "2",
             "revert_latency_count": "0",
             "lookup_latency_count": "2",
@@ -1683,6 +1686,9 @@ class MetricsTest(Base):
             self.assertIn(block, body)
         after = [
             metric("live_keys", "gauge", "Keys with a value.", 4),
+            # Blocks 0, 1, 2 and 5, within the checkpoint lag.
+            metric("held_blocks", "gauge",
+                   "Durable blocks held in memory until checkpointed.", 4),
             metric("connected_clients", "gauge", "Connected RESP clients.",
                    1),
         ]
@@ -1695,6 +1701,11 @@ class MetricsTest(Base):
         m = re.search(r"# HELP rollblock_journal_bytes Size of the journal "
                       r"files\.\n# TYPE rollblock_journal_bytes gauge\n"
                       r"rollblock_journal_bytes (\d+)\n", body)
+        self.assertIsNotNone(m)
+        self.assertGreater(int(m.group(1)), 0)
+        m = re.search(r"# HELP rollblock_held_bytes Bytes of the held "
+                      r"blocks' records\.\n# TYPE rollblock_held_bytes gauge\n"
+                      r"rollblock_held_bytes (\d+)\n", body)
         self.assertIsNotNone(m)
         self.assertGreater(int(m.group(1)), 0)
         counts = {"apply": 5, "revert": 1, "lookup": 3}
@@ -1725,7 +1736,7 @@ class MetricsTest(Base):
             "rollblock_health{state=\"fatal\"} 0\n"), body[-400:])
         # Every sample line is name{labels} value, and every family is typed.
         families = re.findall(r"^# TYPE (\S+) (\S+)$", body, re.M)
-        self.assertEqual(len(families), 21)
+        self.assertEqual(len(families), 23)
         for line in body.splitlines():
             if not line.startswith("#"):
                 self.assertRegex(line, r"^rollblock_[a-z_]+(\{[a-z]+=\"[0-9a-z.]+"

@@ -192,6 +192,9 @@ TEST(recovery, validate_rejects_out_of_range_options) {
   o.checkpoint_every_blocks = 0;
   expect_invalid(o, "checkpoint_every_blocks must be at least 1");
   o = base;
+  o.checkpoint_backlog_bytes = 0;
+  expect_invalid(o, "checkpoint_backlog_bytes must be at least 1");
+  o = base;
   o.journal_segment_bytes = 4095;
   expect_invalid(o, "journal_segment_bytes must be at least 4096, got 4095");
   o.journal_segment_bytes = 0;

@@ -77,6 +77,11 @@ struct metrics_snapshot {
   std::uint64_t checkpoints = 0;
   std::uint64_t live_keys = 0;
   std::uint64_t journal_bytes = 0;
+  /// The durable blocks not yet checkpointed into LevelDB that the store
+  /// holds in memory, and the bytes their records take
+  /// (store_options::checkpoint_backlog_bytes bounds them).
+  std::uint64_t held_blocks = 0;
+  std::uint64_t held_bytes = 0;
   latency_summary apply_latency;
   latency_summary revert_latency;
   latency_summary lookup_latency;
@@ -98,7 +103,7 @@ typename Inspector::result_type inspect(Inspector& f, metrics_snapshot& x) {
            x.durability, x.blocks_applied, x.operations_applied, x.sets,
            x.deletes, x.reverts, x.blocks_reverted, x.lookups,
            x.client_errors, x.checksum_errors, x.checkpoints, x.live_keys,
-           x.journal_bytes, x.apply_latency, x.revert_latency,
+           x.journal_bytes, x.held_blocks, x.held_bytes, x.apply_latency, x.revert_latency,
            x.lookup_latency, x.health, x.health_reason, x.mutation_restarts,
            x.journal_restarts, x.persistence_restarts, x.health_restarts);
 }
@@ -147,6 +152,9 @@ struct store_counters {
   std::atomic<std::uint64_t> health_restarts{0};
   /// The journal's size on disk, as its actor last saw it.
   std::atomic<std::uint64_t> journal_bytes{0};
+  /// The held blocks (see metrics_snapshot), as the supervisor last set them.
+  std::atomic<std::uint64_t> held_blocks{0};
+  std::atomic<std::uint64_t> held_bytes{0};
   latency_histogram apply_latency;
   latency_histogram revert_latency;
   latency_histogram lookup_latency;

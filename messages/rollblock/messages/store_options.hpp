@@ -60,6 +60,15 @@ struct store_options {
   /// checkpoint everything. Unset: 100, or 0 with a memory budget (whose
   /// reverted keys must be readable from LevelDB).
   std::optional<std::uint64_t> checkpoint_lag_blocks{};
+  /// The bytes the records of the durable blocks not yet checkpointed (the
+  /// lag's and those waiting for a checkpoint) may take in memory. Past it,
+  /// a checkpoint of the blocks older than the lag starts at once and the
+  /// next apply waits for it (backpressure), so that large blocks cannot
+  /// fill memory while LevelDB falls behind; the lag's blocks are never
+  /// checkpointed early, so with blocks too large for the lag to fit, each
+  /// block beyond it waits for its own checkpoint. With a memory budget the
+  /// bound is the smaller of this and 1/8 of the budget. At least 1.
+  std::size_t checkpoint_backlog_bytes = 256ull << 20;
   /// Start a new journal segment file after this many bytes.
   std::uint64_t journal_segment_bytes = 64ull << 20;
   /// LevelDB block cache and write buffer sizes (without a memory budget).
