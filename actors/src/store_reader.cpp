@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cassert>
 #include <chrono>
 #include <stdexcept>
 
@@ -15,7 +16,8 @@ namespace rollblock {
 
 store_shared::store_shared(std::shared_ptr<storage::memory_state> memory,
                            durability_mode mode, store_heights heights)
-  : memory_(std::move(memory)),
+  : memory_(memory),
+    key_width_(memory->key_width()),
     durable_(heights.durable),
     current_(heights.current),
     durability_(mode) {
@@ -23,6 +25,7 @@ store_shared::store_shared(std::shared_ptr<storage::memory_state> memory,
 }
 
 void store_shared::set_memory(std::shared_ptr<storage::memory_state> memory) {
+  assert(memory->key_width() == key_width_);
   memory_.store(std::move(memory), std::memory_order_release);
 }
 
@@ -119,7 +122,7 @@ store_reader::store_reader(std::shared_ptr<store_shared> shared)
 }
 
 std::size_t store_reader::key_width() const {
-  return shared_->memory()->key_width();
+  return shared_->key_width();
 }
 
 caf::error store_reader::check_key(const key& k) const {

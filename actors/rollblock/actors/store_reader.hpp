@@ -37,8 +37,14 @@ public:
   }
 
   /// Replaces the in-memory state with one rebuilt from durable state.
-  /// REQUIRES: no mutation actor uses the old one.
+  /// REQUIRES: no mutation actor uses the old one; the same key width.
   void set_memory(std::shared_ptr<storage::memory_state> memory);
+
+  /// The store's key width (fixed at creation), without loading memory():
+  /// every read checks its keys against it.
+  std::size_t key_width() const {
+    return key_width_;
+  }
 
   store_counters& counters() {
     return counters_;
@@ -83,6 +89,7 @@ private:
   enum class status : int { serving, fatal, closed };
 
   std::atomic<std::shared_ptr<storage::memory_state>> memory_;
+  const std::size_t key_width_;
   store_counters counters_;
   std::function<void(std::string_view)> fault_hook_; // set before spawning
   std::atomic<block_id> durable_;
