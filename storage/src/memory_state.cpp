@@ -9,6 +9,10 @@
 #include <exception>
 #include <thread>
 
+#if defined(__x86_64__) || defined(__i386__)
+#  include <immintrin.h>
+#endif
+
 namespace rollblock::storage {
 
 memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
@@ -31,6 +35,38 @@ constexpr std::size_t malloc_overhead = 16;
 /// the tables are far larger than the caches, so each lookup would wait for
 /// memory twice (the tag, then the slot with key and value) without it.
 constexpr std::size_t prefetch_distance = 8;
+
+/// How many of a block's updates the writer makes to a shard before it lets
+/// waiting readers in. A block's whole share of a shard (~300 updates with
+/// the published workload, tens of microseconds) put a reader beside a
+/// writer to sleep on the shard lock once every few hundred reads
+/// (bench/RESULTS.md section 16); 32 updates take about a microsecond.
+constexpr std::size_t updates_per_lock = 32;
+
+/// How often a thread tries a shard lock, pausing in between, before it
+/// blocks on it: a writer's 32 updates or a reader's read end sooner than a
+/// sleep on the lock and the wake-up would (64 pauses are ~1-4 us).
+constexpr int lock_tries = 64;
+
+void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// Takes `lock` (a std::unique_lock or std::shared_lock of a shard's
+/// mutex), trying lock_tries times before blocking.
+template <class Lock>
+void lock_trying_first(Lock& lock) {
+  for (int i = 0; i < lock_tries; ++i) {
+    if (lock.try_lock())
+      return;
+    spin_pause();
+  }
+  lock.lock();
+}
 
 /// The error of a read of the state of record after the store closed.
 caf::error store_closed() {
@@ -385,8 +421,15 @@ void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
     if (indexes.empty())
       continue;
     auto& s = *shards_[shard_index];
-    std::unique_lock guard{s.mu};
+    // Readers see each update whole; between chunks they may read the
+    // shard (entries of a block being installed are above their position).
+    std::unique_lock guard{s.mu, std::defer_lock};
+    lock_trying_first(guard);
     for (std::size_t j = 0; j < indexes.size(); ++j) {
+      if (j > 0 && j % updates_per_lock == 0) {
+        guard.unlock();
+        lock_trying_first(guard);
+      }
       if (j + prefetch_distance < indexes.size())
         s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
       update(s, indexes[j]);
@@ -675,7 +718,7 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
     {
       std::shared_lock guard{s.mu, std::defer_lock};
       if (!locked)
-        guard.lock();
+        lock_trying_first(guard);
       if (auto* found = s.map.find(k, hash)) {
         auto& e = *found;
         mark_referenced(s, e);
@@ -802,7 +845,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
       {
         std::shared_lock guard{s.mu, std::defer_lock};
         if (!locked)
-          guard.lock();
+          lock_trying_first(guard);
         for (auto j = from; j < to; ++j) {
           if (j + prefetch_distance < to)
             s.map.prefetch(hashes[by_shard[j + prefetch_distance]]);
