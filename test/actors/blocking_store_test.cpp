@@ -646,6 +646,15 @@ TEST_F(store_test, held_blocks_past_the_backlog_bytes_are_checkpointed) {
                      .checkpoint_interval = std::chrono::hours{1},
                      .checkpoint_lag_blocks = 2};
   std::uint64_t block_bytes = 0;
+  auto expect_held = [&](blocking_store& store, store_heights heights,
+                         std::uint64_t checkpoints, std::uint64_t blocks) {
+    auto m = store.metrics();
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->heights, heights);
+    EXPECT_EQ(m->checkpoints, checkpoints);
+    EXPECT_EQ(m->held_blocks, blocks);
+    EXPECT_EQ(m->held_bytes, blocks * block_bytes);
+  };
   {
     // The default bound (256 MiB) holds all 30 blocks.
     auto store = open(opts);
@@ -656,11 +665,7 @@ TEST_F(store_test, held_blocks_past_the_backlog_bytes_are_checkpointed) {
     for (block_id h = 2; h <= 30; ++h)
       ASSERT_OK(store->apply(h, thousand_keys(h)));
     ASSERT_EQ(*store->flush(), 30u);
-    auto m = store->metrics();
-    EXPECT_EQ(m->heights, (store_heights{30, 30, 0}));
-    EXPECT_EQ(m->checkpoints, 0u);
-    EXPECT_EQ(m->held_blocks, 30u);
-    EXPECT_EQ(m->held_bytes, 30 * block_bytes);
+    expect_held(*store, {30, 30, 0}, 0, 30);
   }
   std::filesystem::remove_all(dir.sub("data"));
   // Five and a half blocks: holding the sixth block checkpoints the four
@@ -671,30 +676,18 @@ TEST_F(store_test, held_blocks_past_the_backlog_bytes_are_checkpointed) {
   for (block_id h = 1; h <= 5; ++h)
     ASSERT_OK(store->apply(h, thousand_keys(h)));
   ASSERT_EQ(*store->flush(), 5u);
-  auto m = store->metrics();
-  EXPECT_EQ(m->heights, (store_heights{5, 5, 0}));
-  EXPECT_EQ(m->held_blocks, 5u);
+  expect_held(*store, {5, 5, 0}, 0, 5);
   ASSERT_OK(store->apply(6, thousand_keys(6)));
   ASSERT_EQ(*store->flush(), 6u);
-  m = store->metrics();
-  EXPECT_EQ(m->heights, (store_heights{6, 6, 4}));
-  EXPECT_EQ(m->checkpoints, 1u);
-  EXPECT_EQ(m->held_blocks, 2u);
-  EXPECT_EQ(m->held_bytes, 2 * block_bytes);
+  expect_held(*store, {6, 6, 4}, 1, 2);
   for (block_id h = 7; h <= 30; ++h)
     ASSERT_OK(store->apply(h, thousand_keys(h)));
   ASSERT_EQ(*store->flush(), 30u);
   // Checkpoints at blocks 6, 10, ..., 30, each through the block 2 below.
-  m = store->metrics();
-  EXPECT_EQ(m->heights, (store_heights{30, 30, 28}));
-  EXPECT_EQ(m->checkpoints, 7u);
-  EXPECT_EQ(m->held_blocks, 2u);
-  EXPECT_EQ(m->held_bytes, 2 * block_bytes);
+  expect_held(*store, {30, 30, 28}, 7, 2);
   // The held blocks are the undo of a revert within the lag.
   ASSERT_OK(store->revert_to(29));
-  m = store->metrics();
-  EXPECT_EQ(m->held_blocks, 1u);
-  EXPECT_EQ(m->held_bytes, block_bytes);
+  expect_held(*store, {29, 29, 28}, 7, 1);
   EXPECT_EQ(get(*store, k(29 * 1000 + 999)), v(999));
   EXPECT_EQ(get(*store, k(30 * 1000)), value{});
 }
