@@ -262,7 +262,8 @@ void count_held(supervisor_state& st) {
   c.held_bytes.store(st.held_bytes, std::memory_order_relaxed);
 }
 
-/// Stops holding every block (LevelDB holds a state at or above them).
+/// Stops holding every block: LevelDB got a state at or above them (a revert
+/// beyond the lag), or a restart's recovery replays and holds them anew.
 void release_all_held(supervisor_state& st) {
   st.held.clear();
   st.held_bytes = 0;

@@ -31,7 +31,8 @@ class state_store;
 ///   at a time (the mutation actor).
 /// - Reader calls (get, get_many, applied, ...) may come from any thread at
 ///   any time. They never wait for a whole block: the writer holds a shard
-///   lock only for up to 32 updates of that shard's part of a block.
+///   lock only for a short run of updates (updates_per_lock in
+///   memory_state.cpp) of that shard's part of a block.
 /// - get_many reads every key at one state. States are counted in positions,
 ///   not heights: block h is position h + 1, and position 0 comes before
 ///   every block. A reader reads at position applied() + 1, or at 0 while the
