@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -16,8 +18,11 @@
 namespace rollblock::storage {
 
 memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
-                           std::size_t optimistic_attempts)
-  : key_width_(key_width), optimistic_attempts_(optimistic_attempts) {
+                           std::size_t optimistic_attempts,
+                           std::uint32_t stamp_limit)
+  : key_width_(key_width),
+    optimistic_attempts_(optimistic_attempts),
+    stamp_limit_(stamp_limit) {
   shards_.reserve(shard_count);
   for (std::size_t i = 0; i < shard_count; ++i)
     shards_.push_back(std::make_unique<shard>(key_width));
@@ -96,22 +101,22 @@ std::size_t memory_state::entry_bytes(const compact_value& v) const {
 
 void memory_state::emplace_entry(shard& s, std::string_view k,
                                  std::uint64_t hash, std::string_view v,
-                                 block_id position) {
-  set_new_entry(s, *s.map.try_emplace(k, hash).first, v, position);
+                                 std::uint32_t stamp) {
+  set_new_entry(s, *s.map.try_emplace(k, hash).first, v, stamp);
 }
 
 void memory_state::set_new_entry(shard& s, entry& e, std::string_view v,
-                                 block_id position) {
+                                 std::uint32_t stamp) {
   e.v.assign(v);
-  e.position = position;
+  e.stamp = stamp;
   s.resident_bytes.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
 }
 
 void memory_state::assign_entry(shard& s, entry& e, std::string_view v,
-                                block_id position) {
+                                std::uint32_t stamp) {
   auto old_bytes = entry_bytes(e.v);
   e.v.assign(v);
-  e.position = position;
+  e.stamp = stamp;
   s.resident_bytes.fetch_add(entry_bytes(e.v) - old_bytes,
                              std::memory_order_relaxed);
 }
@@ -180,8 +185,28 @@ void memory_state::replay(const block_record& record) {
 }
 
 void memory_state::set_applied(block_id height, bool fresh) {
-  applied_.store(height, std::memory_order_release);
+  publish_applied(applied_seq_.load(std::memory_order_relaxed), height);
   fresh_.store(fresh, std::memory_order_release);
+}
+
+void memory_state::publish_applied(block_seq seq, block_id height) {
+  // The height first: a reader that sees the number sees its height.
+  // Release: a reader that sees this height (of a later number sharing the
+  // slot) sees that number published too, and retries (applied()).
+  heights_[seq % heights_.size()].store(height, std::memory_order_release);
+  applied_seq_.store(seq, std::memory_order_release);
+}
+
+block_id memory_state::applied() const {
+  for (;;) {
+    auto seq = applied_seq_.load(std::memory_order_acquire);
+    auto height =
+      heights_[seq % heights_.size()].load(std::memory_order_acquire);
+    // Numbers never repeat: the same number twice means the slot still held
+    // its height in between.
+    if (applied_seq_.load(std::memory_order_acquire) == seq)
+      return height;
+  }
 }
 
 void memory_state::set_live_keys(std::size_t count) {
@@ -207,7 +232,76 @@ void memory_state::detach_state_of_record() {
 }
 
 void memory_state::set_checkpointed(block_id height) {
-  checkpoint_end_.store(height + 1, std::memory_order_release);
+  if (entry_budget_ == 0)
+    return; // only eviction asks what is checkpointed
+  std::lock_guard guard{seqs_mu_};
+  checkpoint_end_.store(seq_at_or_below(height) + 1,
+                        std::memory_order_release);
+  trim_seqs();
+}
+
+memory_state::block_seq memory_state::seq_at_or_below(block_id height) const {
+  // Heights increase along seqs_ (a revert drops the blocks above it).
+  auto above = std::upper_bound(
+    seqs_.begin(), seqs_.end(), height,
+    [](block_id h, const std::pair<block_id, block_seq>& installed) {
+      return h < installed.first;
+    });
+  return above == seqs_.begin() ? 0 : std::prev(above)->second;
+}
+
+void memory_state::trim_seqs() {
+  auto checkpoint_end = checkpoint_end_.load(std::memory_order_acquire);
+  auto floor = floor_.load(std::memory_order_acquire);
+  // Keep the newest trimmable one: seq_at_or_below answers with it for
+  // heights between it and the next block.
+  while (seqs_.size() > 1 && seqs_[1].second < checkpoint_end
+         && seqs_[1].second <= floor)
+    seqs_.pop_front();
+}
+
+memory_state::block_seq memory_state::next_seq() {
+  auto seq = last_seq_ + 1;
+  if (seq - stamp_base_.load(std::memory_order_relaxed) >= stamp_limit_) {
+    rebase();
+    if (seq - stamp_base_.load(std::memory_order_relaxed) >= stamp_limit_)
+      throw std::length_error{
+        "memory_state: the checkpoint is " + std::to_string(stamp_limit_)
+        + " or more blocks behind; entry stamps cannot count further"};
+  }
+  last_seq_ = seq;
+  return seq;
+}
+
+void memory_state::rebase() {
+  // A rebase makes every reader start over, at the applied state's number
+  // or above: an entry at or below it reads the same as stamp 0 to each.
+  // With a budget one at or below the checkpoint is clean either way, and
+  // the base stays there so that dirty entries stay dirty.
+  auto base = last_seq_;
+  if (entry_budget_ > 0) {
+    auto checkpoint_end = checkpoint_end_.load(std::memory_order_acquire);
+    base = std::min(base, checkpoint_end == 0 ? 0 : checkpoint_end - 1);
+  }
+  auto old_base = stamp_base_.load(std::memory_order_relaxed);
+  if (base <= old_base)
+    return;
+  epoch_.fetch_add(1, std::memory_order_acq_rel); // odd: readers wait
+  std::vector<std::unique_lock<std::shared_mutex>> guards;
+  guards.reserve(shards_.size());
+  for (auto& s : shards_)
+    guards.emplace_back(s->mu);
+  for (auto& s : shards_)
+    s->map.for_each([&](std::string_view, entry& e) {
+      if (e.stamp != 0)
+        e.stamp = old_base + e.stamp <= base
+                    ? 0
+                    : static_cast<std::uint32_t>(old_base + e.stamp - base);
+    });
+  stamp_base_.store(base, std::memory_order_relaxed);
+  guards.clear();
+  epoch_.fetch_add(1, std::memory_order_acq_rel); // even: readers go on
+  logger().debug("memory_state: entry stamps now count from state {}", base);
 }
 
 caf::expected<value>
@@ -230,14 +324,25 @@ void memory_state::make_resident(const block_record_list& newest_first) {
   if (entry_budget_ == 0)
     return;
   for (auto& record : newest_first) {
+    // A block no longer listed is checkpointed and below the floor: stamp
+    // 0 reads the same to every reader that can succeed.
+    std::uint32_t stamp;
+    {
+      std::lock_guard guard{seqs_mu_};
+      auto found = std::find_if(
+        seqs_.begin(), seqs_.end(),
+        [&](const std::pair<block_id, block_seq>& installed) {
+          return installed.first == record->height;
+        });
+      stamp = found == seqs_.end() ? 0 : stamp_of(found->second);
+    }
     for (auto change : record->changes) {
       auto hash = key_hash(change.k);
       auto& s = *shards_[shard_of_hash(hash)];
       std::unique_lock guard{s.mu};
       // The first record met is the newest change: its after is current.
       if (!s.map.find(change.k, hash))
-        emplace_entry(s, change.k, hash, change.after,
-                      position_of(record->height));
+        emplace_entry(s, change.k, hash, change.after, stamp);
     }
   }
 }
@@ -275,7 +380,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   planned.undo = std::make_shared<block_undo>(key_width_);
   auto& undo = *planned.undo;
   undo.index.reserve(ops.size());
-  undo.before_positions.reserve(ops.size());
+  undo.before_seqs.reserve(ops.size());
   undo.hashes.reserve(ops.size());
   std::vector<std::uint64_t> op_hashes;
   op_hashes.reserve(ops.size());
@@ -335,18 +440,18 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     }
     *index = static_cast<std::uint32_t>(last_op.size());
     auto& s = *shards_[shard_of_hash(hash)];
-    block_id before_position = 0;
+    block_seq before_seq = 0;
     if (auto* found =
           resident.empty() ? s.map.find(op.k, hash) : resident[i]) {
       changes.push_back({op.k, op.v, found->v.view()});
-      before_position = found->position;
+      before_seq = seq_of(*found);
     } else if (entry_budget_ > 0) {
       changes.push_back({op.k, op.v, stored[stored_of_op[i]]});
     } else {
       changes.push_back({op.k, op.v, {}});
     }
     last_op.push_back(static_cast<std::uint32_t>(i));
-    undo.before_positions.push_back(before_position);
+    undo.before_seqs.push_back(before_seq);
     undo.hashes.push_back(hash);
   }
   if (coalesced) {
@@ -386,7 +491,7 @@ memory_state::prepare(block_record_ptr record) const {
   planned.undo = std::make_shared<block_undo>(key_width_);
   auto& undo = *planned.undo;
   auto& changes = record->changes;
-  undo.before_positions.reserve(changes.size());
+  undo.before_seqs.reserve(changes.size());
   undo.index.reserve(changes.size());
   undo.hashes = hashes_of(*record);
   for (std::size_t i = 0; i < changes.size(); ++i) {
@@ -395,7 +500,7 @@ memory_state::prepare(block_record_ptr record) const {
     auto change = changes[i];
     auto hash = undo.hashes[i];
     auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
-    undo.before_positions.push_back(found ? found->position : 0);
+    undo.before_seqs.push_back(found ? seq_of(*found) : 0);
     *undo.index.try_emplace(change.k, hash).first
       = static_cast<std::uint32_t>(i);
   }
@@ -438,9 +543,16 @@ void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
 }
 
 void memory_state::install_planned(planned_block planned) {
+  auto seq = next_seq(); // before any lock: a rebase takes them all
+  planned.undo->seq = seq;
   auto& record = planned.undo->record;
   auto& changes = record->changes;
   auto& hashes = planned.undo->hashes;
+  auto height = record->height;
+  if (entry_budget_ > 0) {
+    std::lock_guard guard{seqs_mu_};
+    seqs_.emplace_back(height, seq);
+  }
   block_undo_ptr undo = std::move(planned.undo);
   // Publish the undo before any entry of this block becomes visible.
   block_undo_ptr expired;
@@ -454,8 +566,7 @@ void memory_state::install_planned(planned_block planned) {
   }
   if (expired)
     expire_undo(expired);
-  auto height = record->height;
-  auto position = position_of(height);
+  auto stamp = stamp_of(seq);
   std::ptrdiff_t live_delta = 0;
   update_by_shard(
     hashes, [](std::size_t) { return true; },
@@ -475,7 +586,7 @@ void memory_state::install_planned(planned_block planned) {
           // Not resident: absent, or (with a budget) in the state of
           // record with `before` as its value. A delete of a stored key
           // leaves a tombstone until the checkpoint that writes it.
-          set_new_entry(s, *slot, change.after, position);
+          set_new_entry(s, *slot, change.after, stamp);
           live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                         - static_cast<std::ptrdiff_t>(!change.before.empty());
           return;
@@ -483,18 +594,18 @@ void memory_state::install_planned(planned_block planned) {
         found = slot;
       }
       auto was_live = !found->v.empty();
-      assign_entry(s, *found, change.after, position);
+      assign_entry(s, *found, change.after, stamp);
       live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
     });
   live_.fetch_add(static_cast<std::size_t>(live_delta),
                   std::memory_order_relaxed);
-  applied_.store(height, std::memory_order_release);
+  publish_applied(seq, height);
   fresh_.store(false, std::memory_order_release);
   evict_over_budget();
 }
 
-std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
+std::size_t memory_state::sweep(shard& s, block_seq ceiling, std::size_t goal,
                                 std::size_t max_slots) {
   std::unique_lock guard{s.mu};
   auto slots = s.map.capacity();
@@ -507,7 +618,7 @@ std::size_t memory_state::sweep(shard& s, block_id ceiling, std::size_t goal,
                                   bool& referenced) {
     if (freed >= goal)
       return false;
-    if (e.position > ceiling)
+    if (seq_of(e) > ceiling)
       return false; // dirty, or a reader may need it
     if (referenced) {
       referenced = false; // read since the last sweep: a second chance
@@ -532,9 +643,8 @@ void memory_state::evict_over_budget() {
   auto checkpoint_end = checkpoint_end_.load(std::memory_order_acquire);
   if (checkpoint_end == 0)
     return; // nothing was ever checkpointed: every entry is dirty
-  // In positions: checkpoint_end is the position of the checkpoint height.
   auto ceiling =
-    std::min(checkpoint_end, floor_.load(std::memory_order_acquire));
+    std::min(checkpoint_end - 1, floor_.load(std::memory_order_acquire));
   if (stalled_ceiling_ == ceiling)
     return; // nothing became clean since the last fruitless sweep
   // Free a little more than the excess, so that not every block sweeps.
@@ -562,14 +672,17 @@ void memory_state::evict_over_budget() {
 }
 
 void memory_state::expire_undo(const block_undo_ptr& oldest) {
-  auto height = oldest->record->height;
-  auto position = position_of(height);
+  auto seq = oldest->seq;
   // Readers below this block can no longer be answered from the undo.
-  floor_.store(position, std::memory_order_release);
+  floor_.store(seq, std::memory_order_release);
+  if (entry_budget_ > 0) {
+    std::lock_guard guard{seqs_mu_};
+    trim_seqs();
+  }
   // With a budget a tombstone stays until the state of record has the
   // delete too (then the eviction clock takes it).
   if (entry_budget_ > 0
-      && checkpoint_end_.load(std::memory_order_acquire) <= height)
+      && checkpoint_end_.load(std::memory_order_acquire) <= seq)
     return;
   // The tombstones this block wrote.
   auto& changes = oldest->record->changes;
@@ -578,7 +691,10 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
     hashes, [&](std::size_t i) { return changes[i].after.empty(); },
     [&](shard& s, std::size_t i) {
       auto* found = s.map.find(changes[i].k, hashes[i]);
-      if (found && found->position == position && found->v.empty()) {
+      // Stamp 0: this block's tombstone rebased, or one just as old (no
+      // reader at or above the floor tells them from absent keys).
+      if (found && found->v.empty()
+          && (found->stamp == 0 || seq_of(*found) == seq)) {
         erase_entry(s, found);
       }
     });
@@ -627,6 +743,9 @@ memory_state::revert_shards(const block_record_list& newest_first,
 
 void memory_state::revert(const block_record_list& newest_first,
                           block_id target) {
+  // The state left gets a number of its own (before any lock: a rebase
+  // takes them all): the reverted blocks' numbers are never used again.
+  auto seq = next_seq();
   epoch_.fetch_add(1, std::memory_order_acq_rel); // odd: readers wait
   std::vector<std::unique_lock<std::shared_mutex>> guards;
   guards.reserve(shards_.size());
@@ -665,11 +784,20 @@ void memory_state::revert(const block_record_list& newest_first,
       return undo->record->height > target;
     });
   }
+  if (entry_budget_ > 0) {
+    std::lock_guard guard{seqs_mu_};
+    while (!seqs_.empty() && seqs_.back().first > target)
+      seqs_.pop_back();
+    // A checkpoint at the target's block holds the state left (so does one
+    // above it: REQUIRES), which now has this number.
+    auto checkpoint_end = checkpoint_end_.load(std::memory_order_acquire);
+    if (checkpoint_end > 0 && checkpoint_end - 1 >= seq_at_or_below(target))
+      checkpoint_end_.store(seq + 1, std::memory_order_release);
+    seqs_.emplace_back(target, seq);
+  }
   live_.fetch_add(static_cast<std::size_t>(live_delta),
                   std::memory_order_relaxed);
-  if (floor_.load(std::memory_order_relaxed) > position_of(target))
-    floor_.store(position_of(target), std::memory_order_release);
-  applied_.store(target, std::memory_order_release);
+  publish_applied(seq, target);
   fresh_.store(false, std::memory_order_release);
   guards.clear();
   epoch_.fetch_add(1, std::memory_order_acq_rel); // even: readers go on
@@ -694,11 +822,10 @@ void memory_state::stage_end() {
 
 // -- readers -----------------------------------------------------------------
 
-memory_state::block_undo_ptr
-memory_state::find_undo(block_id position) const {
+memory_state::block_undo_ptr memory_state::find_undo(block_seq seq) const {
   std::shared_lock guard{undo_mu_};
   for (auto& undo : undo_)
-    if (position_of(undo->record->height) == position)
+    if (undo->seq == seq)
       return undo;
   return nullptr;
 }
@@ -709,10 +836,10 @@ void memory_state::mark_referenced(const shard& s, const entry& e) const {
 }
 
 bool memory_state::read_at(std::string_view k, std::uint64_t hash,
-                           block_id at, value& out, caf::error& err,
+                           block_seq at, value& out, caf::error& err,
                            bool locked) const {
   auto& s = *shards_[shard_of_hash(hash)];
-  block_id position = 0;
+  block_seq seq = 0;
   std::optional<value> stored; // read from the state of record
   for (;;) {
     {
@@ -722,12 +849,12 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
       if (auto* found = s.map.find(k, hash)) {
         auto& e = *found;
         mark_referenced(s, e);
-        position = e.position;
-        if (position <= at) {
+        seq = seq_of(e);
+        if (seq <= at) {
           out.assign(e.v.view());
           return true;
         }
-        break; // written above our position: walk back its undo
+        break; // written above our number: walk back its undo
       }
       if (entry_budget_ == 0) {
         out.clear();
@@ -748,16 +875,16 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
     }
     stored = std::move(*x);
   }
-  // The entry was written by a block above our position: walk back its undo.
-  while (position > at) {
-    auto undo = find_undo(position);
+  // The entry was written by a block above our number: walk back its undo.
+  while (seq > at) {
+    auto undo = find_undo(seq);
     if (!undo)
       return false;
     auto* i = undo->index.find(k, hash);
     if (!i)
       return false; // cannot happen for a consistent undo; start over
-    position = undo->before_positions[*i];
-    if (position <= at) {
+    seq = undo->before_seqs[*i];
+    if (seq <= at) {
       out = undo->record->changes[*i].before;
       return true;
     }
@@ -780,7 +907,7 @@ void memory_state::read_consistent(Read read) const {
   }
   // Hold every shard (in the order reverts take them): no revert can run and
   // no entry can change. Entries of a block being installed are above the
-  // read position (block 0's too: a fresh state reads at position 0), and
+  // read number (block 0's too: a fresh state reads at number 0), and
   // that block's undo is the newest one kept.
   std::vector<std::shared_lock<std::shared_mutex>> guards;
   guards.reserve(shards_.size());
@@ -796,7 +923,7 @@ caf::expected<value> memory_state::get(const key& k) const {
   value result;
   caf::error err;
   auto hash = key_hash(k);
-  read_consistent([&](block_id at, bool locked) {
+  read_consistent([&](block_seq at, bool locked) {
     return read_at(k, hash, at, result, err, locked);
   });
   if (err)
@@ -830,7 +957,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
   }
   caf::error err;
   std::vector<std::size_t> slow;
-  read_consistent([&](block_id at, bool locked) {
+  read_consistent([&](block_seq at, bool locked) {
     for (std::size_t shard_index = 0; shard_index < shards_.size();
          ++shard_index) {
       auto from = shard_end[shard_index];
@@ -838,7 +965,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
       if (from == to)
         continue;
       auto& s = *shards_[shard_index];
-      // Under the lock: the entries at or below the read position, and the
+      // Under the lock: the entries at or below the read number, and the
       // keys absent without a budget. The rest (undo walks, reads of the
       // state of record) go through read_at, without this lock.
       slow.clear();
@@ -851,7 +978,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
             s.map.prefetch(hashes[by_shard[j + prefetch_distance]]);
           auto i = by_shard[j];
           auto* found = s.map.find(keys[i], hashes[i]);
-          if (found != nullptr && found->position <= at) {
+          if (found != nullptr && seq_of(*found) <= at) {
             mark_referenced(s, *found);
             result[i].assign(found->v.view());
           } else if (found == nullptr && entry_budget_ == 0) {

@@ -224,7 +224,7 @@ TEST(flat_key_map, erase_in_shows_marks_and_keeps_what_pred_sets) {
 }
 
 TEST(flat_key_map, values_that_own_memory_are_moved_and_destroyed) {
-  // compact_value owns a heap block above 14 bytes: growth, erasure and
+  // compact_value owns a heap block above 10 bytes: growth, erasure and
   // destruction must move and free each exactly once (ASan checks it).
   flat_key_map<compact_value> m{8};
   std::string long_value(100, 'x');

@@ -17,6 +17,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -714,11 +715,14 @@ TEST(memory_state, revert_of_a_delete_whose_tombstone_was_purged) {
 namespace {
 
 /// Readers check that every get_many is one height while blocks apply and
-/// revert; `optimistic_attempts` 0 sends every read down the locked path.
-void check_concurrent_reads(std::size_t optimistic_attempts) {
+/// revert; `optimistic_attempts` 0 sends every read down the locked path, a
+/// small `stamp_limit` rebases the entries' stamps every few blocks.
+void check_concurrent_reads(
+  std::size_t optimistic_attempts,
+  std::uint32_t stamp_limit = memory_state::default_stamp_limit) {
   constexpr std::size_t key_count = 12;
   constexpr block_id blocks = 10000;
-  memory_state ms{8, 8, optimistic_attempts};
+  memory_state ms{8, 8, optimistic_attempts, stamp_limit};
   std::vector<key> keys;
   for (std::size_t i = 0; i < key_count; ++i)
     keys.push_back(k8(i * 1'000'003));
@@ -818,19 +822,73 @@ TEST(memory_state, locked_reads_are_one_height_while_blocks_are_applied) {
   check_concurrent_reads(0);
 }
 
+TEST(memory_state, reads_are_one_height_while_stamps_are_rebased) {
+  // A rebase every other block.
+  check_concurrent_reads(memory_state::default_optimistic_attempts, 3);
+}
+
+TEST(memory_state, stamps_rebase_without_changing_any_read) {
+  // Stamps count up to 3: the entries are rewritten every other block.
+  // Keys written once at block 1 stay readable; tombstones are purged when
+  // their undo expires (rebased to stamp 0 or not); reverts go back across
+  // rebases.
+  memory_state ms{8, 4, memory_state::default_optimistic_attempts, 3};
+  std::map<block_id, contents> states; // the state after each height
+  block_record_list history;
+  operation_list first;
+  for (std::uint64_t i = 0; i < 50; ++i)
+    first.push_back({k8(1000 + i), v64(i)});
+  history.push_back(apply(ms, 1, first));
+  states[1] = snapshot_of(ms);
+  for (block_id h = 2; h <= 300; ++h) {
+    operation_list ops{{k8(h % 7), v64(h)}, {k8(100 + h), v64(h)}};
+    if (h > 2)
+      ops.push_back({k8(100 + h - 1), ""}); // the previous block's new key
+    history.push_back(apply(ms, h, ops));
+    states[h] = snapshot_of(ms);
+    // 50 + 7 + 1 live keys from block 8 on; the tombstones of the newest 16
+    // blocks are resident too, each purged when its undo expires.
+    if (h > 20) {
+      ASSERT_EQ(ms.size(), 58u) << h;
+      ASSERT_EQ(ms.resident_entries(), 58u + memory_state::undo_depth) << h;
+    }
+  }
+  EXPECT_EQ(ms.get(k8(1000)), v64(0));
+  EXPECT_EQ(ms.get(k8(1049)), v64(49));
+  EXPECT_EQ(ms.get(k8(400)), v64(300));
+  EXPECT_EQ(ms.get(k8(399)), "");
+  // Reverts within and beyond the undo kept, each followed by new blocks.
+  revert_to(ms, history, 290);
+  EXPECT_EQ(snapshot_of(ms), states[290]);
+  for (block_id h = 291; h <= 330; ++h)
+    history.push_back(apply(ms, h, {{k8(h % 7), v64(h + 1'000'000)}}));
+  revert_to(ms, history, 250);
+  EXPECT_EQ(snapshot_of(ms), states[250]);
+  EXPECT_EQ(ms.get_many({k8(250 % 7), k8(350), k8(349), k8(1010)}),
+            (std::vector<value>{v64(250), v64(250), "", v64(10)}));
+  revert_to(ms, history, 1);
+  EXPECT_EQ(snapshot_of(ms), states[1]);
+  EXPECT_EQ(ms.size(), 50u);
+  for (block_id h = 2; h <= 60; ++h)
+    history.push_back(apply(ms, h, {{k8(h % 3), v64(h)}}));
+  EXPECT_EQ(ms.get_many({k8(0), k8(1), k8(2), k8(1049)}),
+            (std::vector<value>{v64(60), v64(58), v64(59), v64(49)}));
+  EXPECT_EQ(ms.size(), 53u);
+}
+
 // -- memory budget --------------------------------------------------------------
 
 namespace {
 
 /// The estimated bytes of one resident entry with an 8-byte key and a value
-/// of at most 14 bytes (inline): twice its table slot (the 24-byte entry
-/// and the key in 32 bytes, and the tag byte), as tables are 7/16 to 7/8
+/// of at most 10 bytes (inline): twice its table slot (the 16-byte entry
+/// and the key in 24 bytes, and the tag byte), as tables are 7/16 to 7/8
 /// full.
-constexpr std::size_t small_entry_bytes = 2 * (32 + 1);
+constexpr std::size_t small_entry_bytes = 2 * (24 + 1);
 
 /// The same under a budget: three slots, as tables there are 1/4 to 1/2
 /// full.
-constexpr std::size_t budget_entry_bytes = 3 * (32 + 1);
+constexpr std::size_t budget_entry_bytes = 3 * (24 + 1);
 
 /// A memory_state with a budget over a real state store, driven as the
 /// actors drive it: a checkpoint every `checkpoint_every` blocks, and a
@@ -839,8 +897,11 @@ constexpr std::size_t budget_entry_bytes = 3 * (32 + 1);
 /// the state (with its own undo) to compare against.
 class budgeted_state {
 public:
-  budgeted_state(std::size_t entry_budget, std::size_t checkpoint_every)
-    : checkpoint_every_(checkpoint_every) {
+  budgeted_state(
+    std::size_t entry_budget, std::size_t checkpoint_every,
+    std::uint32_t stamp_limit = memory_state::default_stamp_limit)
+    : ms_{8, 64, memory_state::default_optimistic_attempts, stamp_limit},
+      checkpoint_every_(checkpoint_every) {
     state_store::options opts;
     opts.dir = dir_.path() / "state";
     opts.cache_bytes = 1 << 20;
@@ -952,7 +1013,7 @@ public:
 private:
   test::temp_dir dir_;
   std::unique_ptr<state_store> store_;
-  memory_state ms_{8};
+  memory_state ms_;
   std::size_t checkpoint_every_;
   std::size_t since_checkpoint_ = 0;
   checkpoint_builder pending_;
@@ -987,7 +1048,7 @@ TEST(memory_state_budget, accounting_counts_entry_bytes_exactly) {
   apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}, {k8(3), "c"}});
   EXPECT_EQ(ms.resident_entries(), 3u);
   EXPECT_EQ(ms.resident_bytes(), 3 * small_entry_bytes);
-  // A value beyond the 14 inline bytes adds its heap block: its size and
+  // A value beyond the 10 inline bytes adds its heap block: its size and
   // the allocator's 16 bytes.
   value big(100, 'x');
   apply(ms, 2, {{k8(1), big}});
@@ -1066,9 +1127,12 @@ TEST(memory_state_budget, a_read_entry_gets_a_second_chance_against_eviction) {
   EXPECT_EQ(evicted, 250 - resident);
 }
 
-TEST(memory_state_budget, reads_reverts_and_live_count_stay_exact) {
-  // 120k keys written, a budget of about 2000 entries.
-  budgeted_state b{2000 * budget_entry_bytes, 4};
+namespace {
+
+/// 120k keys written under a budget of about 2000 entries, with reverts
+/// across evictions; `stamp_limit` as memory_state's.
+void check_budgeted_reads_and_reverts(std::uint32_t stamp_limit) {
+  budgeted_state b{2000 * budget_entry_bytes, 4, stamp_limit};
   std::mt19937_64 rng{42};
   for (block_id h = 1; h <= 120; ++h) {
     b.apply(h, workload_block(h, rng));
@@ -1097,6 +1161,37 @@ TEST(memory_state_budget, reads_reverts_and_live_count_stay_exact) {
   b.expect_matches_model(140'010);
   EXPECT_LE(b.ms().resident_bytes(),
             (2000 + 16 * 1150) * budget_entry_bytes);
+}
+
+} // namespace
+
+TEST(memory_state_budget, reads_reverts_and_live_count_stay_exact) {
+  check_budgeted_reads_and_reverts(memory_state::default_stamp_limit);
+}
+
+TEST(memory_state_budget, stamps_rebase_under_a_budget_below_the_checkpoint) {
+  // A checkpoint every 4 blocks: the base follows the checkpoint, and dirty
+  // entries keep their stamps.
+  check_budgeted_reads_and_reverts(8);
+}
+
+TEST(memory_state_budget, stamps_cannot_outrun_a_stalled_checkpoint) {
+  // Without a checkpoint no stamp can be rebased: the install after the
+  // limit is refused and changes nothing (the store's backpressure keeps
+  // the checkpoint a few hundred blocks behind, far from 2^32).
+  budgeted_state b{1 << 20, 1000, 20};
+  for (block_id h = 1; h <= 19; ++h)
+    b.apply(h, {{k8(h), v64(h)}});
+  auto rec = plan_ok(b.ms(), 20, {{k8(20), v64(20)}});
+  ASSERT_TRUE(rec);
+  EXPECT_THROW(b.ms().install(rec), std::length_error);
+  EXPECT_EQ(b.ms().applied(), 19u);
+  EXPECT_EQ(b.ms().get(k8(20)), "");
+  EXPECT_EQ(b.ms().size(), 19u);
+  b.checkpoint();
+  b.ms().install(rec); // the checkpoint lets the stamps count on
+  EXPECT_EQ(b.ms().applied(), 20u);
+  EXPECT_EQ(b.ms().get(k8(20)), v64(20));
 }
 
 namespace {

@@ -8,17 +8,19 @@
 
 namespace rollblock::storage {
 
-/// A value (0..max_value_size bytes) in 16 bytes: up to `inline_capacity`
+/// A value (0..max_value_size bytes) in 12 bytes: up to `inline_capacity`
 /// bytes are kept in the object itself, longer values in one heap block of
-/// exactly their size. The store's common values (8-byte amounts, hashes of
-/// up to 14 bytes) never allocate. std::string needs 32 bytes and allocates
-/// above 15.
+/// exactly their size. The store's common values (8-byte amounts, 10-byte
+/// counters) never allocate. std::string needs 32 bytes and allocates above
+/// 15. With a 4-byte stamp an entry is 16 bytes, so that a table slot with
+/// an 8-byte key is 24.
 ///
-/// Layout: bytes 0..13 hold an inline value, or bytes 0..7 the heap
-/// pointer; bytes 14..15 hold the size (max_value_size fits 16 bits).
+/// Layout: bytes 0..9 hold an inline value, or bytes 0..7 the heap pointer
+/// (unaligned: read and written with memcpy); bytes 10..11 hold the size
+/// (max_value_size fits 16 bits).
 class compact_value {
 public:
-  static constexpr std::size_t inline_capacity = 14;
+  static constexpr std::size_t inline_capacity = 10;
 
   compact_value() noexcept {
     std::memset(bytes_, 0, sizeof(bytes_));
@@ -119,10 +121,10 @@ private:
 
   void release() noexcept;
 
-  char bytes_[16];
+  char bytes_[12];
 };
 
-static_assert(sizeof(compact_value) == 16);
+static_assert(sizeof(compact_value) == 12);
 static_assert(max_value_size <= UINT16_MAX);
 
 } // namespace rollblock::storage

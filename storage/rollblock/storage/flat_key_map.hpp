@@ -51,10 +51,10 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 /// Layout: capacity (a power of two) slots in one table_memory region:
 /// first the slots, `stride` bytes each (a T at offset 0, default-constructed
 /// in empty slots, then the key's key_width bytes; stride is their sum
-/// rounded up to T's alignment: 32 bytes for a 24-byte T and 8-byte keys, so
-/// that one cache line holds a slot's key and value), then one tag byte per
-/// slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the hash's top 6
-/// bits. Linear probing; erase shifts the following entries back (no
+/// rounded up to T's alignment: 24 bytes for memory_state's 16-byte entry
+/// and 8-byte keys; 6 of 8 such slots lie within one cache line), then one
+/// tag byte per slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the
+/// hash's top 6 bits. Linear probing; erase shifts the following entries back (no
 /// tombstones), so lookups never slow down after many deletes. The table
 /// grows by 2x when more than 7/8 full (or the fill set_max_fill sets).
 ///
@@ -152,7 +152,10 @@ public:
       return;
     auto slot = hash & (capacity_ - 1);
     __builtin_prefetch(tags_ + slot);
+    // Both ends: a slot whose stride does not divide 64 may straddle two
+    // cache lines.
     __builtin_prefetch(slot_at(slot));
+    __builtin_prefetch(slot_at(slot) + stride_ - 1);
   }
 
   /// Returns the value of `k`, inserting a default T first when absent, and
@@ -223,6 +226,14 @@ public:
     for (std::size_t slot = 0; slot < capacity_; ++slot)
       if (tag_at(slot) != 0)
         f(key_view(slot), std::as_const(*value_at(slot)));
+  }
+
+  /// The same, with each value to change (not its key).
+  template <class F>
+  void for_each(F f) {
+    for (std::size_t slot = 0; slot < capacity_; ++slot)
+      if (tag_at(slot) != 0)
+        f(key_view(slot), *value_at(slot));
   }
 
   /// Removes the entries in the `count` slots from slot `from` on (wrapping

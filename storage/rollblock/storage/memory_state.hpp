@@ -9,7 +9,9 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include <array>
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -33,29 +35,38 @@ class state_store;
 ///   any time. They never wait for a whole block: the writer holds a shard
 ///   lock only for a short run of updates (updates_per_lock in
 ///   memory_state.cpp) of that shard's part of a block.
-/// - get_many reads every key at one state. States are counted in positions,
-///   not heights: block h is position h + 1, and position 0 comes before
-///   every block. A reader reads at position applied() + 1, or at 0 while the
-///   state is fresh. Block 0 is a real height, so the fresh state and the
-///   state after block 0 both have applied() == 0; were a reader's position
-///   its height, a reader of the fresh state would take the entries block 0
-///   is installing for its own and mix them with keys block 0 has not reached
-///   yet (a torn read; with a budget, one cold read on a key is enough to let
-///   the whole block 0 land in between). A fresh reader instead sees block
-///   0's entries above it and walks back their undo, and one that sees the
-///   state no longer fresh also sees block 0's applied height (install sets
-///   the height, then clears fresh).
-/// - Each entry remembers the position of the block that wrote it (0: loaded
-///   or reverted, valid at every position a reader can start at); a reader
-///   that meets an entry above its position follows the undo of that block
-///   (kept for the newest `undo_depth` blocks) back to the value at its
-///   position. A reader that falls further behind, or that overlaps a revert,
-///   starts over.
+/// - get_many reads every key at one state. States are counted in sequence
+///   numbers, not heights: each installed block takes the next number of a
+///   64-bit counter that never goes back (a revert takes one too, for the
+///   state it leaves), and 0 comes before every block. A reader reads at the
+///   applied state's number, or at 0 while the state is fresh. Block 0 is a
+///   real height, so the fresh state and the state after block 0 both have
+///   applied() == 0; were a reader's number its height, a reader of the
+///   fresh state would take the entries block 0 is installing for its own
+///   and mix them with keys block 0 has not reached yet (a torn read; with a
+///   budget, one cold read on a key is enough to let the whole block 0 land
+///   in between). A fresh reader instead sees block 0's entries above it and
+///   walks back their undo, and one that sees the state no longer fresh also
+///   sees block 0's number (install sets it, then clears fresh).
+/// - Each entry remembers the number of the block that wrote it (0: loaded,
+///   reverted, or older than every undo kept: valid at every number a reader
+///   can start at); a reader that meets an entry above its number follows the
+///   undo of that block (kept for the newest `undo_depth` blocks) back to the
+///   value at its number. A reader that falls further behind, or that
+///   overlaps a revert, starts over.
+/// - An entry keeps its number in 4 bytes, as a stamp: the number minus a
+///   base (0 when at or below the base). When the stamp of a new number
+///   would reach `stamp_limit`, the base moves up to the applied state's
+///   number (with a budget: to the checkpoint's, when lower, so that dirty
+///   entries stay dirty) and every entry's stamp is rewritten: a rebase.
+///   Readers start over, as for a revert, so every read after it is at the
+///   base or above, where stamp 0 reads the same as the number it replaced.
+///   With 2^32 - 1 stamps a rebase comes once in billions of blocks.
 ///
 /// With a memory budget (attach_state_of_record) only a working set is
 /// resident and the state of record (LevelDB, at the checkpoint height)
 /// answers for the rest:
-/// - An entry is clean when its position is at or below both the checkpoint's
+/// - An entry is clean when its number is at or below both the checkpoint's
 ///   (LevelDB holds its value) and the newest expired undo's, the undo floor
 ///   (no reader can need an older value; an entry of block 0 is not clean
 ///   before block 0's undo expires, since a reader of the fresh state may
@@ -67,11 +78,11 @@ class state_store;
 /// - Tombstones of keys LevelDB may still hold stay resident until clean.
 /// - A read that misses memory reads LevelDB, then looks at memory again: a
 ///   key that became resident meanwhile is read from memory (walking back
-///   its undo if it was written above the reader's position: the entries of
-///   a block being installed, block 0 of a fresh state included, are all
-///   above it). A key evicted meanwhile was clean, so its position is at or
-///   below the undo floor, which then lies above the reader's position: the
-///   reader starts over.
+///   its undo if it was written above the reader's number: the entries of a
+///   block being installed, block 0 of a fresh state included, are all above
+///   it). A key evicted meanwhile was clean, so its number is at or below the
+///   undo floor, which then lies above the reader's number: the reader
+///   starts over.
 /// - plan() reads the before values of a block's non-resident keys from
 ///   LevelDB, in one pass in key order.
 /// - The live key count is kept from each change's before and after.
@@ -80,18 +91,25 @@ public:
   /// How many recent blocks keep their undo in memory for readers.
   static constexpr std::size_t undo_depth = 16;
 
-  /// The highest block height a store accepts: the position of a block
-  /// (height + 1) must not wrap around to 0, which reads as "loaded".
+  /// The highest block height a store accepts: the height after a block
+  /// (height + 1: the next block, a checkpoint's first replayed block) must
+  /// not wrap around to 0.
   static constexpr block_id max_height = ~block_id{0} - 1;
 
   /// How often a reader retries without locks before it takes them all.
   static constexpr std::size_t default_optimistic_attempts = 64;
 
-  /// REQUIRES: min_key_width <= key_width <= max_key_width.
-  /// `optimistic_attempts` 0 makes every read take all shard locks (tests).
+  /// The most stamps an entry's 4 bytes hold (see the class comment).
+  static constexpr std::uint32_t default_stamp_limit = ~std::uint32_t{0};
+
+  /// REQUIRES: min_key_width <= key_width <= max_key_width;
+  /// stamp_limit >= 2.
+  /// `optimistic_attempts` 0 makes every read take all shard locks, and a
+  /// small `stamp_limit` makes rebases frequent (tests).
   explicit memory_state(
     std::size_t key_width, std::size_t shard_count = 64,
-    std::size_t optimistic_attempts = default_optimistic_attempts);
+    std::size_t optimistic_attempts = default_optimistic_attempts,
+    std::uint32_t stamp_limit = default_stamp_limit);
   ~memory_state();
   memory_state(const memory_state&) = delete;
   memory_state& operator=(const memory_state&) = delete;
@@ -153,6 +171,9 @@ public:
   /// Makes a planned block visible and sets the applied height to its height,
   /// then evicts clean entries while over the budget.
   /// REQUIRES: `record` came from plan() with no install or revert since.
+  /// With a budget, also: the checkpoint is less than stamp_limit numbers
+  /// behind (the persistence backpressure keeps it a few hundred behind);
+  /// otherwise std::length_error, with nothing changed.
   void install(block_record_ptr record);
 
   /// plan() and install() in one pass over the keys (the lookups plan makes
@@ -166,7 +187,8 @@ public:
   /// REQUIRES: the records are exactly the installed blocks above target.
   /// With a budget, also: the state of record holds the state at `target`
   /// (written after make_resident), or no block is installed afterwards
-  /// (a fatal store), since the reverted entries count as clean.
+  /// (a fatal store), since the reverted entries count as clean; and the
+  /// checkpoint is less than stamp_limit numbers behind, as for install().
   /// Large reverts (at least parallel_revert_changes changes) run on two
   /// threads, each on half of the shards: readers wait anyway.
   void revert(const block_record_list& newest_first, block_id target);
@@ -194,9 +216,7 @@ public:
   caf::expected<std::vector<value>> get_many(const std::vector<key>& keys) const;
 
   /// Returns the applied height.
-  block_id applied() const {
-    return applied_.load(std::memory_order_acquire);
-  }
+  block_id applied() const;
 
   /// Returns whether no block was ever applied (genesis still allowed).
   bool fresh() const {
@@ -221,16 +241,20 @@ public:
   caf::expected<std::vector<std::pair<key, value>>> snapshot() const;
 
 private:
-  /// 24 bytes: with an 8-byte key a table slot is 32 (half a cache line).
+  /// A state's sequence number (see the class comment).
+  using block_seq = std::uint64_t;
+
+  /// 16 bytes: with an 8-byte key a table slot is 24 (25 with its tag).
   /// The clock's second chance is the table's mark bit of the entry
   /// (flat_key_map::mark): set by reads, which share the shard lock,
   /// cleared by the eviction sweep.
   struct entry {
-    compact_value v;     // empty: a tombstone, purged once its undo expires
-    /// The position (height + 1) of the block that wrote it; 0: loaded or
-    /// reverted (see the class comment).
-    block_id position = 0;
+    compact_value v; // empty: a tombstone, purged once its undo expires
+    /// The number of the block that wrote it minus stamp_base_; 0: at or
+    /// below the base, loaded or reverted (see the class comment).
+    std::uint32_t stamp = 0;
   };
+  static_assert(sizeof(entry) == 16);
 
   struct shard {
     explicit shard(std::size_t key_width) : map(key_width) {
@@ -249,8 +273,10 @@ private:
     explicit block_undo(std::size_t key_width) : index(key_width) {
     }
     block_record_ptr record;
-    /// Per change: the position of the entry it replaced (0 when absent).
-    std::vector<block_id> before_positions;
+    /// Its block's number.
+    block_seq seq = 0;
+    /// Per change: the number of the entry it replaced (0 when absent).
+    std::vector<block_seq> before_seqs;
     /// Key -> its change in `record`.
     flat_key_map<std::uint32_t> index;
     /// Per change: the key_hash of its key (install and expiry reuse it).
@@ -275,20 +301,49 @@ private:
   /// Installs a block (install()).
   void install_planned(planned_block block);
 
-  /// Returns the position of block `height`: its entries' and its undo's.
-  static block_id position_of(block_id height) {
-    return height + 1;
-  }
-
-  /// Returns the position a reader starting now reads at: 0 while fresh
-  /// (before every block, block 0 included), else the applied height's.
-  block_id read_position() const {
-    // fresh_ first: install stores applied_ before clearing fresh_, so a
-    // reader that sees it cleared sees block 0's height at least.
+  /// Returns the number a reader starting now reads at: 0 while fresh
+  /// (before every block, block 0 included), else the applied state's.
+  block_seq read_position() const {
+    // fresh_ first: install stores applied_seq_ before clearing fresh_, so
+    // a reader that sees it cleared sees block 0's number at least.
     if (fresh_.load(std::memory_order_acquire))
       return 0;
-    return position_of(applied_.load(std::memory_order_acquire));
+    return applied_seq_.load(std::memory_order_acquire);
   }
+
+  /// Returns the number of the block that wrote `e`.
+  /// REQUIRES: the caller holds e's shard lock or is the writer.
+  block_seq seq_of(const entry& e) const {
+    return e.stamp == 0 ? 0
+                        : stamp_base_.load(std::memory_order_relaxed) + e.stamp;
+  }
+
+  /// Returns the stamp of number `seq`. REQUIRES: the writer; seq is below
+  /// stamp_base_ + stamp_limit_.
+  std::uint32_t stamp_of(block_seq seq) const {
+    auto base = stamp_base_.load(std::memory_order_relaxed);
+    return seq <= base ? 0 : static_cast<std::uint32_t>(seq - base);
+  }
+
+  /// Makes state `seq`, at `height`, the applied one (readers start at it).
+  /// Writer only.
+  void publish_applied(block_seq seq, block_id height);
+
+  /// Hands out the next number, rebasing the stamps first when it would
+  /// reach the limit. Writer only; takes every shard lock for a rebase.
+  block_seq next_seq();
+
+  /// Moves stamp_base_ up to the applied state's number (with a budget: at
+  /// most to the checkpoint's), rewriting every entry's stamp. Writer only.
+  void rebase();
+
+  /// Returns the number of the newest installed block at or below `height`
+  /// (0: none since the state was loaded). With a budget only.
+  block_seq seq_at_or_below(block_id height) const;
+
+  /// Forgets the numbers of blocks both checkpointed and below the undo
+  /// floor. REQUIRES: seqs_mu_ held.
+  void trim_seqs();
 
   /// Returns the shard of a key from its key_hash (bits the tables ignore).
   std::size_t shard_of_hash(std::uint64_t hash) const {
@@ -309,12 +364,12 @@ private:
     shards_[shard_of_hash(hash)]->map.prefetch(hash);
   }
 
-  /// Reads one key at position `at` into `out`; returns false when the reader
+  /// Reads one key at number `at` into `out`; returns false when the reader
   /// must start over (the needed undo is gone). Takes the key's shard lock
   /// unless the caller holds every shard lock (`locked`). A failed read of
   /// the state of record returns true with `err` set.
   /// REQUIRES: hash == key_hash(k).
-  bool read_at(std::string_view k, std::uint64_t hash, block_id at,
+  bool read_at(std::string_view k, std::uint64_t hash, block_seq at,
                value& out, caf::error& err, bool locked = false) const;
 
   /// Gives an entry a read's second chance against eviction (with a
@@ -336,14 +391,15 @@ private:
   /// Adds an entry to a shard whose lock the caller holds exclusively.
   /// REQUIRES: k is not in the shard; hash == key_hash(k).
   void emplace_entry(shard& s, std::string_view k, std::uint64_t hash,
-                     std::string_view v, block_id position);
+                     std::string_view v, std::uint32_t stamp);
 
   /// Sets an entry try_emplace has just added (and counts its bytes).
   void set_new_entry(shard& s, entry& e, std::string_view v,
-                     block_id position);
+                     std::uint32_t stamp);
 
   /// Replaces the value of an entry of `s` under its exclusive lock.
-  void assign_entry(shard& s, entry& e, std::string_view v, block_id position);
+  void assign_entry(shard& s, entry& e, std::string_view v,
+                    std::uint32_t stamp);
 
   /// Removes the entry of `s` that `found` points to (as find returned it),
   /// under the exclusive shard lock.
@@ -360,21 +416,22 @@ private:
   void evict_over_budget();
 
   /// Sweeps up to `max_slots` slots of shard `s` from its hand, evicting
-  /// clean entries at or below position `ceiling` until `goal` bytes are
+  /// clean entries at or below number `ceiling` until `goal` bytes are
   /// freed. Returns the bytes freed.
-  std::size_t sweep(shard& s, block_id ceiling, std::size_t goal,
+  std::size_t sweep(shard& s, block_seq ceiling, std::size_t goal,
                     std::size_t max_slots);
 
-  /// Runs `read(position, locked)` until it succeeds at one position with no
-  /// revert overlapping it; `read` returns false when it must start over.
+  /// Runs `read(number, locked)` until it succeeds at one number with no
+  /// revert or rebase overlapping it; `read` returns false when it must start
+  /// over.
   /// After optimistic_attempts_ failures (a reader starved by a fast
   /// writer) it reads once more holding every shard lock, which no writer
   /// can overlap.
   template <class Read>
   void read_consistent(Read read) const;
 
-  /// Returns the undo of the block at `position` if still kept.
-  block_undo_ptr find_undo(block_id position) const;
+  /// Returns the undo of the block numbered `seq` if still kept.
+  block_undo_ptr find_undo(block_seq seq) const;
 
   /// Drops the oldest kept undo and the tombstones only it explained.
   void expire_undo(const block_undo_ptr& oldest);
@@ -382,13 +439,24 @@ private:
   std::size_t key_width_;
   std::size_t optimistic_attempts_;
   std::vector<std::unique_ptr<shard>> shards_;
-  std::atomic<block_id> applied_{0};
+  /// The applied state's number (read_position()). Its height is
+  /// heights_[applied_seq_ % heights_.size()]: one atomic publishes both,
+  /// so that a read never sees a state newer or older than the applied()
+  /// calls around it.
+  std::atomic<block_seq> applied_seq_{0};
+  std::array<std::atomic<block_id>, 64> heights_{};
   std::atomic<bool> fresh_{true};
   std::atomic<std::size_t> live_{0};
-  /// Odd while a revert runs; readers that overlap a change start over.
+  /// Odd while a revert or rebase runs; readers that overlap one start over.
   std::atomic<std::uint64_t> epoch_{0};
-  /// The undo floor: readers that started below this position start over.
-  std::atomic<block_id> floor_{0};
+  /// The undo floor: readers that started below this number start over.
+  std::atomic<block_seq> floor_{0};
+  /// The last number handed out (writer only).
+  block_seq last_seq_ = 0;
+  /// Entries' stamps count from here; changed by a rebase only, under every
+  /// shard lock.
+  std::atomic<block_seq> stamp_base_{0};
+  std::uint32_t stamp_limit_;
 
   mutable std::shared_mutex undo_mu_;
   std::vector<block_undo_ptr> undo_; // newest last, at most undo_depth
@@ -398,14 +466,19 @@ private:
   /// Guards state_of_record_ against detaching while a read uses it.
   mutable std::shared_mutex state_of_record_mu_;
   const state_store* state_of_record_ = nullptr;
-  /// The position of the height the state of record holds (one above it);
+  /// One above the number of the newest block the state of record holds;
   /// 0 before the first checkpoint (block 0 is a real height).
-  std::atomic<block_id> checkpoint_end_{0};
+  std::atomic<block_seq> checkpoint_end_{0};
+  /// With a budget: (height, number) of the installed blocks that are not
+  /// both checkpointed and below the undo floor, oldest first
+  /// (set_checkpointed and make_resident look up heights).
+  mutable std::mutex seqs_mu_;
+  std::deque<std::pair<block_id, block_seq>> seqs_;
   /// The next shard the eviction clock visits.
   std::size_t hand_shard_ = 0;
   /// The clean ceiling of the last sweep that could not get under the
   /// budget: no new sweep until more entries can be clean.
-  std::optional<block_id> stalled_ceiling_;
+  std::optional<block_seq> stalled_ceiling_;
 
   std::atomic<bool> staging_{false};
   mutable std::mutex stage_mu_;
