@@ -77,6 +77,9 @@ std::string prometheus_text(const metrics_snapshot& m, std::size_t clients) {
   counter(out, "checkpoints_total", "Checkpoints written into LevelDB.",
           m.checkpoints);
   gauge(out, "live_keys", "Keys with a value.", m.live_keys);
+  gauge(out, "state_table_bytes",
+        "Bytes of the tables holding the state in memory.",
+        m.state_table_bytes);
   gauge(out, "journal_bytes", "Size of the journal files.", m.journal_bytes);
   gauge(out, "held_blocks",
         "Durable blocks held in memory until checkpointed.", m.held_blocks);

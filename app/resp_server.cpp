@@ -335,12 +335,14 @@ std::string info_text(const server_state& st, const metrics_snapshot& m,
                    "blocks_applied:{}\r\noperations_applied:{}\r\nsets:{}\r\n"
                    "deletes:{}\r\nreverts:{}\r\nblocks_reverted:{}\r\n"
                    "lookups:{}\r\nclient_errors:{}\r\nchecksum_errors:{}\r\n"
-                   "checkpoints:{}\r\nlive_keys:{}\r\njournal_bytes:{}\r\n"
+                   "checkpoints:{}\r\nlive_keys:{}\r\n"
+                   "state_table_bytes:{}\r\njournal_bytes:{}\r\n"
                    "held_blocks:{}\r\nheld_bytes:{}\r\n",
                    m.blocks_applied, m.operations_applied, m.sets, m.deletes,
                    m.reverts, m.blocks_reverted, m.lookups, m.client_errors,
                    m.checksum_errors, m.checkpoints, m.live_keys,
-                   m.journal_bytes, m.held_blocks, m.held_bytes);
+                   m.state_table_bytes, m.journal_bytes, m.held_blocks,
+                   m.held_bytes);
     put_latency(out, "apply_latency", m.apply_latency);
     put_latency(out, "revert_latency", m.revert_latency);
     put_latency(out, "lookup_latency", m.lookup_latency);

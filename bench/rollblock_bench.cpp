@@ -91,8 +91,9 @@ void print_help() {
        "Prints progress on stderr and, as its last line on stdout, one JSON\n"
        "object: engine, mode, keys, in_flight, blocks, ops, seconds, ops_per_sec,\n"
        "memory_budget_bytes, run_peak_rss_bytes (apply loop and flush),\n"
-       "peak_rss_bytes (whole process), live_keys, revert_seconds,\n"
-       "recovery_seconds.\n";
+       "peak_rss_bytes (whole process), state_table_bytes (the in-memory\n"
+       "state's tables after the run; null for lmdb and leveldb), live_keys,\n"
+       "revert_seconds, recovery_seconds.\n";
 }
 
 std::uint64_t parse_count(std::string_view flag, const std::string& text) {
@@ -334,6 +335,8 @@ int main(int argc, char** argv) {
     // The peak of the timed run alone (the revert and reopen below hold
     // their own working sets).
     auto run_peak_rss = peak_rss_bytes();
+    // Tables never shrink: their size now is their largest.
+    auto table_bytes = eng->state_table_bytes();
 
     // -- revert of the last 100 blocks -------------------------------------------
     std::optional<double> revert_seconds;
@@ -399,6 +402,8 @@ int main(int argc, char** argv) {
                                     : "null")
               << ",\"run_peak_rss_bytes\":" << run_peak_rss
               << ",\"peak_rss_bytes\":" << peak_rss_bytes()
+              << ",\"state_table_bytes\":"
+              << (table_bytes ? std::to_string(*table_bytes) : "null")
               << ",\"live_keys\":" << live_keys << ",\"revert_seconds\":"
               << (revert_seconds ? fmt_double(*revert_seconds) : "null")
               << ",\"recovery_seconds\":" << fmt_double(recovery_seconds)

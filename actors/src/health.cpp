@@ -54,6 +54,7 @@ health(health_actor::stateful_pointer<health_state_data> self,
       m.checksum_errors = c.checksum_errors.load();
       m.checkpoints = c.checkpoints.load();
       m.live_keys = st.shared->memory()->size();
+      m.state_table_bytes = st.shared->memory()->table_bytes();
       m.journal_bytes = c.journal_bytes.load();
       m.held_blocks = c.held_blocks.load();
       m.held_bytes = c.held_bytes.load();

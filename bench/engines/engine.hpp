@@ -47,6 +47,12 @@ public:
   /// Counts the live keys (may be slow; not timed).
   virtual std::uint64_t live_keys() = 0;
 
+  /// Returns the bytes of the tables that hold the state in memory, where
+  /// the engine has them (not timed).
+  virtual std::optional<std::uint64_t> state_table_bytes() {
+    return std::nullopt;
+  }
+
   /// Reads one key; empty when absent (a sanity check, not timed).
   virtual value get(const key& k) = 0;
 };

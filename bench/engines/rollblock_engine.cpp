@@ -86,6 +86,14 @@ public:
     return m->live_keys;
   }
 
+  std::optional<std::uint64_t> state_table_bytes() override {
+    settle();
+    auto m = store_->metrics();
+    if (!m)
+      check(m.error(), "metrics");
+    return m->state_table_bytes;
+  }
+
   value get(const key& k) override {
     settle();
     auto res = store_->fetch(k);

@@ -142,6 +142,15 @@ std::size_t memory_state::resident_entries() const {
   return result;
 }
 
+std::size_t memory_state::table_bytes() const {
+  std::size_t result = 0;
+  for (auto& s : shards_) {
+    std::shared_lock guard{s->mu};
+    result += s->map.capacity() * s->map.slot_bytes();
+  }
+  return result;
+}
+
 // -- writer ------------------------------------------------------------------
 
 void memory_state::load(const key& k, value v) {

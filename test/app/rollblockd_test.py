@@ -633,7 +633,8 @@ class ProtocolTest(Base):
             "protocol_errors", "blocks_applied", "operations_applied", "sets",
             "deletes", "reverts", "blocks_reverted", "lookups",
             "client_errors", "checksum_errors", "checkpoints", "live_keys",
-            "journal_bytes", "held_blocks", "held_bytes"] + latency)
+            "state_table_bytes", "journal_bytes", "held_blocks",
+            "held_bytes"] + latency)
         self.assertEqual(names["Health"], [
             "health", "health_reason", "mutation_restarts", "journal_restarts",
             "persistence_restarts", "health_restarts"])
@@ -676,6 +677,9 @@ class ProtocolTest(Base):
             "client_errors": "1",
             "checksum_errors": "0",
             "live_keys": "1",
+            # k1 (a tombstone until its undo expires) and k2 in two of the
+            # 64 shards: a table of 16 slots of 25 bytes each.
+            "state_table_bytes": "800",
             # Blocks 0 and 1, held for the checkpoint lag.
             "held_blocks": "2",
             "apply_latency_count": "2",
@@ -1686,6 +1690,11 @@ class MetricsTest(Base):
             self.assertIn(block, body)
         after = [
             metric("live_keys", "gauge", "Keys with a value.", 4),
+            # a (a tombstone until its undo expires), b, c, d and e in five
+            # of the 64 shards: a table of 16 slots of 25 bytes each.
+            metric("state_table_bytes", "gauge",
+                   "Bytes of the tables holding the state in memory.",
+                   2000),
             # Blocks 0, 1, 2 and 5, within the checkpoint lag.
             metric("held_blocks", "gauge",
                    "Durable blocks held in memory until checkpointed.", 4),
@@ -1736,7 +1745,7 @@ class MetricsTest(Base):
             "rollblock_health{state=\"fatal\"} 0\n"), body[-400:])
         # Every sample line is name{labels} value, and every family is typed.
         families = re.findall(r"^# TYPE (\S+) (\S+)$", body, re.M)
-        self.assertEqual(len(families), 23)
+        self.assertEqual(len(families), 24)
         for line in body.splitlines():
             if not line.startswith("#"):
                 self.assertRegex(line, r"^rollblock_[a-z_]+(\{[a-z]+=\"[0-9a-z.]+"

@@ -587,6 +587,36 @@ TEST(memory_state, size_counts_live_keys_through_sets_deletes_and_reverts) {
   EXPECT_TRUE(snapshot_of(ms).empty());
 }
 
+TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
+  // One shard: a table of 16 slots of 25 bytes (the 16-byte entry, the
+  // 8-byte key, the tag) holds 14 entries (7/8 full), then doubles at each
+  // 7/8: 1,000 entries take 2,048 slots, 51.2 bytes each.
+  memory_state ms{8, 1};
+  EXPECT_EQ(ms.table_bytes(), 0u);
+  for (std::uint64_t i = 0; i < 14; ++i)
+    ms.load(k8(i), v64(i));
+  EXPECT_EQ(ms.table_bytes(), 16u * 25);
+  ms.load(k8(14), v64(14));
+  EXPECT_EQ(ms.table_bytes(), 32u * 25);
+  for (std::uint64_t i = 15; i < 1000; ++i)
+    ms.load(k8(i), v64(i));
+  EXPECT_EQ(ms.table_bytes(), 2048u * 25);
+  // A block's deletes leave tombstones, and expired ones free their slots,
+  // but a table never shrinks.
+  ms.set_applied(0, false);
+  operation_list deletes;
+  for (std::uint64_t i = 0; i < 500; ++i)
+    deletes.push_back({k8(i), ""});
+  apply(ms, 1, deletes);
+  EXPECT_EQ(ms.size(), 500u);
+  EXPECT_EQ(ms.resident_entries(), 1000u);
+  for (block_id h = 2; h < 2 + memory_state::undo_depth; ++h)
+    apply(ms, h, {{k8(5000 + h), "x"}});
+  EXPECT_EQ(ms.size(), 500u + memory_state::undo_depth);
+  EXPECT_EQ(ms.resident_entries(), 500u + memory_state::undo_depth);
+  EXPECT_EQ(ms.table_bytes(), 2048u * 25);
+}
+
 // -- reads ------------------------------------------------------------------
 
 TEST(memory_state, get_many_returns_values_in_order_with_duplicates) {

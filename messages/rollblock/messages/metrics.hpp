@@ -76,6 +76,9 @@ struct metrics_snapshot {
   std::uint64_t checksum_errors = 0;
   std::uint64_t checkpoints = 0;
   std::uint64_t live_keys = 0;
+  /// The bytes of the tables that hold the state in memory (every slot,
+  /// used or not; values longer than 10 bytes take heap blocks besides).
+  std::uint64_t state_table_bytes = 0;
   std::uint64_t journal_bytes = 0;
   /// The durable blocks not yet checkpointed into LevelDB that the store
   /// holds in memory, and the bytes their records take
@@ -103,7 +106,7 @@ typename Inspector::result_type inspect(Inspector& f, metrics_snapshot& x) {
            x.durability, x.blocks_applied, x.operations_applied, x.sets,
            x.deletes, x.reverts, x.blocks_reverted, x.lookups,
            x.client_errors, x.checksum_errors, x.checkpoints, x.live_keys,
-           x.journal_bytes, x.held_blocks, x.held_bytes, x.apply_latency,
+           x.state_table_bytes, x.journal_bytes, x.held_blocks, x.held_bytes, x.apply_latency,
            x.revert_latency, x.lookup_latency, x.health, x.health_reason,
            x.mutation_restarts, x.journal_restarts, x.persistence_restarts,
            x.health_restarts);

@@ -235,6 +235,11 @@ public:
   /// Returns the number of resident entries (tombstones included).
   std::size_t resident_entries() const;
 
+  /// Returns the bytes the tables of resident entries take: every slot, used
+  /// or not, with its key, entry and tag. Values longer than
+  /// compact_value::inline_capacity take heap blocks besides.
+  std::size_t table_bytes() const;
+
   /// Returns a copy of all live keys and values in bytewise order (for tests
   /// and dumps), with a budget merged from the state of record.
   /// REQUIRES with a budget: no writer call runs concurrently.
