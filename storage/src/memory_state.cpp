@@ -153,15 +153,33 @@ std::size_t memory_state::table_bytes() const {
 
 // -- writer ------------------------------------------------------------------
 
-void memory_state::load(const key& k, value v) {
-  auto hash = key_hash(k);
+void memory_state::load(const key& k, const value& v) {
+  load_hashed(k, key_hash(k), v);
+}
+
+void memory_state::load_many(
+  const std::vector<std::pair<key, value>>& batch) {
+  std::vector<std::uint64_t> hashes;
+  hashes.reserve(batch.size());
+  for (auto& entry : batch)
+    hashes.push_back(key_hash(entry.first));
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (i + prefetch_distance < batch.size())
+      prefetch(hashes[i + prefetch_distance]);
+    load_hashed(batch[i].first, hashes[i], batch[i].second);
+  }
+}
+
+void memory_state::load_hashed(std::string_view k, std::uint64_t hash,
+                               std::string_view v) {
   auto& s = *shards_[shard_of_hash(hash)];
   std::unique_lock guard{s.mu};
-  if (auto* found = s.map.find(k, hash)) {
-    assign_entry(s, *found, v, 0);
+  auto [e, added] = s.map.try_emplace(k, hash);
+  if (!added) {
+    assign_entry(s, *e, v, 0);
     return;
   }
-  emplace_entry(s, k, hash, v, 0);
+  set_new_entry(s, *e, v, 0);
   live_.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -203,9 +203,21 @@ recover(const store_options& opts, std::shared_ptr<data_dir_lock> held) {
       return err;
     memory.set_live_keys(live);
     memory.attach_state_of_record(*result.state, *opts.memory_budget / 4);
-  } else if (auto err = result.state->for_each(
-               [&](const key& k, const value& v) { memory.load(k, v); })) {
-    return err;
+  } else {
+    // In batches: the tables are loaded slot by slot at random, and a batch
+    // lets each key's slot be fetched from memory while earlier keys go in.
+    constexpr std::size_t load_batch = 1024;
+    std::vector<std::pair<key, value>> batch;
+    batch.reserve(load_batch);
+    if (auto err = result.state->for_each([&](const key& k, const value& v) {
+          batch.emplace_back(k, v);
+          if (batch.size() == load_batch) {
+            memory.load_many(batch);
+            batch.clear();
+          }
+        }))
+      return err;
+    memory.load_many(batch);
   }
   auto checkpoint = meta.checkpoint;
   bool fresh = !checkpoint && result.blocks->empty();

@@ -587,6 +587,28 @@ TEST(memory_state, size_counts_live_keys_through_sets_deletes_and_reverts) {
   EXPECT_TRUE(snapshot_of(ms).empty());
 }
 
+TEST(memory_state, load_many_loads_like_load_each_key_in_order) {
+  // 3,000 keys in batches across 4 shards (their tables grow meanwhile),
+  // one key twice: the later value wins and counts once.
+  memory_state each{8, 4};
+  memory_state many{8, 4};
+  std::vector<std::pair<key, value>> batch;
+  for (std::uint64_t i = 0; i < 3000; ++i) {
+    each.load(k8(i * 7919), v64(i));
+    batch.emplace_back(k8(i * 7919), v64(i));
+  }
+  each.load(k8(7919), v64(99));
+  batch.emplace_back(k8(7919), v64(99));
+  many.load_many({batch.begin(), batch.begin() + 1000});
+  many.load_many({batch.begin() + 1000, batch.end()});
+  many.load_many({});
+  EXPECT_EQ(many.size(), 3000u);
+  EXPECT_EQ(each.size(), 3000u);
+  EXPECT_EQ(snapshot_of(many), snapshot_of(each));
+  EXPECT_EQ(many.get(k8(7919)), v64(99));
+  EXPECT_EQ(many.get(k8(2999 * 7919)), v64(2999));
+}
+
 TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
   // One shard: a table of 16 slots of 25 bytes (the 16-byte entry, the
   // 8-byte key, the tag) holds 14 entries (7/8 full), then doubles at each

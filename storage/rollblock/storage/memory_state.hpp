@@ -122,7 +122,12 @@ public:
 
   /// Inserts a key as loaded from the state of record.
   /// REQUIRES: no block installed yet; k has the key width; v is non-empty.
-  void load(const key& k, value v);
+  void load(const key& k, const value& v);
+
+  /// Inserts keys as load() does each, in order (a later duplicate wins),
+  /// starting to load the table slots of the keys ahead of the one it
+  /// inserts. REQUIRES: as load(), for every key.
+  void load_many(const std::vector<std::pair<key, value>>& batch);
 
   /// Applies a journaled block the way load() loads keys: no undo for
   /// readers, no tombstones, entries as loaded. Recovery replays with it.
@@ -392,6 +397,9 @@ private:
   /// The estimated bytes of an entry with this value: its table slot 2
   /// times (3 with a budget) and the heap block of a long value.
   std::size_t entry_bytes(const compact_value& v) const;
+
+  /// load() with the key's key_hash.
+  void load_hashed(std::string_view k, std::uint64_t hash, std::string_view v);
 
   /// Adds an entry to a shard whose lock the caller holds exclusively.
   /// REQUIRES: k is not in the shard; hash == key_hash(k).
