@@ -154,7 +154,8 @@ std::size_t memory_state::table_bytes() const {
 // -- writer ------------------------------------------------------------------
 
 void memory_state::load(const key& k, const value& v) {
-  load_hashed(k, key_hash(k), v);
+  if (load_hashed(k, key_hash(k), v))
+    live_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void memory_state::load_many(
@@ -163,24 +164,25 @@ void memory_state::load_many(
   hashes.reserve(batch.size());
   for (auto& entry : batch)
     hashes.push_back(key_hash(entry.first));
+  std::size_t added = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (i + prefetch_distance < batch.size())
       prefetch(hashes[i + prefetch_distance]);
-    load_hashed(batch[i].first, hashes[i], batch[i].second);
+    added += load_hashed(batch[i].first, hashes[i], batch[i].second);
   }
+  live_.fetch_add(added, std::memory_order_relaxed);
 }
 
-void memory_state::load_hashed(std::string_view k, std::uint64_t hash,
+bool memory_state::load_hashed(std::string_view k, std::uint64_t hash,
                                std::string_view v) {
   auto& s = *shards_[shard_of_hash(hash)];
   std::unique_lock guard{s.mu};
   auto [e, added] = s.map.try_emplace(k, hash);
-  if (!added) {
+  if (added)
+    set_new_entry(s, *e, v, 0);
+  else
     assign_entry(s, *e, v, 0);
-    return;
-  }
-  set_new_entry(s, *e, v, 0);
-  live_.fetch_add(1, std::memory_order_relaxed);
+  return added;
 }
 
 void memory_state::replay(const block_record& record) {
@@ -191,19 +193,15 @@ void memory_state::replay(const block_record& record) {
       prefetch(hashes[i + prefetch_distance]);
     auto change = record.changes[i];
     auto hash = hashes[i];
+    if (!change.after.empty()) {
+      live_delta += load_hashed(change.k, hash, change.after);
+      continue;
+    }
     auto& s = *shards_[shard_of_hash(hash)];
     std::unique_lock guard{s.mu};
-    auto* found = s.map.find(change.k, hash);
-    if (change.after.empty()) {
-      if (found) {
-        live_delta -= 1;
-        erase_entry(s, found);
-      }
-    } else if (found) {
-      assign_entry(s, *found, change.after, 0);
-    } else {
-      emplace_entry(s, change.k, hash, change.after, 0);
-      live_delta += 1;
+    if (auto* found = s.map.find(change.k, hash)) {
+      live_delta -= 1;
+      erase_entry(s, found);
     }
   }
   live_.fetch_add(static_cast<std::size_t>(live_delta),

@@ -54,9 +54,10 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 /// rounded up to T's alignment: 24 bytes for memory_state's 16-byte entry
 /// and 8-byte keys; 6 of 8 such slots lie within one cache line), then one
 /// tag byte per slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the
-/// hash's top 6 bits. Linear probing; erase shifts the following entries back (no
-/// tombstones), so lookups never slow down after many deletes. The table
-/// grows by 2x when more than 7/8 full (or the fill set_max_fill sets).
+/// hash's top 6 bits. Linear probing; erase shifts the following entries
+/// back (no tombstones), so lookups never slow down after many deletes. The
+/// table grows by 2x when more than 7/8 full (or the fill set_max_fill
+/// sets).
 ///
 /// The mark bit is one bit of state per entry that readers may set while
 /// other readers look up keys (memory_state's clock): mark() sets it with an
