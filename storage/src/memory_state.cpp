@@ -36,6 +36,11 @@ namespace {
 /// header, rounded).
 constexpr std::size_t malloc_overhead = 16;
 
+/// How many keys ahead the loops over a block's keys prefetch table slots:
+/// the tables are far larger than the caches, so each lookup would wait for
+/// memory twice (the tag, then the slot with key and value) without it.
+constexpr std::size_t prefetch_distance = 8;
+
 /// How many of a block's updates the writer makes to a shard before it lets
 /// waiting readers in. A block's whole share of a shard (~300 updates with
 /// the published workload, tens of microseconds) put a reader beside a
@@ -87,8 +92,8 @@ std::vector<std::uint64_t> hashes_of(const block_record& record) {
 
 std::size_t memory_state::entry_bytes(const compact_value& v) const {
   auto heap = v.heap_bytes();
-  // Tables run 7/10 to 7/8 full, or 2/5 to 1/2 with a budget (see
-  // attach_state_of_record); deleted slots count as full until a rebuild.
+  // Tables run 7/16 to 7/8 full, or 1/4 to 1/2 with a budget (see
+  // attach_state_of_record).
   std::size_t slots = entry_budget_ > 0 ? 3 : 2;
   return slots * shards_.front()->map.slot_bytes()
          + (heap > 0 ? heap + malloc_overhead : 0);
@@ -141,7 +146,7 @@ std::size_t memory_state::table_bytes() const {
   std::size_t result = 0;
   for (auto& s : shards_) {
     std::shared_lock guard{s->mu};
-    result += s->map.table_bytes();
+    result += s->map.capacity() * s->map.slot_bytes();
   }
   return result;
 }
@@ -161,8 +166,8 @@ void memory_state::load_many(
     hashes.push_back(key_hash(entry.first));
   std::size_t added = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    prefetch_ahead(i, batch.size(),
-                   [&](std::size_t j) { return hashes[j]; });
+    if (i + prefetch_distance < batch.size())
+      prefetch(hashes[i + prefetch_distance]);
     added += load_hashed(batch[i].first, hashes[i], batch[i].second);
   }
   live_.fetch_add(added, std::memory_order_relaxed);
@@ -184,8 +189,8 @@ void memory_state::replay(const block_record& record) {
   std::ptrdiff_t live_delta = 0;
   auto hashes = hashes_of(record);
   for (std::size_t i = 0; i < hashes.size(); ++i) {
-    prefetch_ahead(i, hashes.size(),
-                   [&](std::size_t j) { return hashes[j]; });
+    if (i + prefetch_distance < hashes.size())
+      prefetch(hashes[i + prefetch_distance]);
     auto change = record.changes[i];
     auto hash = hashes[i];
     if (!change.after.empty()) {
@@ -238,12 +243,10 @@ void memory_state::attach_state_of_record(const state_store& store,
   std::unique_lock guard{state_of_record_mu_};
   state_of_record_ = &store;
   entry_budget_ = entry_budget_bytes;
-  // The clock evicts a window of slots at a time, so a table is full ahead
-  // of the hand and empty behind it: tables at most half full keep the
-  // probes ahead of the hand short (with linear probing, tables 60% full
-  // on average ran the 512 MiB benchmark 5x slower: bench/RESULTS.md
-  // section 15). A table is then 2/5 to 1/2 full: an entry costs 2 to 2.5
-  // slots.
+  // The clock evicts a window of slots at a time: tables at most half full
+  // keep the probes ahead of the hand short (tables 60% full on average ran
+  // the 512 MiB benchmark 5x slower: bench/RESULTS.md section 15). A table
+  // is then 1/4 to 1/2 full: an entry costs 2 to 4 slots.
   for (auto& s : shards_)
     s->map.set_max_fill(4);
 }
@@ -432,8 +435,8 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     stored_of_op.assign(ops.size(), 0);
     resident.resize(ops.size());
     for (std::size_t i = 0; i < ops.size(); ++i) {
-      prefetch_ahead(i, ops.size(),
-                     [&](std::size_t j) { return op_hashes[j]; });
+      if (i + prefetch_distance < ops.size())
+        prefetch(op_hashes[i + prefetch_distance]);
       auto& s = *shards_[shard_of_hash(op_hashes[i])];
       resident[i] = s.map.find(ops[i].k, op_hashes[i]);
       if (resident[i] == nullptr) {
@@ -450,9 +453,8 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   last_op.reserve(ops.size());
   bool coalesced = false;
   for (std::size_t i = 0; i < ops.size(); ++i) {
-    if (resident.empty())
-      prefetch_ahead(i, ops.size(),
-                     [&](std::size_t j) { return op_hashes[j]; });
+    if (resident.empty() && i + prefetch_distance < ops.size())
+      prefetch(op_hashes[i + prefetch_distance]);
     auto& op = ops[i];
     auto hash = op_hashes[i];
     auto [index, added] = undo.index.try_emplace(op.k, hash);
@@ -518,8 +520,8 @@ memory_state::prepare(block_record_ptr record) const {
   undo.index.reserve(changes.size());
   undo.hashes = hashes_of(*record);
   for (std::size_t i = 0; i < changes.size(); ++i) {
-    prefetch_ahead(i, changes.size(),
-                   [&](std::size_t j) { return undo.hashes[j]; });
+    if (i + prefetch_distance < changes.size())
+      prefetch(undo.hashes[i + prefetch_distance]);
     auto change = changes[i];
     auto hash = undo.hashes[i];
     auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
@@ -558,9 +560,8 @@ void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
         guard.unlock();
         lock_trying_first(guard);
       }
-      prefetch_ahead(
-        j, indexes.size(),
-        [&](std::size_t next) { return hashes[indexes[next]]; }, &s.map);
+      if (j + prefetch_distance < indexes.size())
+        s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
       update(s, indexes[j]);
     }
   }
@@ -738,8 +739,8 @@ memory_state::revert_shards(const block_record_list& newest_first,
       if (shard_of_hash(hashes[i]) % parts == part)
         mine.push_back(static_cast<std::uint32_t>(i));
     for (std::size_t m = 0; m < mine.size(); ++m) {
-      prefetch_ahead(m, mine.size(),
-                     [&](std::size_t next) { return hashes[mine[next]]; });
+      if (m + prefetch_distance < mine.size())
+        prefetch(hashes[mine[m + prefetch_distance]]);
       auto i = mine[m];
       auto change = record->changes[i];
       auto hash = hashes[i];
@@ -998,9 +999,8 @@ memory_state::get_many(const std::vector<key>& keys) const {
         if (!locked)
           lock_trying_first(guard);
         for (auto j = from; j < to; ++j) {
-          prefetch_ahead(
-            j, to, [&](std::size_t next) { return hashes[by_shard[next]]; },
-            &s.map);
+          if (j + prefetch_distance < to)
+            s.map.prefetch(hashes[by_shard[j + prefetch_distance]]);
           auto i = by_shard[j];
           auto* found = s.map.find(keys[i], hashes[i]);
           if (found != nullptr && seq_of(*found) <= at) {

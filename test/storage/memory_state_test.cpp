@@ -611,19 +611,18 @@ TEST(memory_state, load_many_loads_like_load_each_key_in_order) {
 
 TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
   // One shard: a table of 16 slots of 25 bytes (the 16-byte entry, the
-  // 8-byte key, the tag) and a word of mark bits holds 14 entries (7/8
-  // full), then grows by a quarter at each 7/8 (at least a group of 16):
-  // 1,000 entries take 1,248 slots (78 groups), 31.36 bytes each.
+  // 8-byte key, the tag) holds 14 entries (7/8 full), then doubles at each
+  // 7/8: 1,000 entries take 2,048 slots, 51.2 bytes each.
   memory_state ms{8, 1};
   EXPECT_EQ(ms.table_bytes(), 0u);
   for (std::uint64_t i = 0; i < 14; ++i)
     ms.load(k8(i), v64(i));
-  EXPECT_EQ(ms.table_bytes(), 16u * 25 + 8);
+  EXPECT_EQ(ms.table_bytes(), 16u * 25);
   ms.load(k8(14), v64(14));
-  EXPECT_EQ(ms.table_bytes(), 32u * 25 + 8);
+  EXPECT_EQ(ms.table_bytes(), 32u * 25);
   for (std::uint64_t i = 15; i < 1000; ++i)
     ms.load(k8(i), v64(i));
-  EXPECT_EQ(ms.table_bytes(), 1248u * 25 + 20 * 8);
+  EXPECT_EQ(ms.table_bytes(), 2048u * 25);
   // A block's deletes leave tombstones, and expired ones free their slots,
   // but a table never shrinks.
   ms.set_applied(0, false);
@@ -637,7 +636,7 @@ TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
     apply(ms, h, {{k8(5000 + h), "x"}});
   EXPECT_EQ(ms.size(), 500u + memory_state::undo_depth);
   EXPECT_EQ(ms.resident_entries(), 500u + memory_state::undo_depth);
-  EXPECT_EQ(ms.table_bytes(), 1248u * 25 + 20 * 8);
+  EXPECT_EQ(ms.table_bytes(), 2048u * 25);
 }
 
 // -- reads ------------------------------------------------------------------

@@ -6,12 +6,7 @@
 
 #include "rollblock/storage/table_memory.hpp"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include <algorithm>
-#include <bit>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -20,14 +15,15 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace rollblock::storage {
 
-/// Returns the 64-bit hash of a key. flat_key_map uses its low 32 bits for
-/// the slot group, bits 32..35 for the home slot in the group and bits
-/// 57..63 for the tag; callers may use bits in between (memory_state picks
-/// shards from bits 40..). Inline and cheap: every lookup hashes a key, and
-/// a table that grows hashes each entry again.
+/// Returns the 64-bit hash of a key. flat_key_map uses its low bits for the
+/// slot and bits 58..63 for the tag; callers may use bits in between
+/// (memory_state picks shards from bits 40..). Inline and cheap: every
+/// lookup hashes a key, and every erase hashes each entry it shifts back
+/// (a dozen or more in a table near its 7/8 fill).
 /// - 8-byte keys (the common width): Murmur3's 64-bit finalizer, a
 ///   multiply-xorshift bijection in which every output bit depends on every
 ///   input bit; a few cycles, inlined into the probe loops.
@@ -50,40 +46,24 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 /// An open-addressing hash table from fixed-width byte-string keys to T,
 /// for the store's millions of small entries: no node per entry, each key
 /// beside its value, one tag byte per slot so that a probe rarely compares a
-/// key that does not match, and a fill kept high (7/10 to 7/8) at a cost
-/// that does not climb with it.
+/// key that does not match.
 ///
-/// Layout: groups of 16 slots in one table_memory region: first the slots,
-/// `stride` bytes each (a T at offset 0, default-constructed in empty
-/// slots, then the key's key_width bytes; stride is their sum rounded up to
-/// T's alignment: 24 bytes for memory_state's 16-byte entry and 8-byte
-/// keys), then one tag byte per slot (16-byte aligned per group), then one
-/// mark bit per slot (64-bit words). A tag is 0 for an empty slot, 1 for a
-/// deleted one, and 0x80 | the hash's top 7 bits for an entry.
-///
-/// Probing (as in SwissTable, with groups at fixed places): a key's home is
-/// a group (a multiply of the hash's low half by the group count, so that
-/// any count works) and a slot in it. One 16-byte compare finds the slots of
-/// a group whose tag matches; a lookup goes on to the next group (wrapping
-/// around) only while the group has no empty slot. An insertion takes the
-/// first empty or deleted slot on that path, in its group the first from
-/// the home slot on (so that prefetching the home slot mostly loads the
-/// entry). An erase empties the slot when its group has an empty slot (no
-/// probe ever passed it), and leaves a deleted slot otherwise; a group with
-/// no empty slot never gets one back, so every entry stays reachable. So
-/// neither a lookup nor an erase costs more as the table fills up, and
-/// nothing moves on erase.
-///
-/// An insertion that would take an empty slot past the maximum fill (7/8,
-/// or what set_max_fill sets; deleted slots count as full) rebuilds the
-/// table: with a quarter more groups, or at the same size when deleted
-/// slots are a quarter of the fill (they are dropped on every rebuild).
+/// Layout: capacity (a power of two) slots in one table_memory region:
+/// first the slots, `stride` bytes each (a T at offset 0, default-constructed
+/// in empty slots, then the key's key_width bytes; stride is their sum
+/// rounded up to T's alignment: 24 bytes for memory_state's 16-byte entry
+/// and 8-byte keys; 6 of 8 such slots lie within one cache line), then one
+/// tag byte per slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the
+/// hash's top 6 bits. Linear probing; erase shifts the following entries
+/// back (no tombstones), so lookups never slow down after many deletes. The
+/// table grows by 2x when more than 7/8 full (or the fill set_max_fill
+/// sets).
 ///
 /// The mark bit is one bit of state per entry that readers may set while
 /// other readers look up keys (memory_state's clock): mark() sets it with an
-/// atomic operation on the bit's word, apart from the tags that lookups read
-/// without atomics. An entry is inserted unmarked and keeps its mark when
-/// the table is rebuilt.
+/// atomic operation and every tag load is atomic (relaxed), so that marking
+/// is no data race with concurrent const calls. An entry is inserted
+/// unmarked and keeps its mark when it moves.
 ///
 /// Every call that takes a hash expects key_hash(k).
 /// REQUIRES for every key argument: k.size() == key_width().
@@ -91,9 +71,6 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 template <class T>
 class flat_key_map {
 public:
-  /// The slots of a group: one 16-byte tag compare.
-  static constexpr std::size_t group_slots = 16;
-
   explicit flat_key_map(std::size_t key_width)
     : key_width_(key_width),
       stride_((sizeof(T) + key_width + alignof(T) - 1) / alignof(T)
@@ -107,11 +84,9 @@ public:
       stride_(other.stride_),
       max_fill_eighths_(other.max_fill_eighths_),
       size_(std::exchange(other.size_, 0)),
-      deleted_(std::exchange(other.deleted_, 0)),
-      groups_(std::exchange(other.groups_, 0)),
+      capacity_(std::exchange(other.capacity_, 0)),
       memory_(std::move(other.memory_)),
-      tags_(std::exchange(other.tags_, nullptr)),
-      marks_(std::exchange(other.marks_, nullptr)) {
+      tags_(std::exchange(other.tags_, nullptr)) {
   }
 
   flat_key_map& operator=(flat_key_map&& other) noexcept {
@@ -121,11 +96,9 @@ public:
       stride_ = other.stride_;
       max_fill_eighths_ = other.max_fill_eighths_;
       size_ = std::exchange(other.size_, 0);
-      deleted_ = std::exchange(other.deleted_, 0);
-      groups_ = std::exchange(other.groups_, 0);
+      capacity_ = std::exchange(other.capacity_, 0);
       memory_ = std::move(other.memory_);
       tags_ = std::exchange(other.tags_, nullptr);
-      marks_ = std::exchange(other.marks_, nullptr);
     }
     return *this;
   }
@@ -149,14 +122,8 @@ public:
     return size_ == 0;
   }
 
-  /// Returns the number of slots (a multiple of 16).
   std::size_t capacity() const noexcept {
-    return groups_ * group_slots;
-  }
-
-  /// Returns the number of deleted slots (dropped when the table is rebuilt).
-  std::size_t deleted() const noexcept {
-    return deleted_;
+    return capacity_;
   }
 
   /// Returns the value of `k`, or nullptr.
@@ -178,69 +145,43 @@ public:
     return find(k, key_hash(k));
   }
 
-  /// Starts loading the tags of the home group of a key with this hash into
-  /// the cache: the first of two prefetches for a key that a loop reaches
-  /// some keys later. Changes nothing; any hash is fine.
-  void prefetch_tags(std::uint64_t hash) const noexcept {
-    if (groups_ != 0)
-      __builtin_prefetch(tags_ + group_of(hash) * group_slots);
-  }
-
-  /// Starts loading the slot that a lookup or an insertion of a key with
-  /// this hash reaches first: each slot of its home group whose tag matches,
-  /// or else the first free slot from its home slot on. Reads the group's
-  /// tags: call prefetch_tags for the hash a few keys earlier, or this waits
-  /// for them. Changes nothing; any hash is fine.
+  /// Starts loading the home slot of a key with this hash (its tag, and its
+  /// key and value) into the cache, so that a find a few keys later does not
+  /// wait for memory. Changes nothing; any hash is fine.
   void prefetch(std::uint64_t hash) const noexcept {
-    if (groups_ == 0)
+    if (capacity_ == 0)
       return;
-    auto group = group_of(hash);
-    __builtin_prefetch(tags_ + group * group_slots);
-    auto* slot = slot_at(group * group_slots + home_offset(hash));
-    __builtin_prefetch(slot);
-    __builtin_prefetch(slot + stride_ - 1);
-    __builtin_prefetch(slot + stride_ - 1 + 64);
+    auto slot = hash & (capacity_ - 1);
+    __builtin_prefetch(tags_ + slot);
+    // Both ends: a slot whose stride does not divide 64 may straddle two
+    // cache lines.
+    __builtin_prefetch(slot_at(slot));
+    __builtin_prefetch(slot_at(slot) + stride_ - 1);
   }
 
   /// Returns the value of `k`, inserting a default T first when absent, and
-  /// whether it inserted. Only an insertion rebuilds the table.
+  /// whether it inserted. Only an insertion grows the table.
   std::pair<T*, bool> try_emplace(std::string_view k, std::uint64_t hash) {
     assert(k.size() == key_width_);
-    if (groups_ == 0)
-      rehash(1);
+    if (capacity_ == 0)
+      grow();
+    auto mask = capacity_ - 1;
     auto tag = tag_of(hash);
-    auto group = group_of(hash);
-    auto free = npos; // the first empty or deleted slot on the path
-    {
-      auto home = group * group_slots + home_offset(hash);
-      if (key_equals(home, k.data()) && tags_[home] == tag)
-        return {value_at(home), false};
-    }
-    for (;;) {
-      auto bits = group_bits(group, tag);
-      for (auto m = bits.matches; m != 0; m &= m - 1) {
-        auto slot = group * group_slots + std::countr_zero(m);
-        if (key_equals(slot, k.data()))
-          return {value_at(slot), false};
+    for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
+      auto t = tag_at(slot);
+      if (t == 0) {
+        if ((size_ + 1) * 8 > capacity_ * max_fill_eighths_) {
+          grow(); // the slot moved: probe the bigger table
+          return try_emplace(k, hash);
+        }
+        tags_[slot] = tag;
+        std::memcpy(key_at(slot), k.data(), key_width_);
+        ++size_;
+        return {value_at(slot), true};
       }
-      if (free == npos && bits.free != 0)
-        free = group * group_slots + first_from(bits.free, home_offset(hash));
-      if (bits.empty != 0)
-        break;
-      group = next_group(group);
+      if ((t & ~mark_bit) == tag && key_equals(slot, k.data()))
+        return {value_at(slot), false};
     }
-    if (tags_[free] == deleted_tag) {
-      --deleted_;
-    } else if ((size_ + deleted_ + 1) * 8 > capacity() * max_fill_eighths_) {
-      rehash(deleted_ * 32 >= capacity() * max_fill_eighths_
-               ? groups_
-               : groups_ + std::max<std::size_t>(1, groups_ / 4));
-      return try_emplace(k, hash); // the slots moved: probe the new table
-    }
-    tags_[free] = tag;
-    std::memcpy(key_at(free), k.data(), key_width_);
-    ++size_;
-    return {value_at(free), true};
   }
 
   std::pair<T*, bool> try_emplace(std::string_view k) {
@@ -270,177 +211,144 @@ public:
   /// returned it). Safe while other threads make const calls or mark
   /// entries; not while one changes the table.
   void mark(const T* found) const noexcept {
-    auto slot = slot_of(found);
-    auto* word = marks_ + slot / 64;
-    auto bit = std::uint64_t{1} << (slot % 64);
-    if ((__atomic_load_n(word, __ATOMIC_RELAXED) & bit) == 0)
-      __atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
+    auto* tag = tags_ + slot_of(found);
+    if ((__atomic_load_n(tag, __ATOMIC_RELAXED) & mark_bit) == 0)
+      __atomic_fetch_or(tag, mark_bit, __ATOMIC_RELAXED);
   }
 
   /// Returns whether the entry whose value `found` points to is marked.
   bool marked(const T* found) const noexcept {
-    return mark_at(slot_of(found));
+    return (tag_at(slot_of(found)) & mark_bit) != 0;
   }
 
   /// Calls f(key, value) for every entry, in no particular order.
   template <class F>
   void for_each(F f) const {
-    for (std::size_t slot = 0; slot < capacity(); ++slot)
-      if (is_full(tags_[slot]))
+    for (std::size_t slot = 0; slot < capacity_; ++slot)
+      if (tag_at(slot) != 0)
         f(key_view(slot), std::as_const(*value_at(slot)));
   }
 
   /// The same, with each value to change (not its key).
   template <class F>
   void for_each(F f) {
-    for (std::size_t slot = 0; slot < capacity(); ++slot)
-      if (is_full(tags_[slot]))
+    for (std::size_t slot = 0; slot < capacity_; ++slot)
+      if (tag_at(slot) != 0)
         f(key_view(slot), *value_at(slot));
   }
 
   /// Removes the entries in the `count` slots from slot `from` on (wrapping
-  /// around; each slot at most once) for which pred(key, value, marked) is
-  /// true; returns how many. `marked` is the entry's mark, which pred may
-  /// clear (for a kept entry). For sweeps that evict many neighbouring
-  /// entries. REQUIRES: pred does not insert or erase (it may change the
-  /// value).
+  /// around) for which pred(key, value, marked) is true; returns how many.
+  /// `marked` is the entry's mark, which pred may clear (for a kept entry).
+  /// The entries between the first removed one and the next empty slot
+  /// after the window are placed again once each (one key_hash apiece),
+  /// where erasing one by one would shift and hash the rest of the cluster
+  /// per removal. For sweeps that evict many neighbouring entries.
+  /// REQUIRES: pred does not insert or erase (it may change the value).
   template <class Pred>
   std::size_t erase_in(std::size_t from, std::size_t count, Pred pred) {
-    auto slots = capacity();
-    if (slots == 0 || size_ == 0)
+    if (capacity_ == 0 || size_ == 0)
       return 0;
-    count = std::min(count, slots);
+    auto mask = capacity_ - 1;
+    count = std::min(count, capacity_);
     std::size_t removed = 0;
-    auto slot = from % slots;
+    std::size_t first = npos; // the first removed slot's index in the window
     for (std::size_t i = 0; i < count; ++i) {
-      if (is_full(tags_[slot])) {
-        auto was_marked = mark_at(slot);
-        auto marked = was_marked;
-        if (pred(key_view(slot), *value_at(slot), marked)) {
-          erase_slot(slot);
-          ++removed;
-        } else if (marked != was_marked) {
-          set_mark(slot, marked);
-        }
+      auto slot = (from + i) & mask;
+      auto t = tags_[slot];
+      if (t == 0)
+        continue;
+      bool marked = (t & mark_bit) != 0;
+      if (pred(key_view(slot), *value_at(slot), marked)) {
+        tags_[slot] = 0;
+        *value_at(slot) = T{};
+        ++removed;
+        if (first == npos)
+          first = i;
+      } else {
+        tags_[slot] = static_cast<std::uint8_t>(marked ? t | mark_bit
+                                                       : t & ~mark_bit);
       }
-      if (++slot == slots)
-        slot = 0;
     }
+    if (removed == 0)
+      return 0;
+    size_ -= removed;
+    if (size_ == 0)
+      return removed;
+    // Lift the entries from the first hole to the first empty slot at or
+    // after the window's end (an empty slot no probe crosses) ... When there
+    // is none (a window of the whole table, or clusters running from the
+    // window's end all the way round to its start), an entry before the
+    // first hole may probe from a slot the lift empties: lift them all.
+    bool whole = true;
+    for (auto i = count; i < capacity_; ++i) {
+      if (tags_[(from + i) & mask] == 0) {
+        whole = false;
+        break;
+      }
+    }
+    std::vector<std::uint8_t> lifted_tags;
+    std::vector<char> lifted_keys;
+    std::vector<T> lifted_values;
+    for (auto i = whole ? 0 : first; i < capacity_; ++i) {
+      auto slot = (from + i) & mask;
+      if (tags_[slot] == 0) {
+        if (!whole && i >= count)
+          break;
+        continue;
+      }
+      lifted_tags.push_back(tags_[slot]);
+      lifted_keys.insert(lifted_keys.end(), key_at(slot),
+                         key_at(slot) + key_width_);
+      lifted_values.push_back(std::move(*value_at(slot)));
+      tags_[slot] = 0;
+      *value_at(slot) = T{};
+    }
+    // ... and place them again in their order: each lands at or before its
+    // old slot, the first free one from its home.
+    for (std::size_t j = 0; j < lifted_tags.size(); ++j)
+      place({lifted_keys.data() + j * key_width_, key_width_},
+            lifted_tags[j], std::move(lifted_values[j]));
     return removed;
   }
 
-  /// Sets the fill above which an insertion rebuilds the table, in eighths
-  /// (7 by default). A table whose entries are evicted a window of slots at
-  /// a time (memory_state's clock) is full ahead of the window and empty
-  /// behind it, so it may want a lower average fill. Takes effect at the
-  /// next insertion. REQUIRES: 1 <= eighths <= 7.
+  /// Sets the fill above which an insertion grows the table, in eighths
+  /// (7 by default). Linear probing slows down sharply where a table is
+  /// nearly full: a table whose entries are evicted a window of slots at a
+  /// time (memory_state's clock) is full ahead of the window and empty
+  /// behind it, so it needs a lower average fill. Takes effect at the next
+  /// insertion. REQUIRES: 1 <= eighths <= 7.
   void set_max_fill(unsigned eighths) noexcept {
     assert(eighths >= 1 && eighths <= 7);
     max_fill_eighths_ = eighths;
   }
 
-  /// Makes room for `n` entries without a rebuild.
+  /// Makes room for `n` entries without growing.
   void reserve(std::size_t n) {
-    auto groups = std::max<std::size_t>(1, groups_);
-    while ((n + deleted_) * 8 > groups * group_slots * max_fill_eighths_)
-      groups += std::max<std::size_t>(1, groups / 4);
-    if (groups != groups_)
-      rehash(groups);
+    std::size_t cap = std::max<std::size_t>(16, capacity_);
+    while (n * 8 > cap * max_fill_eighths_)
+      cap *= 2;
+    if (cap != capacity_)
+      rehash(cap);
   }
 
   /// Returns the bytes one slot takes: its key, value and tag (not what
-  /// values own, nor its mark bit).
+  /// values own). The table takes capacity() times as many.
   std::size_t slot_bytes() const noexcept {
     return stride_ + 1;
   }
 
-  /// Returns the bytes of the whole table: every slot, tag and mark bit.
-  std::size_t table_bytes() const noexcept {
-    return memory_.size();
-  }
-
 private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
-  static constexpr std::uint8_t empty_tag = 0;
-  static constexpr std::uint8_t deleted_tag = 1;
-
-  /// The slots of one group (bit i: slot i) that match a tag, that are
-  /// empty, and that are empty or deleted.
-  struct group_masks {
-    std::uint32_t matches;
-    std::uint32_t empty;
-    std::uint32_t free;
-  };
+  static constexpr std::uint8_t mark_bit = 0x40;
 
   static std::uint8_t tag_of(std::uint64_t hash) noexcept {
-    return static_cast<std::uint8_t>(0x80 | (hash >> 57));
+    return static_cast<std::uint8_t>(0x80 | (hash >> 58));
   }
 
-  static bool is_full(std::uint8_t tag) noexcept {
-    return (tag & 0x80) != 0;
-  }
-
-  static std::size_t home_offset(std::uint64_t hash) noexcept {
-    return (hash >> 32) % group_slots;
-  }
-
-  std::size_t group_of(std::uint64_t hash) const noexcept {
-    return static_cast<std::size_t>((hash & 0xffffffffu) * groups_ >> 32);
-  }
-
-  std::size_t next_group(std::size_t group) const noexcept {
-    return group + 1 == groups_ ? 0 : group + 1;
-  }
-
-  /// Returns the index of the first set bit of `mask` (a group's slots) at
-  /// or after `offset`, wrapping around. REQUIRES: mask != 0.
-  static std::size_t first_from(std::uint32_t mask, std::size_t offset) {
-    auto rotated = ((mask >> offset) | (mask << (group_slots - offset)))
-                   & 0xffffu;
-    return (offset + std::countr_zero(rotated)) % group_slots;
-  }
-
-  group_masks group_bits(std::size_t group,
-                         std::uint8_t tag) const noexcept {
-    const auto* tags = tags_ + group * group_slots;
-#if defined(__SSE2__)
-    auto v = _mm_load_si128(reinterpret_cast<const __m128i*>(tags));
-    auto full = static_cast<std::uint32_t>(_mm_movemask_epi8(v));
-    auto matches = static_cast<std::uint32_t>(_mm_movemask_epi8(
-      _mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(tag)))));
-    auto empty = static_cast<std::uint32_t>(
-      _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())));
-    return {matches, empty, ~full & 0xffffu};
-#else
-    group_masks m{0, 0, 0};
-    for (std::size_t i = 0; i < group_slots; ++i) {
-      m.matches |= std::uint32_t{tags[i] == tag} << i;
-      m.empty |= std::uint32_t{tags[i] == empty_tag} << i;
-      m.free |= std::uint32_t{!is_full(tags[i])} << i;
-    }
-    return m;
-#endif
-  }
-
-  void prefetch_slot(std::size_t slot) const noexcept {
-    // Both ends: a slot whose stride does not divide 64 may straddle two
-    // cache lines.
-    __builtin_prefetch(slot_at(slot));
-    __builtin_prefetch(slot_at(slot) + stride_ - 1);
-  }
-
-  bool mark_at(std::size_t slot) const noexcept {
-    return (__atomic_load_n(marks_ + slot / 64, __ATOMIC_RELAXED)
-            >> (slot % 64) & 1)
-           != 0;
-  }
-
-  void set_mark(std::size_t slot, bool on) noexcept {
-    auto bit = std::uint64_t{1} << (slot % 64);
-    if (on)
-      __atomic_fetch_or(marks_ + slot / 64, bit, __ATOMIC_RELAXED);
-    else
-      __atomic_fetch_and(marks_ + slot / 64, ~bit, __ATOMIC_RELAXED);
+  /// Loads a tag atomically: readers may be setting its mark bit.
+  std::uint8_t tag_at(std::size_t slot) const noexcept {
+    return __atomic_load_n(tags_ + slot, __ATOMIC_RELAXED);
   }
 
   std::byte* slot_at(std::size_t slot) const noexcept {
@@ -483,83 +391,79 @@ private:
     assert(k.size() == key_width_);
     if (size_ == 0)
       return npos;
+    auto mask = capacity_ - 1;
     auto tag = tag_of(hash);
-    auto group = group_of(hash);
-    {
-      auto home = group * group_slots + home_offset(hash);
-      if (key_equals(home, k.data()) && tags_[home] == tag)
-        return home;
-    }
-    for (;;) {
-      auto bits = group_bits(group, tag);
-      for (auto m = bits.matches; m != 0; m &= m - 1) {
-        auto slot = group * group_slots + std::countr_zero(m);
-        if (key_equals(slot, k.data()))
-          return slot;
-      }
-      if (bits.empty != 0)
+    for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
+      auto t = tag_at(slot);
+      if (t == 0)
         return npos;
-      group = next_group(group);
+      if ((t & ~mark_bit) == tag && key_equals(slot, k.data()))
+        return slot;
     }
   }
 
-  /// Empties `slot`, or marks it deleted when its group has no empty slot
-  /// (a probe may have passed the group).
-  void erase_slot(std::size_t slot) {
-    auto group = slot / group_slots;
-    if (group_bits(group, empty_tag).empty != 0) {
-      tags_[slot] = empty_tag;
-    } else {
-      tags_[slot] = deleted_tag;
-      ++deleted_;
+  /// Empties `slot` and moves back the entries after it that probed past
+  /// it, so that every entry stays reachable from its home slot.
+  void erase_slot(std::size_t hole) {
+    auto mask = capacity_ - 1;
+    auto next = (hole + 1) & mask;
+    while (tags_[next] != 0) {
+      auto home = key_hash(key_view(next)) & mask;
+      // The entry at `next` may fill the hole unless its home lies
+      // cyclically in (hole, next].
+      auto dist_home = (next - home) & mask;
+      auto dist_hole = (next - hole) & mask;
+      if (dist_home >= dist_hole) {
+        tags_[hole] = tags_[next];
+        std::memcpy(key_at(hole), key_at(next), key_width_);
+        *value_at(hole) = std::move(*value_at(next));
+        hole = next;
+      }
+      next = (next + 1) & mask;
     }
-    *value_at(slot) = T{};
-    set_mark(slot, false);
+    tags_[hole] = 0;
+    *value_at(hole) = T{};
     --size_;
   }
 
-  /// Puts an entry in the first empty slot on its path, without counting
-  /// it. REQUIRES: a table with no deleted slots that does not hold `k` and
-  /// has an empty slot.
-  void place(std::string_view k, std::uint8_t tag, bool marked, T&& value) {
-    auto hash = key_hash(k);
-    auto group = group_of(hash);
-    std::uint32_t empty;
-    while ((empty = group_bits(group, tag).empty) == 0)
-      group = next_group(group);
-    auto slot = group * group_slots + first_from(empty, home_offset(hash));
-    tags_[slot] = tag;
-    std::memcpy(key_at(slot), k.data(), key_width_);
-    *value_at(slot) = std::move(value);
-    if (marked)
-      set_mark(slot, true);
+  /// Puts an entry (its tag kept, mark included) in the first empty slot
+  /// from its home, without counting it. REQUIRES: the table has an empty
+  /// slot and does not hold `k`.
+  void place(std::string_view k, std::uint8_t tag, T&& value) {
+    auto mask = capacity_ - 1;
+    auto to = key_hash(k) & mask;
+    while (tags_[to] != 0)
+      to = (to + 1) & mask;
+    tags_[to] = tag;
+    std::memcpy(key_at(to), k.data(), key_width_);
+    *value_at(to) = std::move(value);
   }
 
-  /// Moves every entry into a new table of `groups` groups.
-  void rehash(std::size_t groups) {
-    auto slots = groups * group_slots;
-    flat_key_map rebuilt{key_width_};
-    auto mark_words = (slots + 63) / 64;
-    rebuilt.memory_ = table_memory{slots * (stride_ + 1) + mark_words * 8};
-    rebuilt.tags_ =
-      reinterpret_cast<std::uint8_t*>(rebuilt.memory_.data() + slots * stride_);
-    rebuilt.marks_ = reinterpret_cast<std::uint64_t*>(rebuilt.tags_ + slots);
-    for (std::size_t slot = 0; slot < slots; ++slot)
-      new (rebuilt.slot_at(slot)) T{};
-    rebuilt.groups_ = groups;
-    for (std::size_t slot = 0; slot < capacity(); ++slot) {
-      if (is_full(tags_[slot]))
-        rebuilt.place(key_view(slot), tags_[slot], mark_at(slot),
-                      std::move(*value_at(slot)));
+  void grow() {
+    rehash(capacity_ == 0 ? 16 : capacity_ * 2);
+  }
+
+  void rehash(std::size_t cap) {
+    flat_key_map bigger{key_width_};
+    bigger.memory_ = table_memory{cap * (bigger.stride_ + 1)};
+    bigger.tags_ =
+      reinterpret_cast<std::uint8_t*>(bigger.memory_.data() + cap * stride_);
+    for (std::size_t slot = 0; slot < cap; ++slot)
+      new (bigger.slot_at(slot)) T{};
+    bigger.capacity_ = cap;
+    for (std::size_t slot = 0; slot < capacity_; ++slot) {
+      if (tags_[slot] == 0)
+        continue;
+      bigger.place(key_view(slot), tags_[slot], std::move(*value_at(slot)));
     }
-    rebuilt.size_ = size_;
-    rebuilt.max_fill_eighths_ = max_fill_eighths_;
-    *this = std::move(rebuilt);
+    bigger.size_ = size_;
+    bigger.max_fill_eighths_ = max_fill_eighths_;
+    *this = std::move(bigger);
   }
 
   void destroy_values() noexcept {
     if constexpr (!std::is_trivially_destructible_v<T>)
-      for (std::size_t slot = 0; slot < capacity(); ++slot)
+      for (std::size_t slot = 0; slot < capacity_; ++slot)
         value_at(slot)->~T();
   }
 
@@ -567,11 +471,9 @@ private:
   std::size_t stride_;
   std::size_t max_fill_eighths_ = 7;
   std::size_t size_ = 0;
-  std::size_t deleted_ = 0;
-  std::size_t groups_ = 0;
+  std::size_t capacity_ = 0;
   table_memory memory_;
   std::uint8_t* tags_ = nullptr;
-  std::uint64_t* marks_ = nullptr;
 };
 
 } // namespace rollblock::storage

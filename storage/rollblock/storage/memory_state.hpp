@@ -241,7 +241,7 @@ public:
   std::size_t resident_entries() const;
 
   /// Returns the bytes the tables of resident entries take: every slot, used
-  /// or not, with its key, entry, tag and mark bit. Values longer than
+  /// or not, with its key, entry and tag. Values longer than
   /// compact_value::inline_capacity take heap blocks besides.
   std::size_t table_bytes() const;
 
@@ -367,32 +367,11 @@ private:
   void update_by_shard(const std::vector<std::uint64_t>& hashes,
                        Wanted wanted, Update update);
 
-  /// How many keys ahead the loops over a block's keys prefetch table
-  /// slots: the tables are far larger than the caches, so each lookup would
-  /// wait for memory twice (the tags, then the slot with key and value)
-  /// without it.
-  static constexpr std::size_t prefetch_distance = 8;
-
-  /// For key i of a loop over n keys (hash_at(j): key j's key_hash), starts
-  /// loading the tags of key i + 2 * prefetch_distance and then the slot of
-  /// key i + prefetch_distance, whose tags are in the cache by then (see
-  /// flat_key_map::prefetch): in `map` when given, else in each key's
-  /// shard. REQUIRES: the caller is the writer (the only thread that
-  /// changes the tables) or holds the keys' shard locks.
-  template <class HashAt>
-  void prefetch_ahead(std::size_t i, std::size_t n, HashAt hash_at,
-                      const flat_key_map<entry>* map = nullptr) const {
-    auto map_of = [&](std::uint64_t hash) -> const flat_key_map<entry>& {
-      return map != nullptr ? *map : shards_[shard_of_hash(hash)]->map;
-    };
-    if (i + 2 * prefetch_distance < n) {
-      auto hash = hash_at(i + 2 * prefetch_distance);
-      map_of(hash).prefetch_tags(hash);
-    }
-    if (i + prefetch_distance < n) {
-      auto hash = hash_at(i + prefetch_distance);
-      map_of(hash).prefetch(hash);
-    }
+  /// Prefetches the home slot of a key from its key_hash (see
+  /// flat_key_map::prefetch). REQUIRES: the caller is the writer (the only
+  /// thread that changes the tables) or holds the key's shard lock.
+  void prefetch(std::uint64_t hash) const noexcept {
+    shards_[shard_of_hash(hash)]->map.prefetch(hash);
   }
 
   /// Reads one key at number `at` into `out`; returns false when the reader
