@@ -1,8 +1,8 @@
 // Micro benchmarks (Google Benchmark) of rollblock's hot paths: fetch (hit,
 // miss), fetch_many of 1,000 keys, apply of one 19,000-op block (the
 // workload of rollblock-bench), revert of one such block, journal append +
-// fdatasync, recovery replay, and the reads again while a writer applies
-// blocks to the same store.
+// fdatasync, recovery replay, a rebase of the entries' stamps, and the
+// reads again while a writer applies blocks to the same store.
 //
 // The read store holds 1,000,000 keys (100 blocks of 10,000 inserts). Every
 // store lives in a fresh directory under $TMPDIR, removed at exit.
@@ -365,6 +365,31 @@ void BM_recovery_replay(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(changes));
 }
 
+// -- rebase ------------------------------------------------------------------
+
+/// A rebase of the entries' stamps over 1,000,000 entries (memory_state
+/// rebases once every 65,535 installed blocks and reverts, with readers
+/// waiting): a memory_state whose stamps count to 2 rebases at each block
+/// it installs, each block setting one key. Every slot is visited; the
+/// stamps of entries written since the base are rewritten.
+void BM_rebase(benchmark::State& state) {
+  storage::memory_state ms{
+    8, 64, storage::memory_state::default_optimistic_attempts, 2};
+  for (std::uint64_t i = 0; i < read_keys; ++i)
+    ms.load(key_from_u64(i, 8), key_from_u64(i, 8));
+  ms.set_applied(0, false);
+  block_id height = 0;
+  for (auto _ : state) {
+    ++height;
+    auto installed =
+      ms.apply(height, {{key_from_u64(height % read_keys, 8), "x"}});
+    if (!installed)
+      die("apply", installed.error());
+  }
+  state.SetItemsProcessed(state.iterations()
+                          * static_cast<std::int64_t>(read_keys));
+}
+
 } // namespace
 
 // Reads are timed in real time, like the reads under a writer they are
@@ -387,6 +412,7 @@ BENCHMARK(BM_journal_append_fsync)
   ->Arg(19000)
   ->Unit(benchmark::kMicrosecond)
   ->UseRealTime();
+BENCHMARK(BM_rebase)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_recovery_replay)
   ->Unit(benchmark::kMillisecond)
   ->UseRealTime()

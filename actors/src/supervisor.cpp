@@ -246,13 +246,17 @@ std::size_t checkpointable(const supervisor_state& st) {
 /// checkpoint (the backpressure of the checkpoint pipeline): four
 /// checkpoints' worth, or held records of more than
 /// store_options::checkpoint_backlog_bytes (with a memory budget, or 1/8 of
-/// it if less) while some of them may be checkpointed.
+/// it if less) while some of them may be checkpointed, or, with a memory
+/// budget, memory_state::max_uncheckpointed_blocks held or in flight.
 bool persistence_backlogged(const supervisor_state& st) {
   auto byte_limit = st.options.checkpoint_backlog_bytes;
   if (auto& budget = st.options.memory_budget)
     byte_limit = std::min(byte_limit, *budget / 8);
   return checkpointable(st) >= 4 * st.options.checkpoint_every_blocks
-         || (checkpointable(st) > 0 && st.held_bytes > byte_limit);
+         || (checkpointable(st) > 0 && st.held_bytes > byte_limit)
+         || (st.options.memory_budget
+             && st.held.size() + st.in_flight
+                  >= storage::memory_state::max_uncheckpointed_blocks);
 }
 
 /// Shows the held blocks and their bytes in the metrics.

@@ -19,7 +19,7 @@ namespace rollblock::storage {
 
 memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
                            std::size_t optimistic_attempts,
-                           std::uint32_t stamp_limit)
+                           stamp_type stamp_limit)
   : key_width_(key_width),
     optimistic_attempts_(optimistic_attempts),
     stamp_limit_(stamp_limit) {
@@ -101,19 +101,19 @@ std::size_t memory_state::entry_bytes(const compact_value& v) const {
 
 void memory_state::emplace_entry(shard& s, std::string_view k,
                                  std::uint64_t hash, std::string_view v,
-                                 std::uint32_t stamp) {
+                                 stamp_type stamp) {
   set_new_entry(s, *s.map.try_emplace(k, hash).first, v, stamp);
 }
 
 void memory_state::set_new_entry(shard& s, entry& e, std::string_view v,
-                                 std::uint32_t stamp) {
+                                 stamp_type stamp) {
   e.v.assign(v);
   e.stamp = stamp;
   s.resident_bytes.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
 }
 
 void memory_state::assign_entry(shard& s, entry& e, std::string_view v,
-                                std::uint32_t stamp) {
+                                stamp_type stamp) {
   auto old_bytes = entry_bytes(e.v);
   e.v.assign(v);
   e.stamp = stamp;
@@ -321,7 +321,7 @@ void memory_state::rebase() {
       if (e.stamp != 0)
         e.stamp = old_base + e.stamp <= base
                     ? 0
-                    : static_cast<std::uint32_t>(old_base + e.stamp - base);
+                    : static_cast<stamp_type>(old_base + e.stamp - base);
     });
   stamp_base_.store(base, std::memory_order_relaxed);
   guards.clear();
@@ -351,7 +351,7 @@ void memory_state::make_resident(const block_record_list& newest_first) {
   for (auto& record : newest_first) {
     // A block no longer listed is checkpointed and below the floor: stamp
     // 0 reads the same to every reader that can succeed.
-    std::uint32_t stamp;
+    stamp_type stamp;
     {
       std::lock_guard guard{seqs_mu_};
       auto found = std::find_if(

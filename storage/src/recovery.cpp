@@ -35,6 +35,12 @@ caf::error validate(const store_options& opts) {
   if (opts.journal_segment_bytes < 4096)
     return bad("journal_segment_bytes must be at least 4096, got "
                + std::to_string(opts.journal_segment_bytes));
+  if (opts.memory_budget && opts.checkpoint_lag_blocks
+      && *opts.checkpoint_lag_blocks
+           > memory_state::max_uncheckpointed_blocks / 2)
+    return bad("with a memory_budget, checkpoint_lag_blocks must be at most "
+               + std::to_string(memory_state::max_uncheckpointed_blocks / 2)
+               + ", got " + std::to_string(*opts.checkpoint_lag_blocks));
   if (opts.memory_budget && *opts.memory_budget < min_memory_budget)
     return bad("memory_budget must be at least "
                + std::to_string(min_memory_budget) + " bytes (64 KiB), got "

@@ -4,6 +4,7 @@
 
 #include "rollblock/actors/blocking_store.hpp"
 #include "rollblock/messages/error.hpp"
+#include "rollblock/storage/memory_state.hpp"
 #include "support/file_size_limit.hpp"
 #include "support/error_assertions.hpp"
 #include "support/temp_dir.hpp"
@@ -690,6 +691,36 @@ TEST_F(store_test, held_blocks_past_the_backlog_bytes_are_checkpointed) {
   expect_held(*store, {29, 29, 28}, 7, 1);
   EXPECT_EQ(get(*store, k(29 * 1000 + 999)), v(999));
   EXPECT_EQ(get(*store, k(30 * 1000)), value{});
+}
+
+TEST_F(store_test, with_a_budget_blocks_past_a_quarter_of_the_stamps_wait) {
+  // With a budget no rebase passes the checkpoint: 65,535 installs without
+  // one would leave the next nothing to stamp its entries with. Here no
+  // checkpoint falls due by count, time or bytes (17,000 one-key blocks
+  // take ~4 MB, the budget's bound is 128 MiB): only the bound on blocks
+  // held or in flight (memory_state::max_uncheckpointed_blocks, 16,383)
+  // writes one.
+  store_options opts{.durability = durability_mode::async_relaxed(),
+                     .checkpoint_every_blocks = 1'000'000,
+                     .checkpoint_interval = std::chrono::hours{1},
+                     .memory_budget = std::size_t{1} << 30};
+  auto store = open(opts);
+  ASSERT_TRUE(store);
+  constexpr block_id blocks = 17'000;
+  for (block_id h = 1; h <= blocks; ++h)
+    ASSERT_OK(store->apply(h, {{k(h), v(h)}}));
+  ASSERT_EQ(*store->flush(), blocks);
+  auto m = store->metrics();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->heights.applied, blocks);
+  constexpr auto bound = storage::memory_state::max_uncheckpointed_blocks;
+  EXPECT_GE(m->checkpoints, 1u);
+  EXPECT_LT(m->held_blocks, bound);
+  EXPECT_EQ(m->mutation_restarts, 0u);
+  EXPECT_EQ(get(*store, k(1)), v(1));
+  EXPECT_EQ(get(*store, k(blocks)), v(blocks));
+  ASSERT_OK(store->revert_to(blocks - 1));
+  EXPECT_EQ(get(*store, k(blocks)), value{});
 }
 
 TEST_F(store_test, relaxed_switch_at_run_time_flushes_first_and_persists) {

@@ -678,8 +678,8 @@ class ProtocolTest(Base):
             "checksum_errors": "0",
             "live_keys": "1",
             # k1 (a tombstone until its undo expires) and k2 in two of the
-            # 64 shards: a table of 16 slots of 25 bytes each.
-            "state_table_bytes": "800",
+            # 64 shards: a table of 16 slots of 23 bytes each.
+            "state_table_bytes": "736",
             # Blocks 0 and 1, held for the checkpoint lag.
             "held_blocks": "2",
             "apply_latency_count": "2",
@@ -1691,10 +1691,10 @@ class MetricsTest(Base):
         after = [
             metric("live_keys", "gauge", "Keys with a value.", 4),
             # a (a tombstone until its undo expires), b, c, d and e in five
-            # of the 64 shards: a table of 16 slots of 25 bytes each.
+            # of the 64 shards: a table of 16 slots of 23 bytes each.
             metric("state_table_bytes", "gauge",
                    "Bytes of the tables holding the state in memory.",
-                   2000),
+                   1840),
             # Blocks 0, 1, 2 and 5, within the checkpoint lag.
             metric("held_blocks", "gauge",
                    "Durable blocks held in memory until checkpointed.", 4),

@@ -610,19 +610,19 @@ TEST(memory_state, load_many_loads_like_load_each_key_in_order) {
 }
 
 TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
-  // One shard: a table of 16 slots of 25 bytes (the 16-byte entry, the
+  // One shard: a table of 16 slots of 23 bytes (the 14-byte entry, the
   // 8-byte key, the tag) holds 14 entries (7/8 full), then doubles at each
-  // 7/8: 1,000 entries take 2,048 slots, 51.2 bytes each.
+  // 7/8: 1,000 entries take 2,048 slots, 47.1 bytes each.
   memory_state ms{8, 1};
   EXPECT_EQ(ms.table_bytes(), 0u);
   for (std::uint64_t i = 0; i < 14; ++i)
     ms.load(k8(i), v64(i));
-  EXPECT_EQ(ms.table_bytes(), 16u * 25);
+  EXPECT_EQ(ms.table_bytes(), 16u * 23);
   ms.load(k8(14), v64(14));
-  EXPECT_EQ(ms.table_bytes(), 32u * 25);
+  EXPECT_EQ(ms.table_bytes(), 32u * 23);
   for (std::uint64_t i = 15; i < 1000; ++i)
     ms.load(k8(i), v64(i));
-  EXPECT_EQ(ms.table_bytes(), 2048u * 25);
+  EXPECT_EQ(ms.table_bytes(), 2048u * 23);
   // A block's deletes leave tombstones, and expired ones free their slots,
   // but a table never shrinks.
   ms.set_applied(0, false);
@@ -636,7 +636,7 @@ TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
     apply(ms, h, {{k8(5000 + h), "x"}});
   EXPECT_EQ(ms.size(), 500u + memory_state::undo_depth);
   EXPECT_EQ(ms.resident_entries(), 500u + memory_state::undo_depth);
-  EXPECT_EQ(ms.table_bytes(), 2048u * 25);
+  EXPECT_EQ(ms.table_bytes(), 2048u * 23);
 }
 
 // -- reads ------------------------------------------------------------------
@@ -771,7 +771,8 @@ namespace {
 /// small `stamp_limit` rebases the entries' stamps every few blocks.
 void check_concurrent_reads(
   std::size_t optimistic_attempts,
-  std::uint32_t stamp_limit = memory_state::default_stamp_limit) {
+  memory_state::stamp_type stamp_limit =
+    memory_state::default_stamp_limit) {
   constexpr std::size_t key_count = 12;
   constexpr block_id blocks = 10000;
   memory_state ms{8, 8, optimistic_attempts, stamp_limit};
@@ -933,14 +934,14 @@ TEST(memory_state, stamps_rebase_without_changing_any_read) {
 namespace {
 
 /// The estimated bytes of one resident entry with an 8-byte key and a value
-/// of at most 10 bytes (inline): twice its table slot (the 16-byte entry
-/// and the key in 24 bytes, and the tag byte), as tables are 7/16 to 7/8
+/// of at most 10 bytes (inline): twice its table slot (the 14-byte entry
+/// and the key in 22 bytes, and the tag byte), as tables are 7/16 to 7/8
 /// full.
-constexpr std::size_t small_entry_bytes = 2 * (24 + 1);
+constexpr std::size_t small_entry_bytes = 2 * (22 + 1);
 
 /// The same under a budget: three slots, as tables there are 1/4 to 1/2
 /// full.
-constexpr std::size_t budget_entry_bytes = 3 * (24 + 1);
+constexpr std::size_t budget_entry_bytes = 3 * (22 + 1);
 
 /// A memory_state with a budget over a real state store, driven as the
 /// actors drive it: a checkpoint every `checkpoint_every` blocks, and a
@@ -951,7 +952,8 @@ class budgeted_state {
 public:
   budgeted_state(
     std::size_t entry_budget, std::size_t checkpoint_every,
-    std::uint32_t stamp_limit = memory_state::default_stamp_limit)
+    memory_state::stamp_type stamp_limit =
+      memory_state::default_stamp_limit)
     : ms_{8, 64, memory_state::default_optimistic_attempts, stamp_limit},
       checkpoint_every_(checkpoint_every) {
     state_store::options opts;
@@ -1183,7 +1185,7 @@ namespace {
 
 /// 120k keys written under a budget of about 2000 entries, with reverts
 /// across evictions; `stamp_limit` as memory_state's.
-void check_budgeted_reads_and_reverts(std::uint32_t stamp_limit) {
+void check_budgeted_reads_and_reverts(memory_state::stamp_type stamp_limit) {
   budgeted_state b{2000 * budget_entry_bytes, 4, stamp_limit};
   std::mt19937_64 rng{42};
   for (block_id h = 1; h <= 120; ++h) {
@@ -1230,7 +1232,8 @@ TEST(memory_state_budget, stamps_rebase_under_a_budget_below_the_checkpoint) {
 TEST(memory_state_budget, stamps_cannot_outrun_a_stalled_checkpoint) {
   // Without a checkpoint no stamp can be rebased: the install after the
   // limit is refused and changes nothing (the store's backpressure keeps
-  // the checkpoint a few hundred blocks behind, far from 2^32).
+  // the checkpoint at most max_uncheckpointed_blocks behind, a quarter of
+  // the 2^16 - 1 stamps).
   budgeted_state b{1 << 20, 1000, 20};
   for (block_id h = 1; h <= 19; ++h)
     b.apply(h, {{k8(h), v64(h)}});

@@ -163,6 +163,13 @@ TEST(recovery, validate_accepts_defaults_and_bounds) {
   opts.checkpoint_every_blocks = 1;
   opts.durability = durability_mode::async_relaxed(1, 1);
   EXPECT_FALSE(validate(opts));
+  // Any checkpoint lag without a budget; with one, at most half the blocks
+  // that may wait for a checkpoint.
+  opts.checkpoint_lag_blocks = 1'000'000;
+  EXPECT_FALSE(validate(opts));
+  opts.memory_budget = 1 << 30;
+  opts.checkpoint_lag_blocks = 8191;
+  EXPECT_FALSE(validate(opts));
 }
 
 TEST(recovery, validate_rejects_out_of_range_options) {
@@ -202,6 +209,11 @@ TEST(recovery, validate_rejects_out_of_range_options) {
   o = base;
   o.data_dir = "";
   expect_invalid(o, "data_dir is empty");
+  o = base;
+  o.memory_budget = 1 << 30;
+  o.checkpoint_lag_blocks = 8192;
+  expect_invalid(o, "with a memory_budget, checkpoint_lag_blocks must be at "
+                    "most 8191, got 8192");
   o = base;
   auto d = durability_mode::async_relaxed(16, 4);
   d.sync_every = 0;

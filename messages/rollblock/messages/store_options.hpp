@@ -58,7 +58,8 @@ struct store_options {
   /// checkpoint_every_blocks journaled blocks, and the persistence actor
   /// holds their records. Flushes before a shutdown or a policy switch
   /// checkpoint everything. Unset: 100, or 0 with a memory budget (whose
-  /// reverted keys must be readable from LevelDB).
+  /// reverted keys must be readable from LevelDB). With a memory budget at
+  /// most 8,191 (storage::memory_state::max_uncheckpointed_blocks / 2).
   std::optional<std::uint64_t> checkpoint_lag_blocks{};
   /// The bytes the records of the durable blocks not yet checkpointed (the
   /// lag's and those waiting for a checkpoint) may take in memory. Past it,

@@ -12,8 +12,8 @@ namespace rollblock::storage {
 /// bytes are kept in the object itself, longer values in one heap block of
 /// exactly their size. The store's common values (8-byte amounts, 10-byte
 /// counters) never allocate. std::string needs 32 bytes and allocates above
-/// 15. With a 4-byte stamp an entry is 16 bytes, so that a table slot with
-/// an 8-byte key is 24.
+/// 15. With a 2-byte stamp an entry is 14 bytes, so that a table slot with
+/// an 8-byte key is 22.
 ///
 /// Layout: bytes 0..9 hold an inline value, or bytes 0..7 the heap pointer
 /// (unaligned: read and written with memcpy); bytes 10..11 hold the size

@@ -51,8 +51,8 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 /// Layout: capacity (a power of two) slots in one table_memory region:
 /// first the slots, `stride` bytes each (a T at offset 0, default-constructed
 /// in empty slots, then the key's key_width bytes; stride is their sum
-/// rounded up to T's alignment: 24 bytes for memory_state's 16-byte entry
-/// and 8-byte keys; 6 of 8 such slots lie within one cache line), then one
+/// rounded up to T's alignment: 22 bytes for memory_state's 14-byte entry
+/// and 8-byte keys; 22 of 32 such slots lie within one cache line), then one
 /// tag byte per slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the
 /// hash's top 6 bits. Linear probing; erase shifts the following entries
 /// back (no tombstones), so lookups never slow down after many deletes. The

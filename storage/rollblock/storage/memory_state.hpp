@@ -54,14 +54,18 @@ class state_store;
 ///   undo of that block (kept for the newest `undo_depth` blocks) back to the
 ///   value at its number. A reader that falls further behind, or that
 ///   overlaps a revert, starts over.
-/// - An entry keeps its number in 4 bytes, as a stamp: the number minus a
+/// - An entry keeps its number in 2 bytes, as a stamp: the number minus a
 ///   base (0 when at or below the base). When the stamp of a new number
 ///   would reach `stamp_limit`, the base moves up to the applied state's
 ///   number (with a budget: to the checkpoint's, when lower, so that dirty
 ///   entries stay dirty) and every entry's stamp is rewritten: a rebase.
 ///   Readers start over, as for a revert, so every read after it is at the
 ///   base or above, where stamp 0 reads the same as the number it replaced.
-///   With 2^32 - 1 stamps a rebase comes once in billions of blocks.
+///   With 2^16 - 1 stamps a rebase comes once in 65,535 numbers (one per
+///   installed block or revert); it rewrites every entry with the readers
+///   waiting (bench/RESULTS.md section 19: BM_rebase). A 4-byte stamp
+///   would make every table slot 25 bytes instead of 23 (8% more table
+///   memory); a pause every 65,535 blocks is the price.
 ///
 /// With a memory budget (attach_state_of_record) only a working set is
 /// resident and the state of record (LevelDB, at the checkpoint height)
@@ -99,8 +103,21 @@ public:
   /// How often a reader retries without locks before it takes them all.
   static constexpr std::size_t default_optimistic_attempts = 64;
 
-  /// The most stamps an entry's 4 bytes hold (see the class comment).
-  static constexpr std::uint32_t default_stamp_limit = ~std::uint32_t{0};
+  /// An entry's stamp: its number counted from a base (see the class
+  /// comment).
+  using stamp_type = std::uint16_t;
+
+  /// The most stamps an entry's 2 bytes hold.
+  static constexpr stamp_type default_stamp_limit = 0xffff;
+
+  /// With a budget, a rebase cannot pass the checkpoint's number, so a
+  /// checkpoint must never fall default_stamp_limit numbers behind (every
+  /// installed block and every revert takes one): the store's backpressure
+  /// lets at most this many blocks wait for a checkpoint (held or in
+  /// flight), a quarter of the numbers, and refuses a checkpoint lag above
+  /// half of it (store_options::checkpoint_lag_blocks).
+  static constexpr std::size_t max_uncheckpointed_blocks =
+    default_stamp_limit / 4;
 
   /// REQUIRES: min_key_width <= key_width <= max_key_width;
   /// stamp_limit >= 2.
@@ -109,7 +126,7 @@ public:
   explicit memory_state(
     std::size_t key_width, std::size_t shard_count = 64,
     std::size_t optimistic_attempts = default_optimistic_attempts,
-    std::uint32_t stamp_limit = default_stamp_limit);
+    stamp_type stamp_limit = default_stamp_limit);
   ~memory_state();
   memory_state(const memory_state&) = delete;
   memory_state& operator=(const memory_state&) = delete;
@@ -254,7 +271,7 @@ private:
   /// A state's sequence number (see the class comment).
   using block_seq = std::uint64_t;
 
-  /// 16 bytes: with an 8-byte key a table slot is 24 (25 with its tag).
+  /// 14 bytes: with an 8-byte key a table slot is 22 (23 with its tag).
   /// The clock's second chance is the table's mark bit of the entry
   /// (flat_key_map::mark): set by reads, which share the shard lock,
   /// cleared by the eviction sweep.
@@ -262,9 +279,9 @@ private:
     compact_value v; // empty: a tombstone, purged once its undo expires
     /// The number of the block that wrote it minus stamp_base_; 0: at or
     /// below the base, loaded or reverted (see the class comment).
-    std::uint32_t stamp = 0;
+    stamp_type stamp = 0;
   };
-  static_assert(sizeof(entry) == 16);
+  static_assert(sizeof(entry) == 14);
 
   struct shard {
     explicit shard(std::size_t key_width) : map(key_width) {
@@ -330,9 +347,9 @@ private:
 
   /// Returns the stamp of number `seq`. REQUIRES: the writer; seq is below
   /// stamp_base_ + stamp_limit_.
-  std::uint32_t stamp_of(block_seq seq) const {
+  stamp_type stamp_of(block_seq seq) const {
     auto base = stamp_base_.load(std::memory_order_relaxed);
-    return seq <= base ? 0 : static_cast<std::uint32_t>(seq - base);
+    return seq <= base ? 0 : static_cast<stamp_type>(seq - base);
   }
 
   /// Makes state `seq`, at `height`, the applied one (readers start at it).
@@ -408,15 +425,15 @@ private:
   /// Adds an entry to a shard whose lock the caller holds exclusively.
   /// REQUIRES: k is not in the shard; hash == key_hash(k).
   void emplace_entry(shard& s, std::string_view k, std::uint64_t hash,
-                     std::string_view v, std::uint32_t stamp);
+                     std::string_view v, stamp_type stamp);
 
   /// Sets an entry try_emplace has just added (and counts its bytes).
   void set_new_entry(shard& s, entry& e, std::string_view v,
-                     std::uint32_t stamp);
+                     stamp_type stamp);
 
   /// Replaces the value of an entry of `s` under its exclusive lock.
   void assign_entry(shard& s, entry& e, std::string_view v,
-                    std::uint32_t stamp);
+                    stamp_type stamp);
 
   /// Removes the entry of `s` that `found` points to (as find returned it),
   /// under the exclusive shard lock.
@@ -473,7 +490,7 @@ private:
   /// Entries' stamps count from here; changed by a rebase only, under every
   /// shard lock.
   std::atomic<block_seq> stamp_base_{0};
-  std::uint32_t stamp_limit_;
+  stamp_type stamp_limit_;
 
   mutable std::shared_mutex undo_mu_;
   std::vector<block_undo_ptr> undo_; // newest last, at most undo_depth
