@@ -24,8 +24,15 @@ memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
     optimistic_attempts_(optimistic_attempts),
     stamp_limit_(stamp_limit) {
   shards_.reserve(shard_count);
-  for (std::size_t i = 0; i < shard_count; ++i)
+  for (std::size_t i = 0; i < shard_count; ++i) {
     shards_.push_back(std::make_unique<shard>(key_width));
+    // Growth phases spread over [0, 1): the shards grow one after another
+    // and their tables together hold 1.65 slots per entry at every size
+    // (flat_key_map), where tables doubling in step would swing between
+    // 1.14 and 2.29.
+    shards_.back()->map.set_growth_phase(static_cast<double>(i)
+                                         / static_cast<double>(shard_count));
+  }
 }
 
 memory_state::~memory_state() = default;

@@ -151,6 +151,28 @@ TEST(flat_key_map, a_lower_max_fill_grows_the_table_earlier) {
     EXPECT_EQ(*moved.find(k8(i)), i);
 }
 
+TEST(flat_key_map, a_growth_phase_sets_the_capacities_of_the_ladder) {
+  // 16 slots, then ceil(16 * 2^(k + 0.5)): 46, 91, 182, 363, ...
+  flat_key_map<std::uint64_t> m{8};
+  m.set_growth_phase(0.5);
+  std::vector<std::size_t> capacities;
+  for (std::uint64_t i = 0; i < 300; ++i) {
+    *m.try_emplace(k8(i)).first = i;
+    if (capacities.empty() || capacities.back() != m.capacity())
+      capacities.push_back(m.capacity());
+    ASSERT_LE(m.size() * 8, m.capacity() * 7) << i;
+  }
+  EXPECT_EQ(capacities, (std::vector<std::size_t>{16, 46, 91, 182, 363}));
+  for (std::uint64_t i = 0; i < 300; ++i)
+    ASSERT_EQ(*m.find(k8(i)), i) << i;
+  // reserve takes the first rung that holds the entries at 7/8: 1,000
+  // need 1,143 slots, and the ladder goes 725, 1449.
+  flat_key_map<std::uint64_t> reserved{8};
+  reserved.set_growth_phase(0.5);
+  reserved.reserve(1000);
+  EXPECT_EQ(reserved.capacity(), 1449u);
+}
+
 TEST(flat_key_map, a_slot_of_a_24_byte_value_and_an_8_byte_key_is_32_bytes) {
   struct value24 {
     std::uint64_t a = 0, b = 0, c = 0;
@@ -302,7 +324,7 @@ TEST(flat_key_map, erase_in_keeps_entries_whose_probe_wraps_into_the_window) {
   ASSERT_EQ(m.capacity(), 16u);
   std::uint64_t next = 0;
   auto key_with_home = [&](std::uint64_t home) {
-    while ((key_hash(k8(next)) & 15) != home)
+    while (m.home_of(key_hash(k8(next))) != home)
       ++next;
     return next++;
   };

@@ -639,6 +639,21 @@ TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
   EXPECT_EQ(ms.table_bytes(), 2048u * 23);
 }
 
+TEST(memory_state, shards_grow_in_turn_so_an_entry_costs_under_40_bytes) {
+  // 64 shards with growth phases spread over [0, 1): at every size through
+  // a doubling the tables (23-byte slots, 7/16 to 7/8 full each) take about
+  // 23 * 8/7 / ln 2 = 37.9 bytes per entry, where tables doubling in step
+  // would take 26.3 to 52.6.
+  memory_state ms{8};
+  std::uint64_t loaded = 0;
+  for (std::uint64_t n = 100'000; n <= 200'000; n += 10'000) {
+    for (; loaded < n; ++loaded)
+      ms.load(k8(loaded), v64(loaded));
+    EXPECT_LE(ms.table_bytes(), 40 * n) << n;
+    EXPECT_GE(ms.table_bytes(), 35 * n) << n;
+  }
+}
+
 // -- reads ------------------------------------------------------------------
 
 TEST(memory_state, get_many_returns_values_in_order_with_duplicates) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -19,7 +20,7 @@
 
 namespace rollblock::storage {
 
-/// Returns the 64-bit hash of a key. flat_key_map uses its low bits for the
+/// Returns the 64-bit hash of a key. flat_key_map uses bits 0..39 for the
 /// slot and bits 58..63 for the tag; callers may use bits in between
 /// (memory_state picks shards from bits 40..). Inline and cheap: every
 /// lookup hashes a key, and every erase hashes each entry it shifts back
@@ -48,16 +49,26 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 /// beside its value, one tag byte per slot so that a probe rarely compares a
 /// key that does not match.
 ///
-/// Layout: capacity (a power of two) slots in one table_memory region:
+/// Layout: capacity slots in one table_memory region:
 /// first the slots, `stride` bytes each (a T at offset 0, default-constructed
 /// in empty slots, then the key's key_width bytes; stride is their sum
 /// rounded up to T's alignment: 22 bytes for memory_state's 14-byte entry
 /// and 8-byte keys; 22 of 32 such slots lie within one cache line), then one
 /// tag byte per slot: 0 = empty, otherwise 0x80 | the mark bit (0x40) | the
-/// hash's top 6 bits. Linear probing; erase shifts the following entries
-/// back (no tombstones), so lookups never slow down after many deletes. The
-/// table grows by 2x when more than 7/8 full (or the fill set_max_fill
-/// sets).
+/// hash's top 6 bits. Linear probing from a home slot that a multiply
+/// scales the hash onto (any capacity works); erase shifts the following
+/// entries back (no tombstones), so lookups never slow down after many
+/// deletes.
+///
+/// Growth: when more than 7/8 full (or the fill set_max_fill sets), the
+/// table takes the next capacity of its ladder: 16 slots, then
+/// ceil(16 * 2^(k + phase)) for k = 1, 2, ..., where the phase in [0, 1)
+/// is the table's (set_growth_phase): it doubles, and runs 7/16 to 7/8
+/// full. Tables that split one key set between them (memory_state's
+/// shards) would double at the same moments with the same ladder, their
+/// sum swinging between 8/7 and 16/7 slots per entry; ladders with phases
+/// spread over [0, 1) keep the sum near 8/7 / ln 2 = 1.65 slots per entry
+/// at every size, with each table as full as before.
 ///
 /// The mark bit is one bit of state per entry that readers may set while
 /// other readers look up keys (memory_state's clock): mark() sets it with an
@@ -83,6 +94,7 @@ public:
     : key_width_(other.key_width_),
       stride_(other.stride_),
       max_fill_eighths_(other.max_fill_eighths_),
+      growth_phase_(other.growth_phase_),
       size_(std::exchange(other.size_, 0)),
       capacity_(std::exchange(other.capacity_, 0)),
       memory_(std::move(other.memory_)),
@@ -95,6 +107,7 @@ public:
       key_width_ = other.key_width_;
       stride_ = other.stride_;
       max_fill_eighths_ = other.max_fill_eighths_;
+      growth_phase_ = other.growth_phase_;
       size_ = std::exchange(other.size_, 0);
       capacity_ = std::exchange(other.capacity_, 0);
       memory_ = std::move(other.memory_);
@@ -145,13 +158,21 @@ public:
     return find(k, key_hash(k));
   }
 
+  /// Returns the slot where a probe for a key with this hash starts: the
+  /// hash's bits 0..39 scaled onto [0, capacity()) by a multiply.
+  /// REQUIRES: capacity() > 0.
+  std::size_t home_of(std::uint64_t hash) const noexcept {
+    __extension__ using u128 = unsigned __int128;
+    return static_cast<std::size_t>((u128{hash << 24} * capacity_) >> 64);
+  }
+
   /// Starts loading the home slot of a key with this hash (its tag, and its
   /// key and value) into the cache, so that a find a few keys later does not
   /// wait for memory. Changes nothing; any hash is fine.
   void prefetch(std::uint64_t hash) const noexcept {
     if (capacity_ == 0)
       return;
-    auto slot = hash & (capacity_ - 1);
+    auto slot = home_of(hash);
     __builtin_prefetch(tags_ + slot);
     // Both ends: a slot whose stride does not divide 64 may straddle two
     // cache lines.
@@ -165,9 +186,8 @@ public:
     assert(k.size() == key_width_);
     if (capacity_ == 0)
       grow();
-    auto mask = capacity_ - 1;
     auto tag = tag_of(hash);
-    for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
+    for (auto slot = home_of(hash);; slot = next_slot(slot)) {
       auto t = tag_at(slot);
       if (t == 0) {
         if ((size_ + 1) * 8 > capacity_ * max_fill_eighths_) {
@@ -249,12 +269,12 @@ public:
   std::size_t erase_in(std::size_t from, std::size_t count, Pred pred) {
     if (capacity_ == 0 || size_ == 0)
       return 0;
-    auto mask = capacity_ - 1;
+    from %= capacity_;
     count = std::min(count, capacity_);
     std::size_t removed = 0;
     std::size_t first = npos; // the first removed slot's index in the window
     for (std::size_t i = 0; i < count; ++i) {
-      auto slot = (from + i) & mask;
+      auto slot = wrap(from + i);
       auto t = tags_[slot];
       if (t == 0)
         continue;
@@ -282,7 +302,7 @@ public:
     // first hole may probe from a slot the lift empties: lift them all.
     bool whole = true;
     for (auto i = count; i < capacity_; ++i) {
-      if (tags_[(from + i) & mask] == 0) {
+      if (tags_[wrap(from + i)] == 0) {
         whole = false;
         break;
       }
@@ -291,7 +311,7 @@ public:
     std::vector<char> lifted_keys;
     std::vector<T> lifted_values;
     for (auto i = whole ? 0 : first; i < capacity_; ++i) {
-      auto slot = (from + i) & mask;
+      auto slot = wrap(from + i);
       if (tags_[slot] == 0) {
         if (!whole && i >= count)
           break;
@@ -323,11 +343,19 @@ public:
     max_fill_eighths_ = eighths;
   }
 
-  /// Makes room for `n` entries without growing.
+  /// Sets where on its ladder of capacities the table grows (see the class
+  /// comment). Takes effect at the next growth. REQUIRES: 0 <= phase < 1.
+  void set_growth_phase(double phase) noexcept {
+    assert(phase >= 0 && phase < 1);
+    growth_phase_ = phase;
+  }
+
+  /// Makes room for `n` entries without growing: takes the first capacity
+  /// of the ladder that holds them.
   void reserve(std::size_t n) {
-    std::size_t cap = std::max<std::size_t>(16, capacity_);
+    auto cap = std::max(min_capacity, capacity_);
     while (n * 8 > cap * max_fill_eighths_)
-      cap *= 2;
+      cap = next_capacity(cap);
     if (cap != capacity_)
       rehash(cap);
   }
@@ -341,6 +369,35 @@ public:
 private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
   static constexpr std::uint8_t mark_bit = 0x40;
+  static constexpr std::size_t min_capacity = 16;
+
+  /// Returns the capacity of the ladder after `cap`.
+  std::size_t next_capacity(std::size_t cap) const noexcept {
+    if (cap < min_capacity)
+      return min_capacity;
+    auto rung =
+      static_cast<double>(min_capacity) * std::exp2(growth_phase_);
+    std::size_t next;
+    do {
+      rung *= 2;
+      next = static_cast<std::size_t>(std::ceil(rung));
+    } while (next <= cap);
+    return next;
+  }
+
+  std::size_t next_slot(std::size_t slot) const noexcept {
+    return slot + 1 == capacity_ ? 0 : slot + 1;
+  }
+
+  /// REQUIRES: i < 2 * capacity().
+  std::size_t wrap(std::size_t i) const noexcept {
+    return i >= capacity_ ? i - capacity_ : i;
+  }
+
+  /// Returns how many slots a probe walks from `from` to reach `to`.
+  std::size_t distance(std::size_t from, std::size_t to) const noexcept {
+    return to >= from ? to - from : to + capacity_ - from;
+  }
 
   static std::uint8_t tag_of(std::uint64_t hash) noexcept {
     return static_cast<std::uint8_t>(0x80 | (hash >> 58));
@@ -391,9 +448,8 @@ private:
     assert(k.size() == key_width_);
     if (size_ == 0)
       return npos;
-    auto mask = capacity_ - 1;
     auto tag = tag_of(hash);
-    for (auto slot = hash & mask;; slot = (slot + 1) & mask) {
+    for (auto slot = home_of(hash);; slot = next_slot(slot)) {
       auto t = tag_at(slot);
       if (t == 0)
         return npos;
@@ -405,21 +461,18 @@ private:
   /// Empties `slot` and moves back the entries after it that probed past
   /// it, so that every entry stays reachable from its home slot.
   void erase_slot(std::size_t hole) {
-    auto mask = capacity_ - 1;
-    auto next = (hole + 1) & mask;
+    auto next = next_slot(hole);
     while (tags_[next] != 0) {
-      auto home = key_hash(key_view(next)) & mask;
+      auto home = home_of(key_hash(key_view(next)));
       // The entry at `next` may fill the hole unless its home lies
       // cyclically in (hole, next].
-      auto dist_home = (next - home) & mask;
-      auto dist_hole = (next - hole) & mask;
-      if (dist_home >= dist_hole) {
+      if (distance(home, next) >= distance(hole, next)) {
         tags_[hole] = tags_[next];
         std::memcpy(key_at(hole), key_at(next), key_width_);
         *value_at(hole) = std::move(*value_at(next));
         hole = next;
       }
-      next = (next + 1) & mask;
+      next = next_slot(next);
     }
     tags_[hole] = 0;
     *value_at(hole) = T{};
@@ -430,17 +483,16 @@ private:
   /// from its home, without counting it. REQUIRES: the table has an empty
   /// slot and does not hold `k`.
   void place(std::string_view k, std::uint8_t tag, T&& value) {
-    auto mask = capacity_ - 1;
-    auto to = key_hash(k) & mask;
+    auto to = home_of(key_hash(k));
     while (tags_[to] != 0)
-      to = (to + 1) & mask;
+      to = next_slot(to);
     tags_[to] = tag;
     std::memcpy(key_at(to), k.data(), key_width_);
     *value_at(to) = std::move(value);
   }
 
   void grow() {
-    rehash(capacity_ == 0 ? 16 : capacity_ * 2);
+    rehash(next_capacity(capacity_));
   }
 
   void rehash(std::size_t cap) {
@@ -458,6 +510,7 @@ private:
     }
     bigger.size_ = size_;
     bigger.max_fill_eighths_ = max_fill_eighths_;
+    bigger.growth_phase_ = growth_phase_;
     *this = std::move(bigger);
   }
 
@@ -470,6 +523,7 @@ private:
   std::size_t key_width_;
   std::size_t stride_;
   std::size_t max_fill_eighths_ = 7;
+  double growth_phase_ = 0;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
   table_memory memory_;
