@@ -932,7 +932,7 @@ void memory_state::read_consistent(Read read) const {
       std::this_thread::yield(); // a revert runs: it holds every shard anyway
       continue;
     }
-    auto at = read_position();
+    auto at = read_seq();
     if (read(at, false) && epoch_.load(std::memory_order_acquire) == epoch
         && floor_.load(std::memory_order_acquire) <= at)
       return;
@@ -945,7 +945,7 @@ void memory_state::read_consistent(Read read) const {
   guards.reserve(shards_.size());
   for (auto& s : shards_)
     guards.emplace_back(s->mu);
-  if (!read(read_position(), true))
+  if (!read(read_seq(), true))
     logger().critical("memory_state: a locked read found no undo for an "
                       "entry above the applied height; the in-memory state "
                       "is inconsistent");

@@ -106,10 +106,10 @@ typename Inspector::result_type inspect(Inspector& f, metrics_snapshot& x) {
            x.durability, x.blocks_applied, x.operations_applied, x.sets,
            x.deletes, x.reverts, x.blocks_reverted, x.lookups,
            x.client_errors, x.checksum_errors, x.checkpoints, x.live_keys,
-           x.state_table_bytes, x.journal_bytes, x.held_blocks, x.held_bytes, x.apply_latency,
-           x.revert_latency, x.lookup_latency, x.health, x.health_reason,
-           x.mutation_restarts, x.journal_restarts, x.persistence_restarts,
-           x.health_restarts);
+           x.state_table_bytes, x.journal_bytes, x.held_blocks, x.held_bytes,
+           x.apply_latency, x.revert_latency, x.lookup_latency, x.health,
+           x.health_reason, x.mutation_restarts, x.journal_restarts,
+           x.persistence_restarts, x.health_restarts);
 }
 
 /// A lock-free latency histogram: buckets a quarter of a power of two wide,

@@ -11,8 +11,8 @@
 
 #include <array>
 #include <atomic>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -194,8 +194,9 @@ public:
   /// then evicts clean entries while over the budget.
   /// REQUIRES: `record` came from plan() with no install or revert since.
   /// With a budget, also: the checkpoint is less than stamp_limit numbers
-  /// behind (the persistence backpressure keeps it a few hundred behind);
-  /// otherwise std::length_error, with nothing changed.
+  /// behind (the store's backpressure keeps it at most
+  /// max_uncheckpointed_blocks behind); otherwise std::length_error, with
+  /// nothing changed.
   void install(block_record_ptr record);
 
   /// plan() and install() in one pass over the keys (the lookups plan makes
@@ -330,7 +331,7 @@ private:
 
   /// Returns the number a reader starting now reads at: 0 while fresh
   /// (before every block, block 0 included), else the applied state's.
-  block_seq read_position() const {
+  block_seq read_seq() const {
     // fresh_ first: install stores applied_seq_ before clearing fresh_, so
     // a reader that sees it cleared sees block 0's number at least.
     if (fresh_.load(std::memory_order_acquire))
@@ -473,7 +474,7 @@ private:
   std::size_t key_width_;
   std::size_t optimistic_attempts_;
   std::vector<std::unique_ptr<shard>> shards_;
-  /// The applied state's number (read_position()). Its height is
+  /// The applied state's number (read_seq()). Its height is
   /// heights_[applied_seq_ % heights_.size()]: one atomic publishes both,
   /// so that a read never sees a state newer or older than the applied()
   /// calls around it.
