@@ -472,18 +472,15 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     }
     *index = static_cast<std::uint32_t>(last_op.size());
     auto& s = *shards_[shard_of_hash(hash)];
-    block_seq before_seq = 0;
-    if (auto* found =
-          resident.empty() ? s.map.find(op.k, hash) : resident[i]) {
+    auto* found = resident.empty() ? s.map.find(op.k, hash) : resident[i];
+    if (found)
       changes.push_back({op.k, op.v, found->v.view()});
-      before_seq = seq_of(*found);
-    } else if (entry_budget_ > 0) {
+    else if (entry_budget_ > 0)
       changes.push_back({op.k, op.v, stored[stored_of_op[i]]});
-    } else {
+    else
       changes.push_back({op.k, op.v, {}});
-    }
     last_op.push_back(static_cast<std::uint32_t>(i));
-    undo.before_seqs.push_back(before_seq);
+    undo.before_seqs.push_back(before_seq_of(found));
     undo.hashes.push_back(hash);
   }
   if (coalesced) {
@@ -531,8 +528,8 @@ memory_state::prepare(block_record_ptr record) const {
       prefetch(undo.hashes[i + prefetch_distance]);
     auto change = changes[i];
     auto hash = undo.hashes[i];
-    auto* found = shards_[shard_of_hash(hash)]->map.find(change.k, hash);
-    undo.before_seqs.push_back(found ? seq_of(*found) : 0);
+    undo.before_seqs.push_back(
+      before_seq_of(shards_[shard_of_hash(hash)]->map.find(change.k, hash)));
     *undo.index.try_emplace(change.k, hash).first
       = static_cast<std::uint32_t>(i);
   }
@@ -586,15 +583,19 @@ void memory_state::install_planned(planned_block planned) {
     seqs_.emplace_back(height, seq);
   }
   block_undo_ptr undo = std::move(planned.undo);
-  // Publish the undo before any entry of this block becomes visible.
+  // Publish the undo before any entry of this block changes.
   block_undo_ptr expired;
   {
     std::unique_lock guard{undo_mu_};
     if (undo_.size() == undo_depth) {
       expired = std::move(undo_.front());
       undo_.erase(undo_.begin());
+      // Readers below it can no longer be answered from the undo. Set under
+      // the lock: a reader that misses the undo sees the floor (read_before).
+      floor_.store(expired->seq, std::memory_order_release);
     }
     undo_.push_back(std::move(undo));
+    newest_undo_seq_.store(seq, std::memory_order_release);
   }
   if (expired)
     expire_undo(expired);
@@ -605,9 +606,18 @@ void memory_state::install_planned(planned_block planned) {
     [&](shard& s, std::size_t i) {
       auto change = changes[i];
       entry* found;
+      if (change.after.empty() && entry_budget_ == 0) {
+        // A delete without a budget leaves no tombstone: readers below this
+        // block find the key's value in its undo (read_before).
+        if (auto* deleted = s.map.find(change.k, hashes[i])) {
+          erase_entry(s, deleted);
+          live_delta -= 1;
+        }
+        return;
+      }
       if (change.after.empty() && change.before.empty()) {
-        // Deleting an absent key: nothing to show or undo, unless it has a
-        // resident tombstone.
+        // With a budget, deleting an absent key: nothing to show or undo,
+        // unless it has a resident tombstone.
         found = s.map.find(change.k, hashes[i]);
         if (!found)
           return;
@@ -704,17 +714,16 @@ void memory_state::evict_over_budget() {
 }
 
 void memory_state::expire_undo(const block_undo_ptr& oldest) {
+  if (entry_budget_ == 0)
+    return; // no tombstones to purge
   auto seq = oldest->seq;
-  // Readers below this block can no longer be answered from the undo.
-  floor_.store(seq, std::memory_order_release);
-  if (entry_budget_ > 0) {
+  {
     std::lock_guard guard{seqs_mu_};
     trim_seqs();
   }
-  // With a budget a tombstone stays until the state of record has the
-  // delete too (then the eviction clock takes it).
-  if (entry_budget_ > 0
-      && checkpoint_end_.load(std::memory_order_acquire) <= seq)
+  // A tombstone stays until the state of record has the delete too (then
+  // the eviction clock takes it).
+  if (checkpoint_end_.load(std::memory_order_acquire) <= seq)
     return;
   // The tombstones this block wrote.
   auto& changes = oldest->record->changes;
@@ -888,10 +897,8 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
         }
         break; // written above our number: walk back its undo
       }
-      if (entry_budget_ == 0) {
-        out.clear();
-        return true;
-      }
+      if (entry_budget_ == 0)
+        return read_before(k, hash, at, no_bound, out);
       if (stored) {
         // Still not resident after the read: the key was not written since
         // the state of record's height (see the class comment).
@@ -915,6 +922,8 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
     auto* i = undo->index.find(k, hash);
     if (!i)
       return false; // cannot happen for a consistent undo; start over
+    if (undo->before_seqs[*i] == absent_before)
+      return read_before(k, hash, at, seq, out);
     seq = undo->before_seqs[*i];
     if (seq <= at) {
       out = undo->record->changes[*i].before;
@@ -922,6 +931,31 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
     }
   }
   return false;
+}
+
+bool memory_state::read_before(std::string_view k, std::uint64_t hash,
+                               block_seq at, block_seq below,
+                               value& out) const {
+  // No block above `at` yet: no change made the key absent since.
+  if (newest_undo_seq_.load(std::memory_order_acquire) <= at) {
+    out.clear();
+    return true;
+  }
+  std::shared_lock guard{undo_mu_};
+  if (floor_.load(std::memory_order_acquire) > at)
+    return false; // a block above `at` may be gone
+  for (auto& undo : undo_) { // oldest first
+    if (undo->seq <= at)
+      continue;
+    if (undo->seq >= below)
+      break;
+    if (auto* i = undo->index.find(k, hash)) {
+      out = undo->record->changes[*i].before;
+      return true;
+    }
+  }
+  out.clear();
+  return true;
 }
 
 template <class Read>
@@ -1005,6 +1039,11 @@ memory_state::get_many(const std::vector<key>& keys) const {
         std::shared_lock guard{s.mu, std::defer_lock};
         if (!locked)
           lock_trying_first(guard);
+        // Read after the lock: a key this shard lost to a delete above `at`
+        // shows that block's undo (install publishes it first).
+        bool absent_is_absent =
+          entry_budget_ == 0
+          && newest_undo_seq_.load(std::memory_order_acquire) <= at;
         for (auto j = from; j < to; ++j) {
           if (j + prefetch_distance < to)
             s.map.prefetch(hashes[by_shard[j + prefetch_distance]]);
@@ -1013,7 +1052,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
           if (found != nullptr && seq_of(*found) <= at) {
             mark_referenced(s, *found);
             result[i].assign(found->v.view());
-          } else if (found == nullptr && entry_budget_ == 0) {
+          } else if (found == nullptr && absent_is_absent) {
             result[i].clear();
           } else {
             slow.push_back(i);

@@ -677,7 +677,7 @@ class ProtocolTest(Base):
             "client_errors": "1",
             "checksum_errors": "0",
             "live_keys": "1",
-            # k1 (a tombstone until its undo expires) and k2 in two of the
+            # k1 (deleted, but tables never shrink) and k2 in two of the
             # 64 shards: a table of 16 slots of 23 bytes each.
             "state_table_bytes": "736",
             # Blocks 0 and 1, held for the checkpoint lag.
@@ -1690,7 +1690,7 @@ class MetricsTest(Base):
             self.assertIn(block, body)
         after = [
             metric("live_keys", "gauge", "Keys with a value.", 4),
-            # a (a tombstone until its undo expires), b, c, d and e in five
+            # a (deleted, but tables never shrink), b, c, d and e in five
             # of the 64 shards: a table of 16 slots of 23 bytes each.
             metric("state_table_bytes", "gauge",
                    "Bytes of the tables holding the state in memory.",

@@ -623,15 +623,15 @@ TEST(memory_state, table_bytes_counts_every_slot_of_each_table) {
   for (std::uint64_t i = 15; i < 1000; ++i)
     ms.load(k8(i), v64(i));
   EXPECT_EQ(ms.table_bytes(), 2048u * 23);
-  // A block's deletes leave tombstones, and expired ones free their slots,
-  // but a table never shrinks.
+  // Without a budget a block's deletes free their slots at once (no
+  // tombstones), but a table never shrinks.
   ms.set_applied(0, false);
   operation_list deletes;
   for (std::uint64_t i = 0; i < 500; ++i)
     deletes.push_back({k8(i), ""});
   apply(ms, 1, deletes);
   EXPECT_EQ(ms.size(), 500u);
-  EXPECT_EQ(ms.resident_entries(), 1000u);
+  EXPECT_EQ(ms.resident_entries(), 500u);
   for (block_id h = 2; h < 2 + memory_state::undo_depth; ++h)
     apply(ms, h, {{k8(5000 + h), "x"}});
   EXPECT_EQ(ms.size(), 500u + memory_state::undo_depth);
@@ -723,7 +723,7 @@ TEST(memory_state, reads_stay_right_after_more_blocks_than_the_undo_depth) {
   memory_state ms{8, 4};
   block_record_list history;
   history.push_back(apply(ms, 1, {{k8(1), "x1"}, {k8(2), "y1"}}));
-  // Delete key 1: a tombstone that is purged once block 2's undo expires.
+  // Delete key 1: its value stays in block 2's undo until it expires.
   history.push_back(apply(ms, 2, {{k8(1), ""}}));
   auto at2 = snapshot_of(ms);
   for (block_id h = 3; h <= 22; ++h)
@@ -757,12 +757,12 @@ TEST(memory_state, reads_stay_right_after_more_blocks_than_the_undo_depth) {
   EXPECT_EQ(ms.size(), 5u);
 }
 
-TEST(memory_state, revert_of_a_delete_whose_tombstone_was_purged) {
+TEST(memory_state, revert_of_a_delete_older_than_the_kept_undo) {
   memory_state ms{8, 2};
   block_record_list history;
   history.push_back(apply(ms, 1, {{k8(1), "a"}, {k8(2), "b"}}));
   history.push_back(apply(ms, 2, {{k8(1), ""}, {k8(2), ""}}));
-  // Re-set one of the keys while its tombstone is still kept.
+  // Re-set one of the keys while the delete's undo is still kept.
   history.push_back(apply(ms, 3, {{k8(2), "b3"}}));
   for (block_id h = 4; h <= 40; ++h)
     history.push_back(apply(ms, h, {{k8(1000), v64(h)}}));
@@ -783,21 +783,32 @@ namespace {
 
 /// Readers check that every get_many is one height while blocks apply and
 /// revert; `optimistic_attempts` 0 sends every read down the locked path, a
-/// small `stamp_limit` rebases the entries' stamps every few blocks.
+/// small `stamp_limit` rebases the entries' stamps every few blocks. Every
+/// block sets each key to its height, or with `deletes` deletes a third of
+/// them (key i when (height + i) % 3 == 0) and sets the rest: each key is
+/// then deleted and set again every three blocks, and a reader below a
+/// block reads deleted keys from its undo.
 void check_concurrent_reads(
   std::size_t optimistic_attempts,
-  memory_state::stamp_type stamp_limit =
-    memory_state::default_stamp_limit) {
+  memory_state::stamp_type stamp_limit = memory_state::default_stamp_limit,
+  bool deletes = false) {
   constexpr std::size_t key_count = 12;
   constexpr block_id blocks = 10000;
   memory_state ms{8, 8, optimistic_attempts, stamp_limit};
   std::vector<key> keys;
   for (std::size_t i = 0; i < key_count; ++i)
     keys.push_back(k8(i * 1'000'003));
+  auto state_at = [&](block_id h) {
+    std::vector<value> vals;
+    for (std::size_t i = 0; i < key_count; ++i)
+      vals.push_back(deletes && (h + i) % 3 == 0 ? value{} : v64(h));
+    return vals;
+  };
   auto set_all = [&](block_id h) {
     operation_list ops;
-    for (auto& k : keys)
-      ops.push_back({k, v64(h)});
+    auto vals = state_at(h);
+    for (std::size_t i = 0; i < key_count; ++i)
+      ops.push_back({keys[i], vals[i]});
     return ops;
   };
   block_record_list history;
@@ -817,15 +828,17 @@ void check_concurrent_reads(
       auto high = ms.applied();
       auto gen_after = revert_gen.load();
       reads.fetch_add(1, std::memory_order_relaxed);
-      bool consistent = vals.size() == key_count && vals[0].size() == 8;
-      for (auto& v : vals)
-        consistent = consistent && v == vals[0];
-      if (!consistent) {
+      // Keys 1 and 2 are never both deleted: one of them tells the height.
+      auto v = vals.size() == key_count && vals[1].size() == 8
+                 ? u64_from_bytes(vals[1])
+               : vals.size() == key_count && vals[2].size() == 8
+                 ? u64_from_bytes(vals[2])
+                 : ~std::uint64_t{0};
+      if (v == ~std::uint64_t{0} || vals != state_at(v)) {
         if (failures.fetch_add(1) < 5)
           ADD_FAILURE() << "get_many mixed heights";
         continue;
       }
-      auto v = u64_from_bytes(vals[0]);
       if (gen_before == gen_after && gen_before % 2 == 0) {
         // No revert overlapped: the read is at a height in [low, high].
         if (v < low || v > high) {
@@ -863,7 +876,7 @@ void check_concurrent_reads(
       history.resize(history.size() - 3);
       since_revert = 0;
       EXPECT_EQ(ms.applied(), target);
-      EXPECT_EQ(ms.get(keys[0]), v64(target));
+      EXPECT_EQ(ms.get_many(keys), state_at(target));
       h += 5; // The next block is well above the target.
     }
     if (history.size() > 64)
@@ -876,8 +889,9 @@ void check_concurrent_reads(
   EXPECT_EQ(failures.load(), 0u);
   EXPECT_GT(reads.load(), 0u);
   EXPECT_EQ(ms.applied(), h);
-  EXPECT_EQ(ms.get_many(keys), std::vector<value>(key_count, v64(h)));
-  EXPECT_EQ(ms.size(), key_count);
+  auto last = state_at(h);
+  EXPECT_EQ(ms.get_many(keys), last);
+  EXPECT_EQ(ms.size(), key_count - std::count(last.begin(), last.end(), ""));
 }
 
 } // namespace
@@ -895,11 +909,19 @@ TEST(memory_state, reads_are_one_height_while_stamps_are_rebased) {
   check_concurrent_reads(memory_state::default_optimistic_attempts, 3);
 }
 
+TEST(memory_state, reads_below_a_delete_are_one_height) {
+  check_concurrent_reads(memory_state::default_optimistic_attempts,
+                         memory_state::default_stamp_limit, true);
+}
+
+TEST(memory_state, locked_reads_below_a_delete_are_one_height) {
+  check_concurrent_reads(0, memory_state::default_stamp_limit, true);
+}
+
 TEST(memory_state, stamps_rebase_without_changing_any_read) {
   // Stamps count up to 3: the entries are rewritten every other block.
-  // Keys written once at block 1 stay readable; tombstones are purged when
-  // their undo expires (rebased to stamp 0 or not); reverts go back across
-  // rebases.
+  // Keys written once at block 1 stay readable; deleted keys leave no
+  // entry; reverts go back across rebases.
   memory_state ms{8, 4, memory_state::default_optimistic_attempts, 3};
   std::map<block_id, contents> states; // the state after each height
   block_record_list history;
@@ -914,11 +936,10 @@ TEST(memory_state, stamps_rebase_without_changing_any_read) {
       ops.push_back({k8(100 + h - 1), ""}); // the previous block's new key
     history.push_back(apply(ms, h, ops));
     states[h] = snapshot_of(ms);
-    // 50 + 7 + 1 live keys from block 8 on; the tombstones of the newest 16
-    // blocks are resident too, each purged when its undo expires.
+    // 50 + 7 + 1 live keys from block 8 on, and no other entry.
     if (h > 20) {
       ASSERT_EQ(ms.size(), 58u) << h;
-      ASSERT_EQ(ms.resident_entries(), 58u + memory_state::undo_depth) << h;
+      ASSERT_EQ(ms.resident_entries(), 58u) << h;
     }
   }
   EXPECT_EQ(ms.get(k8(1000)), v64(0));

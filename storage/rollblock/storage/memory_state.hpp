@@ -54,6 +54,12 @@ class state_store;
 ///   undo of that block (kept for the newest `undo_depth` blocks) back to the
 ///   value at its number. A reader that falls further behind, or that
 ///   overlaps a revert, starts over.
+/// - Without a budget a delete removes the entry at once (no tombstone). A
+///   key a reader does not find, or whose undo says it was absent, may have
+///   been deleted above the reader's number: the oldest kept block above
+///   that number which changed the key holds its value there (read_before).
+///   A block's undo is published before any of its entries change, so a
+///   reader that sees an entry gone sees that undo too.
 /// - An entry keeps its number in 2 bytes, as a stamp: the number minus a
 ///   base (0 when at or below the base). When the stamp of a new number
 ///   would reach `stamp_limit`, the base moves up to the applied state's
@@ -79,7 +85,8 @@ class state_store;
 ///   clears it once before evicting), when the resident bytes exceed the
 ///   budget after an install. Dirty entries stay until the checkpoint that
 ///   writes them.
-/// - Tombstones of keys LevelDB may still hold stay resident until clean.
+/// - A delete leaves a tombstone (LevelDB may still hold the key), resident
+///   until clean.
 /// - A read that misses memory reads LevelDB, then looks at memory again: a
 ///   key that became resident meanwhile is read from memory (walking back
 ///   its undo if it was written above the reader's number: the entries of a
@@ -277,7 +284,8 @@ private:
   /// (flat_key_map::mark): set by reads, which share the shard lock,
   /// cleared by the eviction sweep.
   struct entry {
-    compact_value v; // empty: a tombstone, purged once its undo expires
+    /// Empty (with a budget only): a tombstone, kept until clean.
+    compact_value v;
     /// The number of the block that wrote it minus stamp_base_; 0: at or
     /// below the base, loaded or reverted (see the class comment).
     stamp_type stamp = 0;
@@ -303,7 +311,8 @@ private:
     block_record_ptr record;
     /// Its block's number.
     block_seq seq = 0;
-    /// Per change: the number of the entry it replaced (0 when absent).
+    /// Per change: the number of the entry it replaced, or absent_before
+    /// (before_seq_of).
     std::vector<block_seq> before_seqs;
     /// Key -> its change in `record`.
     flat_key_map<std::uint32_t> index;
@@ -344,6 +353,22 @@ private:
   block_seq seq_of(const entry& e) const {
     return e.stamp == 0 ? 0
                         : stamp_base_.load(std::memory_order_relaxed) + e.stamp;
+  }
+
+  /// A before number: the key was not resident and had no tombstone, so
+  /// (without a budget) a kept block may have deleted it (read_before).
+  static constexpr block_seq absent_before = ~block_seq{0};
+
+  /// A `below` of read_before: the current state.
+  static constexpr block_seq no_bound = ~block_seq{0};
+
+  /// Returns the before number of a change whose key plan found at `found`
+  /// (nullptr: not resident). With a budget a key that is not resident
+  /// was not written since the undo floor (tombstones stay until clean): 0.
+  block_seq before_seq_of(const entry* found) const {
+    if (found)
+      return seq_of(*found);
+    return entry_budget_ > 0 ? 0 : absent_before;
   }
 
   /// Returns the stamp of number `seq`. REQUIRES: the writer; seq is below
@@ -399,6 +424,14 @@ private:
   /// REQUIRES: hash == key_hash(k).
   bool read_at(std::string_view k, std::uint64_t hash, block_seq at,
                value& out, caf::error& err, bool locked = false) const;
+
+  /// Reads at number `at` a key that is absent just below number `below`
+  /// (no_bound: in the current state), without a budget: the before value
+  /// of the oldest kept block numbered in (at, below) that changed the key,
+  /// else absent. Returns false when such a block may have expired (the
+  /// reader starts over). REQUIRES: hash == key_hash(k).
+  bool read_before(std::string_view k, std::uint64_t hash, block_seq at,
+                   block_seq below, value& out) const;
 
   /// Gives an entry a read's second chance against eviction (with a
   /// budget). REQUIRES: the caller holds the entry's shard lock (shared is
@@ -468,7 +501,8 @@ private:
   /// Returns the undo of the block numbered `seq` if still kept.
   block_undo_ptr find_undo(block_seq seq) const;
 
-  /// Drops the oldest kept undo and the tombstones only it explained.
+  /// Purges the tombstones (budget only) that only `oldest`, the undo just
+  /// dropped, explained.
   void expire_undo(const block_undo_ptr& oldest);
 
   std::size_t key_width_;
@@ -495,6 +529,10 @@ private:
 
   mutable std::shared_mutex undo_mu_;
   std::vector<block_undo_ptr> undo_; // newest last, at most undo_depth
+  /// The number of the newest undo ever published (set under undo_mu_,
+  /// before the block's entries change): a reader at or above it needs no
+  /// undo for a key it does not find.
+  std::atomic<block_seq> newest_undo_seq_{0};
 
   /// The budget for resident entries; 0: unlimited (everything resident).
   std::size_t entry_budget_ = 0;
