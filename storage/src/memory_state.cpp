@@ -33,6 +33,7 @@ memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
     shards_.back()->map.set_growth_phase(static_cast<double>(i)
                                          / static_cast<double>(shard_count));
   }
+  slot_bytes_ = shards_.front()->map.slot_bytes();
 }
 
 memory_state::~memory_state() = default;
@@ -102,7 +103,7 @@ std::size_t memory_state::entry_bytes(const compact_value& v) const {
   // Tables run 7/16 to 7/8 full, or 1/4 to 1/2 with a budget (see
   // attach_state_of_record).
   std::size_t slots = entry_budget_ > 0 ? 3 : 2;
-  return slots * shards_.front()->map.slot_bytes()
+  return slots * slot_bytes_
          + (heap > 0 ? heap + malloc_overhead : 0);
 }
 
@@ -431,21 +432,28 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   changes.reserve(ops.size(), ops.size() * change_list::encoded_size(
                                 key_width_, 0, 0)
                                 + 2 * after_bytes);
+  // Each op's entry (nullptr: not resident), looked up before the record
+  // is built; a large block's on two threads, each in half of the shards.
+  std::vector<const entry*> resident(ops.size());
+  auto find_part = [&](std::size_t part, std::size_t parts) {
+    for_each_of_part(op_hashes, part, parts, [&](std::size_t i) {
+      resident[i] =
+        shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]);
+    });
+  };
+  if (ops.size() >= parallel_block_changes)
+    halves_.run([&](std::size_t half) { find_part(half, 2); });
+  else
+    find_part(0, 1);
   // With a budget the before values of keys that are not resident come
   // from the state of record, read in one pass in key order (new keys
   // counted up cost one LevelDB seek per block instead of one read each).
   std::vector<value> stored;
   std::vector<std::uint32_t> stored_of_op;
-  std::vector<const entry*> resident; // per op, with a budget
   if (entry_budget_ > 0) {
     std::vector<std::string_view> missing;
     stored_of_op.assign(ops.size(), 0);
-    resident.resize(ops.size());
     for (std::size_t i = 0; i < ops.size(); ++i) {
-      if (i + prefetch_distance < ops.size())
-        prefetch(op_hashes[i + prefetch_distance]);
-      auto& s = *shards_[shard_of_hash(op_hashes[i])];
-      resident[i] = s.map.find(ops[i].k, op_hashes[i]);
       if (resident[i] == nullptr) {
         stored_of_op[i] = static_cast<std::uint32_t>(missing.size());
         missing.push_back(ops[i].k);
@@ -460,8 +468,14 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   last_op.reserve(ops.size());
   bool coalesced = false;
   for (std::size_t i = 0; i < ops.size(); ++i) {
-    if (resident.empty() && i + prefetch_distance < ops.size())
-      prefetch(op_hashes[i + prefetch_distance]);
+    // The entries ahead (their before values) may have left the cache
+    // since the lookups.
+    if (i + prefetch_distance < ops.size())
+      if (auto* ahead = resident[i + prefetch_distance]) {
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(reinterpret_cast<const char*>(ahead)
+                           + sizeof(entry) - 1);
+      }
     auto& op = ops[i];
     auto hash = op_hashes[i];
     auto [index, added] = undo.index.try_emplace(op.k, hash);
@@ -471,8 +485,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
       continue;
     }
     *index = static_cast<std::uint32_t>(last_op.size());
-    auto& s = *shards_[shard_of_hash(hash)];
-    auto* found = resident.empty() ? s.map.find(op.k, hash) : resident[i];
+    auto* found = resident[i];
     if (found)
       changes.push_back({op.k, op.v, found->v.view()});
     else if (entry_budget_ > 0)
@@ -541,16 +554,44 @@ void memory_state::install(block_record_ptr record) {
   install_planned(prepare(std::move(record)));
 }
 
+template <class F>
+void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
+                                    std::size_t part, std::size_t parts,
+                                    F f) const {
+  if (parts == 1) {
+    for (std::size_t i = 0; i < hashes.size(); ++i) {
+      if (i + prefetch_distance < hashes.size())
+        prefetch(hashes[i + prefetch_distance]);
+      f(i);
+    }
+    return;
+  }
+  // This part's indexes first, so that the prefetch looks ahead among them
+  // (another part's slots would be loaded for nothing).
+  std::vector<std::uint32_t> mine;
+  mine.reserve(hashes.size() / parts + hashes.size() / 16);
+  for (std::size_t i = 0; i < hashes.size(); ++i)
+    if (shard_of_hash(hashes[i]) % parts == part)
+      mine.push_back(static_cast<std::uint32_t>(i));
+  for (std::size_t m = 0; m < mine.size(); ++m) {
+    if (m + prefetch_distance < mine.size())
+      prefetch(hashes[mine[m + prefetch_distance]]);
+    f(mine[m]);
+  }
+}
+
 template <class Wanted, class Update>
 void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
+                                   std::size_t part, std::size_t parts,
                                    Wanted wanted, Update update) {
   std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
-  for (std::size_t i = 0; i < hashes.size(); ++i)
-    if (wanted(i))
-      by_shard[shard_of_hash(hashes[i])].push_back(
-        static_cast<std::uint32_t>(i));
-  for (std::size_t shard_index = 0; shard_index < shards_.size();
-       ++shard_index) {
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    auto shard_index = shard_of_hash(hashes[i]);
+    if (shard_index % parts == part && wanted(i))
+      by_shard[shard_index].push_back(static_cast<std::uint32_t>(i));
+  }
+  for (std::size_t shard_index = part; shard_index < shards_.size();
+       shard_index += parts) {
     auto& indexes = by_shard[shard_index];
     if (indexes.empty())
       continue;
@@ -600,47 +641,54 @@ void memory_state::install_planned(planned_block planned) {
   if (expired)
     expire_undo(expired);
   auto stamp = stamp_of(seq);
-  std::ptrdiff_t live_delta = 0;
-  update_by_shard(
-    hashes, [](std::size_t) { return true; },
-    [&](shard& s, std::size_t i) {
-      auto change = changes[i];
-      entry* found;
-      if (change.after.empty() && entry_budget_ == 0) {
-        // A delete without a budget leaves no tombstone: readers below this
-        // block find the key's value in its undo (read_before).
-        if (auto* deleted = s.map.find(change.k, hashes[i])) {
-          erase_entry(s, deleted);
-          live_delta -= 1;
-        }
-        return;
-      }
-      if (change.after.empty() && change.before.empty()) {
-        // With a budget, deleting an absent key: nothing to show or undo,
-        // unless it has a resident tombstone.
-        found = s.map.find(change.k, hashes[i]);
-        if (!found)
-          return;
-      } else {
-        // One probe whether the key is resident or not.
-        auto [slot, added] = s.map.try_emplace(change.k, hashes[i]);
-        if (added) {
-          // Not resident: absent, or (with a budget) in the state of
-          // record with `before` as its value. A delete of a stored key
-          // leaves a tombstone until the checkpoint that writes it.
-          set_new_entry(s, *slot, change.after, stamp);
-          live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
-                        - static_cast<std::ptrdiff_t>(!change.before.empty());
+  std::array<std::ptrdiff_t, 2> live_deltas{};
+  auto install_part = [&](std::size_t part, std::size_t parts) {
+    auto& live_delta = live_deltas[part];
+    update_by_shard(
+      hashes, part, parts, [](std::size_t) { return true; },
+      [&](shard& s, std::size_t i) {
+        auto change = changes[i];
+        entry* found;
+        if (change.after.empty() && entry_budget_ == 0) {
+          // A delete without a budget leaves no tombstone: readers below this
+          // block find the key's value in its undo (read_before).
+          if (auto* deleted = s.map.find(change.k, hashes[i])) {
+            erase_entry(s, deleted);
+            live_delta -= 1;
+          }
           return;
         }
-        found = slot;
-      }
-      auto was_live = !found->v.empty();
-      assign_entry(s, *found, change.after, stamp);
-      live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
-                    - static_cast<std::ptrdiff_t>(was_live);
-    });
-  live_.fetch_add(static_cast<std::size_t>(live_delta),
+        if (change.after.empty() && change.before.empty()) {
+          // With a budget, deleting an absent key: nothing to show or undo,
+          // unless it has a resident tombstone.
+          found = s.map.find(change.k, hashes[i]);
+          if (!found)
+            return;
+        } else {
+          // One probe whether the key is resident or not.
+          auto [slot, added] = s.map.try_emplace(change.k, hashes[i]);
+          if (added) {
+            // Not resident: absent, or (with a budget) in the state of
+            // record with `before` as its value. A delete of a stored key
+            // leaves a tombstone until the checkpoint that writes it.
+            set_new_entry(s, *slot, change.after, stamp);
+            live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
+                          - static_cast<std::ptrdiff_t>(!change.before.empty());
+            return;
+          }
+          found = slot;
+        }
+        auto was_live = !found->v.empty();
+        assign_entry(s, *found, change.after, stamp);
+        live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
+                      - static_cast<std::ptrdiff_t>(was_live);
+      });
+  };
+  if (changes.size() >= parallel_block_changes)
+    halves_.run([&](std::size_t half) { install_part(half, 2); });
+  else
+    install_part(0, 1);
+  live_.fetch_add(static_cast<std::size_t>(live_deltas[0] + live_deltas[1]),
                   std::memory_order_relaxed);
   publish_applied(seq, height);
   fresh_.store(false, std::memory_order_release);
@@ -729,7 +777,7 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
   auto& changes = oldest->record->changes;
   auto& hashes = oldest->hashes;
   update_by_shard(
-    hashes, [&](std::size_t i) { return changes[i].after.empty(); },
+    hashes, 0, 1, [&](std::size_t i) { return changes[i].after.empty(); },
     [&](shard& s, std::size_t i) {
       auto* found = s.map.find(changes[i].k, hashes[i]);
       // Stamp 0: this block's tombstone rebased, or one just as old (no
@@ -745,19 +793,9 @@ std::ptrdiff_t
 memory_state::revert_shards(const block_record_list& newest_first,
                             std::size_t part, std::size_t parts) {
   std::ptrdiff_t live_delta = 0;
-  std::vector<std::uint32_t> mine;
   for (auto& record : newest_first) {
     auto hashes = hashes_of(*record);
-    // This part's changes first, so that the prefetch looks ahead among
-    // them (another part's slots would be loaded for nothing).
-    mine.clear();
-    for (std::size_t i = 0; i < hashes.size(); ++i)
-      if (shard_of_hash(hashes[i]) % parts == part)
-        mine.push_back(static_cast<std::uint32_t>(i));
-    for (std::size_t m = 0; m < mine.size(); ++m) {
-      if (m + prefetch_distance < mine.size())
-        prefetch(hashes[mine[m + prefetch_distance]]);
-      auto i = mine[m];
+    for_each_of_part(hashes, part, parts, [&](std::size_t i) {
       auto change = record->changes[i];
       auto hash = hashes[i];
       auto& s = *shards_[shard_of_hash(hash)];
@@ -777,7 +815,7 @@ memory_state::revert_shards(const block_record_list& newest_first,
       }
       live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
                     - static_cast<std::ptrdiff_t>(was_live);
-    }
+    });
   }
   return live_delta;
 }
@@ -796,26 +834,12 @@ void memory_state::revert(const block_record_list& newest_first,
   for (auto& record : newest_first)
     changes += record->changes.size();
   std::ptrdiff_t live_delta = 0;
-  if (changes >= parallel_revert_changes && shards_.size() > 1) {
-    std::ptrdiff_t other_delta = 0;
-    std::exception_ptr other_error;
-    std::thread other{[&] {
-      try {
-        other_delta = revert_shards(newest_first, 1, 2);
-      } catch (...) {
-        other_error = std::current_exception();
-      }
-    }};
-    try {
-      live_delta = revert_shards(newest_first, 0, 2);
-    } catch (...) {
-      other.join();
-      throw;
-    }
-    other.join();
-    if (other_error)
-      std::rethrow_exception(other_error);
-    live_delta += other_delta;
+  if (changes >= parallel_revert_changes) {
+    std::array<std::ptrdiff_t, 2> deltas{};
+    halves_.run([&](std::size_t half) {
+      deltas[half] = revert_shards(newest_first, half, 2);
+    });
+    live_delta = deltas[0] + deltas[1];
   } else {
     live_delta = revert_shards(newest_first, 0, 1);
   }

@@ -95,6 +95,21 @@ void revert_to(memory_state& ms, block_record_list& history, block_id target) {
                 [&](const block_record_ptr& r) { return r->height > target; });
 }
 
+/// Block `h` of 6,000 operations, a block memory_state splits over two
+/// threads: 3,000 new keys [3000 (h - 1), 3000 h), then 3,000 deletes and
+/// sets of random keys below 3000 h (absent ones and repeats included).
+operation_list large_block(block_id h, std::mt19937_64& rng) {
+  static_assert(memory_state::parallel_block_changes <= 6000);
+  operation_list ops;
+  for (std::uint64_t i = 3000 * (h - 1); i < 3000 * h; ++i)
+    ops.push_back({k8(i), v64(i)});
+  std::uniform_int_distribution<std::uint64_t> any{0, 3000 * h - 1};
+  for (std::uint64_t i = 0; i < 3000; ++i)
+    ops.push_back(
+      {k8(any(rng)), i % 2 == 0 ? value{} : v64(h * 1'000'000 + i)});
+  return ops;
+}
+
 } // namespace
 
 // -- construction -------------------------------------------------------------
@@ -587,6 +602,67 @@ TEST(memory_state, size_counts_live_keys_through_sets_deletes_and_reverts) {
   EXPECT_TRUE(snapshot_of(ms).empty());
 }
 
+TEST(memory_state, large_blocks_on_two_threads_match_a_model) {
+  // Odd blocks through apply(), even ones through plan() and install(); then
+  // a revert of 11 blocks (66,000 changes: on two threads too) and one of 3.
+  memory_state ms{8};
+  std::mt19937_64 rng{7};
+  std::map<key, value> model;
+  std::map<block_id, contents> states;
+  block_record_list history;
+  for (block_id h = 1; h <= 20; ++h) {
+    auto ops = large_block(h, rng);
+    // The record expected: per key, its value before the block and the
+    // block's last operation on it.
+    std::map<key, std::pair<value, value>> expected;
+    for (auto& op : ops) {
+      auto [it, added] = expected.try_emplace(op.k);
+      if (added)
+        it->second.first = model.count(op.k) ? model[op.k] : value{};
+      it->second.second = op.v;
+    }
+    for (auto& op : ops) {
+      if (op.v.empty())
+        model.erase(op.k);
+      else
+        model[op.k] = op.v;
+    }
+    block_record_ptr rec;
+    if (h % 2 == 1) {
+      auto applied = ms.apply(h, ops);
+      ASSERT_TRUE(applied) << describe(applied.error());
+      rec = *applied;
+    } else {
+      rec = apply(ms, h, ops);
+      ASSERT_TRUE(rec);
+    }
+    std::map<key, std::pair<value, value>> got;
+    for (auto change : rec->changes)
+      got[key{change.k}] = {value{change.before}, value{change.after}};
+    ASSERT_EQ(got, expected) << h;
+    history.push_back(rec);
+    states[h] = contents(model.begin(), model.end());
+    ASSERT_EQ(ms.size(), model.size()) << h;
+    if (h % 5 == 0) {
+      ASSERT_EQ(snapshot_of(ms), states[h]) << h;
+    }
+  }
+  revert_to(ms, history, 9);
+  EXPECT_EQ(snapshot_of(ms), states[9]);
+  EXPECT_EQ(ms.size(), states[9].size());
+  revert_to(ms, history, 6);
+  EXPECT_EQ(snapshot_of(ms), states[6]);
+  EXPECT_EQ(ms.size(), states[6].size());
+  std::vector<key> keys;
+  std::vector<value> expected;
+  std::map<key, value> at6(states[6].begin(), states[6].end());
+  for (std::uint64_t i = 0; i < 3000 * 7; ++i) {
+    keys.push_back(k8(i));
+    expected.push_back(at6.count(keys.back()) ? at6[keys.back()] : value{});
+  }
+  EXPECT_EQ(values_of(ms, keys), expected);
+}
+
 TEST(memory_state, load_many_loads_like_load_each_key_in_order) {
   // 3,000 keys in batches across 4 shards (their tables grow meanwhile),
   // one key twice: the later value wins and counts once.
@@ -787,13 +863,13 @@ namespace {
 /// block sets each key to its height, or with `deletes` deletes a third of
 /// them (key i when (height + i) % 3 == 0) and sets the rest: each key is
 /// then deleted and set again every three blocks, and a reader below a
-/// block reads deleted keys from its undo.
+/// block reads deleted keys from its undo. With `key_count` at least
+/// memory_state::parallel_block_changes the blocks are installed on two
+/// threads.
 void check_concurrent_reads(
   std::size_t optimistic_attempts,
   memory_state::stamp_type stamp_limit = memory_state::default_stamp_limit,
-  bool deletes = false) {
-  constexpr std::size_t key_count = 12;
-  constexpr block_id blocks = 10000;
+  bool deletes = false, std::size_t key_count = 12, block_id blocks = 10000) {
   memory_state ms{8, 8, optimistic_attempts, stamp_limit};
   std::vector<key> keys;
   for (std::size_t i = 0; i < key_count; ++i)
@@ -916,6 +992,12 @@ TEST(memory_state, reads_below_a_delete_are_one_height) {
 
 TEST(memory_state, locked_reads_below_a_delete_are_one_height) {
   check_concurrent_reads(0, memory_state::default_stamp_limit, true);
+}
+
+TEST(memory_state, reads_are_one_height_while_large_blocks_are_applied) {
+  check_concurrent_reads(memory_state::default_optimistic_attempts,
+                         memory_state::default_stamp_limit, true,
+                         memory_state::parallel_block_changes + 100, 50);
 }
 
 TEST(memory_state, stamps_rebase_without_changing_any_read) {
@@ -1131,6 +1213,26 @@ operation_list workload_block(block_id h, std::mt19937_64& rng) {
 }
 
 } // namespace
+
+TEST(memory_state_budget, large_blocks_on_two_threads_stay_exact) {
+  // Blocks of 6,000 operations with a budget: lookups and installs on two
+  // threads, with tombstones, new keys looked up in the state of record and
+  // reverts. (Nothing is clean to evict within 16 blocks of such size.)
+  budgeted_state b{4000 * budget_entry_bytes, 3};
+  std::mt19937_64 rng{11};
+  for (block_id h = 1; h <= 12; ++h) {
+    b.apply(h, large_block(h, rng));
+    if (h % 4 == 0)
+      b.expect_matches_model(3000 * h);
+  }
+  b.revert(9);
+  b.expect_matches_model(3000 * 12);
+  for (block_id h = 10; h <= 14; ++h)
+    b.apply(h, large_block(h, rng));
+  b.expect_matches_model(3000 * 14);
+  b.revert(4);
+  b.expect_matches_model(3000 * 14);
+}
 
 TEST(memory_state_budget, accounting_counts_entry_bytes_exactly) {
   memory_state ms{8};

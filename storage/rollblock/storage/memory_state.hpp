@@ -5,6 +5,7 @@
 #include "rollblock/messages/types.hpp"
 #include "rollblock/storage/compact_value.hpp"
 #include "rollblock/storage/flat_key_map.hpp"
+#include "rollblock/storage/worker_pair.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -30,7 +31,9 @@ class state_store;
 ///
 /// Concurrency contract:
 /// - Writer calls (load, plan, install, revert, stage_*) come from one thread
-///   at a time (the mutation actor).
+///   at a time (the mutation actor). For a large block (or revert) the writer
+///   works on half of the shards and a second thread of its own (worker_pair)
+///   on the other half: each table has one writing thread at a time.
 /// - Reader calls (get, get_many, applied, ...) may come from any thread at
 ///   any time. They never wait for a whole block: the writer holds a shard
 ///   lock only for a short run of updates (updates_per_lock in
@@ -225,6 +228,13 @@ public:
 
   static constexpr std::size_t parallel_revert_changes = 65536;
 
+  /// Blocks of at least this many operations (or changes) are looked up and
+  /// installed on two threads, each in half of the shards (worker_pair):
+  /// the lookups wait for memory, and a block of the published workload
+  /// (19,000 operations) takes milliseconds, where handing half of it to the
+  /// parked thread takes microseconds.
+  static constexpr std::size_t parallel_block_changes = 4096;
+
   /// Starts showing staged writes to readers (overlay over the state).
   void stage_begin();
   /// Shows one staged write (empty value = staged delete).
@@ -403,12 +413,21 @@ private:
     return (hash >> 40) % shards_.size();
   }
 
+  /// Calls f(i), in order, for every key i (hashes[i]: its key_hash) whose
+  /// shard is in `part` of `parts` (shard index % parts == part),
+  /// prefetching the home slots of the part's keys a few keys ahead.
+  template <class F>
+  void for_each_of_part(const std::vector<std::uint64_t>& hashes,
+                        std::size_t part, std::size_t parts, F f) const;
+
   /// Calls update(shard, i) for every change i of a block (hashes[i]: its
-  /// key's hash) that wanted(i) selects, shard by shard, each shard's lock
-  /// held exclusively once, prefetching slots a few keys ahead.
+  /// key's hash) in a shard of `part` of `parts` that wanted(i) selects,
+  /// shard by shard, each shard's lock held exclusively once, prefetching
+  /// slots a few keys ahead. Calls for different parts may run at once.
   template <class Wanted, class Update>
   void update_by_shard(const std::vector<std::uint64_t>& hashes,
-                       Wanted wanted, Update update);
+                       std::size_t part, std::size_t parts, Wanted wanted,
+                       Update update);
 
   /// Prefetches the home slot of a key from its key_hash (see
   /// flat_key_map::prefetch). REQUIRES: the caller is the writer (the only
@@ -508,6 +527,11 @@ private:
   std::size_t key_width_;
   std::size_t optimistic_attempts_;
   std::vector<std::unique_ptr<shard>> shards_;
+  /// The bytes of one table slot (entry_bytes).
+  std::size_t slot_bytes_ = 0;
+  /// The writer's second thread (parallel_block_changes); const writer
+  /// calls (plan) use it too.
+  mutable worker_pair halves_;
   /// The applied state's number (read_seq()). Its height is
   /// heights_[applied_seq_ % heights_.size()]: one atomic publishes both,
   /// so that a read never sees a state newer or older than the applied()
