@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <exception>
 #include <stdexcept>
 #include <string>
 #include <thread>
