@@ -2,8 +2,8 @@
 // miss), fetch_many of 1,000 keys, apply of one 19,000-op block (the
 // workload of rollblock-bench), revert of one such block, journal append +
 // fdatasync, recovery replay, a rebase of the entries' stamps, an apply to
-// the in-memory state alone, and the reads again while a writer applies
-// blocks to the same store.
+// the in-memory state alone and a revert of 100 blocks there, and the reads
+// again while a writer applies blocks to the same store.
 //
 // The read store holds 1,000,000 keys (100 blocks of 10,000 inserts). Every
 // store lives in a fresh directory under $TMPDIR, removed at exit.
@@ -409,6 +409,35 @@ void BM_state_apply(benchmark::State& state) {
                           * (block_inserts + block_deletes));
 }
 
+/// memory_state::revert of the 100 newest blocks (1.9 M changes) on the
+/// state of BM_state_apply, the in-memory part of rollblock-bench's timed
+/// revert; the blocks are applied untimed before each revert, the same
+/// blocks every time.
+void BM_state_revert(benchmark::State& state) {
+  if (!g_state)
+    g_state = std::make_unique<state_fixture>();
+  auto& f = *g_state;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto target = f.height;
+    auto load = f.load;
+    block_record_list newest_first;
+    for (int b = 0; b < 100; ++b) {
+      auto installed = f.ms.apply(++f.height, f.load.next_block());
+      if (!installed)
+        die("apply", installed.error());
+      newest_first.insert(newest_first.begin(), *installed);
+    }
+    state.ResumeTiming();
+    f.ms.revert(newest_first, target);
+    state.PauseTiming();
+    f.load = load;
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * 100
+                          * (block_inserts + block_deletes));
+}
+
 // -- rebase ------------------------------------------------------------------
 
 /// A rebase of the entries' stamps over 1,000,000 entries (memory_state
@@ -457,6 +486,10 @@ BENCHMARK(BM_journal_append_fsync)
   ->Unit(benchmark::kMicrosecond)
   ->UseRealTime();
 BENCHMARK(BM_state_apply)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_state_revert)
+  ->Unit(benchmark::kMillisecond)
+  ->UseRealTime()
+  ->Iterations(5);
 BENCHMARK(BM_rebase)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_recovery_replay)
   ->Unit(benchmark::kMillisecond)
