@@ -366,7 +366,7 @@ void BM_recovery_replay(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(changes));
 }
 
-// -- the in-memory state alone -------------------------------------------------
+// -- the in-memory state alone ------------------------------------------------
 
 /// memory_state::apply of one workload block (10,000 new keys, the 9,000
 /// oldest deleted) on a state of 4,900,000 keys, the size a 5,000-block
