@@ -394,10 +394,14 @@ struct state_fixture {
 
 std::unique_ptr<state_fixture> g_state;
 
-void BM_state_apply(benchmark::State& state) {
+state_fixture& in_memory() {
   if (!g_state)
     g_state = std::make_unique<state_fixture>();
-  auto& f = *g_state;
+  return *g_state;
+}
+
+void BM_state_apply(benchmark::State& state) {
+  auto& f = in_memory();
   for (auto _ : state) {
     state.PauseTiming();
     auto ops = f.load.next_block();
@@ -414,9 +418,7 @@ void BM_state_apply(benchmark::State& state) {
 /// revert; the blocks are applied untimed before each revert, the same
 /// blocks every time.
 void BM_state_revert(benchmark::State& state) {
-  if (!g_state)
-    g_state = std::make_unique<state_fixture>();
-  auto& f = *g_state;
+  auto& f = in_memory();
   for (auto _ : state) {
     state.PauseTiming();
     auto target = f.height;

@@ -642,45 +642,10 @@ void memory_state::install_planned(planned_block planned) {
   auto stamp = stamp_of(seq);
   std::array<std::ptrdiff_t, 2> live_deltas{};
   auto install_part = [&](std::size_t part, std::size_t parts) {
-    auto& live_delta = live_deltas[part];
     update_by_shard(
       hashes, part, parts, [](std::size_t) { return true; },
       [&](shard& s, std::size_t i) {
-        auto change = changes[i];
-        entry* found;
-        if (change.after.empty() && entry_budget_ == 0) {
-          // A delete without a budget leaves no tombstone: readers below this
-          // block find the key's value in its undo (read_before).
-          if (auto* deleted = s.map.find(change.k, hashes[i])) {
-            erase_entry(s, deleted);
-            live_delta -= 1;
-          }
-          return;
-        }
-        if (change.after.empty() && change.before.empty()) {
-          // With a budget, deleting an absent key: nothing to show or undo,
-          // unless it has a resident tombstone.
-          found = s.map.find(change.k, hashes[i]);
-          if (!found)
-            return;
-        } else {
-          // One probe whether the key is resident or not.
-          auto [slot, added] = s.map.try_emplace(change.k, hashes[i]);
-          if (added) {
-            // Not resident: absent, or (with a budget) in the state of
-            // record with `before` as its value. A delete of a stored key
-            // leaves a tombstone until the checkpoint that writes it.
-            set_new_entry(s, *slot, change.after, stamp);
-            live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
-                          - static_cast<std::ptrdiff_t>(!change.before.empty());
-            return;
-          }
-          found = slot;
-        }
-        auto was_live = !found->v.empty();
-        assign_entry(s, *found, change.after, stamp);
-        live_delta += static_cast<std::ptrdiff_t>(!change.after.empty())
-                      - static_cast<std::ptrdiff_t>(was_live);
+        live_deltas[part] += install_change(s, changes[i], hashes[i], stamp);
       });
   };
   if (changes.size() >= parallel_block_changes)
@@ -692,6 +657,44 @@ void memory_state::install_planned(planned_block planned) {
   publish_applied(seq, height);
   fresh_.store(false, std::memory_order_release);
   evict_over_budget();
+}
+
+std::ptrdiff_t memory_state::install_change(shard& s, key_change_view change,
+                                           std::uint64_t hash,
+                                           stamp_type stamp) {
+  if (change.after.empty() && entry_budget_ == 0) {
+    // A delete without a budget leaves no tombstone: readers below this
+    // block find the key's value in its undo (read_before).
+    auto* deleted = s.map.find(change.k, hash);
+    if (!deleted)
+      return 0;
+    erase_entry(s, deleted);
+    return -1;
+  }
+  entry* found;
+  if (change.after.empty() && change.before.empty()) {
+    // With a budget, deleting an absent key: nothing to show or undo,
+    // unless it has a resident tombstone.
+    found = s.map.find(change.k, hash);
+    if (!found)
+      return 0;
+  } else {
+    // One probe whether the key is resident or not.
+    auto [slot, added] = s.map.try_emplace(change.k, hash);
+    if (added) {
+      // Not resident: absent, or (with a budget) in the state of record
+      // with `before` as its value. A delete of a stored key leaves a
+      // tombstone until the checkpoint that writes it.
+      set_new_entry(s, *slot, change.after, stamp);
+      return static_cast<std::ptrdiff_t>(!change.after.empty())
+             - static_cast<std::ptrdiff_t>(!change.before.empty());
+    }
+    found = slot;
+  }
+  auto was_live = !found->v.empty();
+  assign_entry(s, *found, change.after, stamp);
+  return static_cast<std::ptrdiff_t>(!change.after.empty())
+         - static_cast<std::ptrdiff_t>(was_live);
 }
 
 std::size_t memory_state::sweep(shard& s, block_seq ceiling, std::size_t goal,

@@ -348,6 +348,12 @@ private:
   /// Installs a block (install()).
   void install_planned(planned_block block);
 
+  /// Makes one change of a block being installed, stamped `stamp`, in `s`,
+  /// whose lock the caller holds exclusively; returns the change in live
+  /// keys. REQUIRES: hash == key_hash(change.k).
+  std::ptrdiff_t install_change(shard& s, key_change_view change,
+                                std::uint64_t hash, stamp_type stamp);
+
   /// Returns the number a reader starting now reads at: 0 while fresh
   /// (before every block, block 0 included), else the applied state's.
   block_seq read_seq() const {
