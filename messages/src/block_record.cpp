@@ -67,7 +67,7 @@ bool change_list::check_payload(std::string_view payload, std::size_t count,
   return at == payload.size();
 }
 
-void change_list::push_back(key_change_view change) {
+void change_list::push_back(const key_change_view& change) {
   if (empty()) {
     if (change.k.size() < min_key_width || change.k.size() > max_key_width)
       throw std::invalid_argument("change_list: a "

@@ -114,9 +114,9 @@ void memory_state::emplace_entry(shard& s, std::string_view k,
 
 void memory_state::set_new_entry(shard& s, entry& e, std::string_view v,
                                  stamp_type stamp) {
-  e.v.assign(v);
+  e.v.assign_to_empty(v);
   e.stamp = stamp;
-  s.resident_bytes.fetch_add(entry_bytes(e.v), std::memory_order_relaxed);
+  add_resident_bytes(s, static_cast<std::ptrdiff_t>(entry_bytes(e.v)));
 }
 
 void memory_state::assign_entry(shard& s, entry& e, std::string_view v,
@@ -124,13 +124,19 @@ void memory_state::assign_entry(shard& s, entry& e, std::string_view v,
   auto old_bytes = entry_bytes(e.v);
   e.v.assign(v);
   e.stamp = stamp;
-  s.resident_bytes.fetch_add(entry_bytes(e.v) - old_bytes,
-                             std::memory_order_relaxed);
+  add_resident_bytes(s, static_cast<std::ptrdiff_t>(entry_bytes(e.v))
+                          - static_cast<std::ptrdiff_t>(old_bytes));
 }
 
 void memory_state::erase_entry(shard& s, entry* found) {
-  s.resident_bytes.fetch_sub(entry_bytes(found->v), std::memory_order_relaxed);
+  add_resident_bytes(s, -static_cast<std::ptrdiff_t>(entry_bytes(found->v)));
   s.map.erase_found(found);
+}
+
+void memory_state::add_resident_bytes(shard& s, std::ptrdiff_t delta) noexcept {
+  s.resident_bytes.store(s.resident_bytes.load(std::memory_order_relaxed)
+                           + static_cast<std::size_t>(delta),
+                         std::memory_order_relaxed);
 }
 
 std::size_t memory_state::resident_bytes() const {
@@ -434,16 +440,30 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   // Each op's entry (nullptr: not resident), looked up before the record
   // is built; a large block's on two threads, each in half of the shards.
   std::vector<const entry*> resident(ops.size());
-  auto find_part = [&](std::size_t part, std::size_t parts) {
-    for_each_of_part(op_hashes, part, parts, [&](std::size_t i) {
-      resident[i] =
-        shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]);
-    });
+  auto find = [&](std::size_t i) {
+    return shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k,
+                                                          op_hashes[i]);
   };
-  if (ops.size() >= parallel_block_changes)
-    halves_.run([&](std::size_t half) { find_part(half, 2); });
-  else
-    find_part(0, 1);
+  if (ops.size() >= parallel_block_changes) {
+    // Each half lists what it found in a vector of its own, copied into
+    // `resident` after both end: the halves' ops interleave, and writes
+    // into one array would move its cache lines between the cores.
+    std::array<std::vector<std::pair<std::uint32_t, const entry*>>, 2> found;
+    halves_.run([&](std::size_t half) {
+      std::vector<std::pair<std::uint32_t, const entry*>> mine;
+      mine.reserve(ops.size() / 2 + ops.size() / 16);
+      for_each_of_part(op_hashes, half, 2, [&](std::size_t i) {
+        mine.emplace_back(static_cast<std::uint32_t>(i), find(i));
+      });
+      found[half] = std::move(mine);
+    });
+    for (auto& half : found)
+      for (auto [i, e] : half)
+        resident[i] = e;
+  } else {
+    for_each_of_part(op_hashes, 0, 1,
+                     [&](std::size_t i) { resident[i] = find(i); });
+  }
   // With a budget the before values of keys that are not resident come
   // from the state of record, read in one pass in key order (new keys
   // counted up cost one LevelDB seek per block instead of one read each).
@@ -642,11 +662,15 @@ void memory_state::install_planned(planned_block planned) {
   auto stamp = stamp_of(seq);
   std::array<std::ptrdiff_t, 2> live_deltas{};
   auto install_part = [&](std::size_t part, std::size_t parts) {
+    // Counted in a local: the halves' slots of live_deltas share a cache
+    // line, which a write per change would move between the cores.
+    std::ptrdiff_t live_delta = 0;
     update_by_shard(
       hashes, part, parts, [](std::size_t) { return true; },
       [&](shard& s, std::size_t i) {
-        live_deltas[part] += install_change(s, changes[i], hashes[i], stamp);
+        live_delta += install_change(s, changes[i], hashes[i], stamp);
       });
+    live_deltas[part] = live_delta;
   };
   if (changes.size() >= parallel_block_changes)
     halves_.run([&](std::size_t half) { install_part(half, 2); });
@@ -720,7 +744,7 @@ std::size_t memory_state::sweep(shard& s, block_seq ceiling, std::size_t goal,
     return true;
   });
   s.hand = (from + count) % slots;
-  s.resident_bytes.fetch_sub(freed, std::memory_order_relaxed);
+  add_resident_bytes(s, -static_cast<std::ptrdiff_t>(freed));
   return freed;
 }
 

@@ -55,6 +55,24 @@ TEST(compact_value, assign_switches_between_inline_and_heap) {
   EXPECT_TRUE(v.empty());
 }
 
+TEST(compact_value, assign_to_empty_sets_inline_and_heap_values) {
+  compact_value short_one;
+  short_one.assign_to_empty(std::string_view{"ten bytes!", 10});
+  EXPECT_EQ(short_one.view(), "ten bytes!");
+  EXPECT_EQ(short_one.heap_bytes(), 0u);
+  compact_value long_one;
+  long_one.assign_to_empty(std::string(11, 'h'));
+  EXPECT_EQ(long_one.view(), std::string(11, 'h'));
+  EXPECT_EQ(long_one.heap_bytes(), 11u);
+  compact_value empty_one;
+  empty_one.assign_to_empty("");
+  EXPECT_TRUE(empty_one.empty());
+  // The heap block is owned as assign's is (the sanitizer build checks it
+  // is freed once).
+  long_one.assign("x");
+  EXPECT_EQ(long_one.view(), "x");
+}
+
 TEST(compact_value, copies_and_moves_own_their_bytes) {
   compact_value a{std::string(30, 'a')};
   compact_value b{a};

@@ -168,7 +168,7 @@ public:
                             std::vector<std::uint32_t>* offsets = nullptr);
 
   /// Appends a change (copies its bytes).
-  void push_back(key_change_view change);
+  void push_back(const key_change_view& change);
 
   /// Makes room for `changes` more changes of `bytes` encoded bytes in all.
   void reserve(std::size_t changes, std::size_t bytes);

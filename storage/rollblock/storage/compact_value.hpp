@@ -73,6 +73,21 @@ public:
     assign_with_heap(v);
   }
 
+  /// Sets the value of an empty one without reading it first (a fresh
+  /// table slot: its cache line need not be loaded before the write).
+  /// REQUIRES: empty(); v.size() <= max_value_size.
+  void assign_to_empty(std::string_view v) {
+    if (v.size() <= inline_capacity) {
+      std::memset(bytes_, 0, sizeof(bytes_));
+      std::memcpy(bytes_, v.data(), v.size());
+    } else {
+      auto* p = new char[v.size()];
+      std::memcpy(p, v.data(), v.size());
+      std::memcpy(bytes_, &p, sizeof(p));
+    }
+    set_size(v.size());
+  }
+
   /// Returns the bytes; valid until the next change of this value.
   std::string_view view() const noexcept {
     auto n = size();

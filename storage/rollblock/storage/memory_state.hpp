@@ -310,7 +310,8 @@ private:
     /// The eviction clock's hand: the next slot to sweep.
     std::size_t hand = 0;
     /// The entry_bytes of its entries (per shard, so that threads working
-    /// on different shards do not share the counter's cache line).
+    /// on different shards do not share the counter's cache line). Atomic
+    /// for readers (resident_bytes()); changed by add_resident_bytes only.
     std::atomic<std::size_t> resident_bytes{0};
   };
 
@@ -497,6 +498,12 @@ private:
   /// Removes the entry of `s` that `found` points to (as find returned it),
   /// under the exclusive shard lock.
   void erase_entry(shard& s, entry* found);
+
+  /// Adds `delta` to s.resident_bytes with a plain load and store: a locked
+  /// add per entry would wait for the stores of the entries before it.
+  /// REQUIRES: the caller is the shard's only writer (it holds the
+  /// exclusive lock, or is the half of a revert that owns the shard).
+  static void add_resident_bytes(shard& s, std::ptrdiff_t delta) noexcept;
 
   /// Undoes the changes of `newest_first` whose keys live in the shards
   /// `part`, `part + parts`, `part + 2 * parts`, ...; returns the change in
