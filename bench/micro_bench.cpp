@@ -2,7 +2,8 @@
 // miss), fetch_many of 1,000 keys, apply of one 19,000-op block (the
 // workload of rollblock-bench), revert of one such block, journal append +
 // fdatasync, recovery replay, a rebase of the entries' stamps, an apply to
-// the in-memory state alone and a revert of 100 blocks there, and the reads
+// the in-memory state alone and a revert of 100 blocks there, a checkpoint's
+// sort and fold of 64 blocks, and the reads
 // again while a writer applies blocks to the same store.
 //
 // The read store holds 1,000,000 keys (100 blocks of 10,000 inserts). Every
@@ -11,6 +12,7 @@
 #include "rollblock/actors/blocking_store.hpp"
 #include "rollblock/messages/error.hpp"
 #include "rollblock/storage/journal.hpp"
+#include "rollblock/storage/checkpoint_builder.hpp"
 #include "rollblock/storage/logger.hpp"
 #include "rollblock/storage/recovery.hpp"
 
@@ -440,6 +442,33 @@ void BM_state_revert(benchmark::State& state) {
                           * (block_inserts + block_deletes));
 }
 
+/// checkpoint_builder::take of 64 workload blocks (a checkpoint at the
+/// default checkpoint_every_blocks: 1.2 M changes sorted into key order and
+/// folded into writes), the blocks applied to BM_state_apply's state once.
+void BM_checkpoint_take(benchmark::State& state) {
+  auto& f = in_memory();
+  std::vector<block_record_ptr> records;
+  for (int b = 0; b < 64; ++b) {
+    auto installed = f.ms.apply(++f.height, f.load.next_block());
+    if (!installed)
+      die("apply", installed.error());
+    records.push_back(*installed);
+  }
+  std::size_t writes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    storage::checkpoint_builder builder;
+    builder.reserve(64 * (block_inserts + block_deletes));
+    for (auto& r : records)
+      builder.add(r);
+    state.ResumeTiming();
+    writes = builder.take(f.height).writes.size();
+  }
+  state.counters["writes"] = static_cast<double>(writes);
+  state.SetItemsProcessed(state.iterations() * 64
+                          * (block_inserts + block_deletes));
+}
+
 // -- rebase ------------------------------------------------------------------
 
 /// A rebase of the entries' stamps over 1,000,000 entries (memory_state
@@ -492,6 +521,10 @@ BENCHMARK(BM_state_revert)
   ->Unit(benchmark::kMillisecond)
   ->UseRealTime()
   ->Iterations(5);
+BENCHMARK(BM_checkpoint_take)
+  ->Unit(benchmark::kMillisecond)
+  ->UseRealTime()
+  ->Iterations(20);
 BENCHMARK(BM_rebase)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_recovery_replay)
   ->Unit(benchmark::kMillisecond)

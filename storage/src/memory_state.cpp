@@ -5,6 +5,7 @@
 #include "rollblock/storage/state_store.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,8 @@ memory_state::memory_state(std::size_t key_width, std::size_t shard_count,
                                          / static_cast<double>(shard_count));
   }
   slot_bytes_ = shards_.front()->map.slot_bytes();
+  if (std::has_single_bit(shard_count))
+    shard_mask_ = shard_count - 1;
 }
 
 memory_state::~memory_state() = default;
@@ -590,7 +593,7 @@ void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
   std::vector<std::uint32_t> mine;
   mine.reserve(hashes.size() / parts + hashes.size() / 16);
   for (std::size_t i = 0; i < hashes.size(); ++i)
-    if (shard_of_hash(hashes[i]) % parts == part)
+    if ((shard_of_hash(hashes[i]) & (parts - 1)) == part)
       mine.push_back(static_cast<std::uint32_t>(i));
   for (std::size_t m = 0; m < mine.size(); ++m) {
     if (m + prefetch_distance < mine.size())
@@ -606,7 +609,7 @@ void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
   std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
   for (std::size_t i = 0; i < hashes.size(); ++i) {
     auto shard_index = shard_of_hash(hashes[i]);
-    if (shard_index % parts == part && wanted(i))
+    if ((shard_index & (parts - 1)) == part && wanted(i))
       by_shard[shard_index].push_back(static_cast<std::uint32_t>(i));
   }
   for (std::size_t shard_index = part; shard_index < shards_.size();
