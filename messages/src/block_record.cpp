@@ -98,6 +98,24 @@ void change_list::push_back(const key_change_view& change) {
   offsets_.push_back(static_cast<std::uint32_t>(start));
 }
 
+void change_list::append(const change_list& other) {
+  if (other.empty())
+    return;
+  if (!empty() && other.key_width_ != key_width_)
+    throw std::invalid_argument(
+      "change_list: a list of " + std::to_string(other.key_width_)
+      + "-byte keys appended to a list of " + std::to_string(key_width_)
+      + "-byte keys");
+  auto base = bytes_.size();
+  if (base + other.bytes_.size() > std::numeric_limits<std::uint32_t>::max())
+    throw std::length_error("change_list: more than 4 GiB of changes");
+  bytes_.append(other.bytes_);
+  offsets_.reserve(offsets_.size() + other.offsets_.size());
+  for (auto offset : other.offsets_)
+    offsets_.push_back(static_cast<std::uint32_t>(base + offset));
+  key_width_ = other.key_width_;
+}
+
 void change_list::reserve(std::size_t changes, std::size_t bytes) {
   offsets_.reserve(offsets_.size() + changes);
   bytes_.reserve(bytes_.size() + bytes);

@@ -417,68 +417,67 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
                           + "-byte value; the limit is "
                           + std::to_string(max_value_size) + " bytes");
   }
-  planned_block planned;
-  planned.undo = std::make_shared<block_undo>(key_width_);
-  auto& undo = *planned.undo;
-  undo.index.reserve(ops.size());
-  undo.before_seqs.reserve(ops.size());
-  undo.hashes.reserve(ops.size());
   std::vector<std::uint64_t> op_hashes;
   op_hashes.reserve(ops.size());
-  std::size_t after_bytes = 0;
-  for (auto& op : ops) {
+  for (auto& op : ops)
     op_hashes.push_back(key_hash(op.k));
-    after_bytes += op.v.size();
-  }
-  // One change per distinct key, in first-touched order, encoded when the
-  // key is first met (its table slot is in the cache then). A key met again
-  // only moves its last operation, which sets `after`: such blocks are
-  // re-encoded at the end.
-  auto record = std::make_shared<block_record>();
-  record->height = height;
-  auto& changes = record->changes;
-  changes.reserve(ops.size(), ops.size() * change_list::encoded_size(
-                                key_width_, 0, 0)
-                                + 2 * after_bytes);
-  // Each op's entry (nullptr: not resident), looked up before the record
-  // is built; a large block's on two threads, each in half of the shards.
-  std::vector<const entry*> resident(ops.size());
-  auto find = [&](std::size_t i) {
-    return shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k,
-                                                          op_hashes[i]);
+  // A large block is planned on two threads, each for the keys of half of
+  // the shards (shard index % 2): each finds its keys' entries and builds
+  // the changes and undo index of its keys, in operation order, from the
+  // entries in its own core's cache; the record is half 0's changes, then
+  // half 1's. Each half builds in locals, moved out when it ends: writes
+  // into shared arrays would move their cache lines between the cores.
+  std::size_t parts = ops.size() >= parallel_block_changes ? 2 : 1;
+  struct part_plan {
+    /// The part's operations (indexes into ops), in order.
+    std::vector<std::uint32_t> ops;
+    /// Per operation of the part: its key's entry, nullptr if not resident.
+    std::vector<const entry*> resident;
+    /// With a budget, per operation of the part: its stored value's index
+    /// in `stored` (when not resident).
+    std::vector<std::uint32_t> stored_of_op;
+    change_list changes;
+    std::vector<block_seq> before_seqs;
+    std::vector<std::uint64_t> hashes;
+    std::optional<flat_key_map<std::uint32_t>> index;
   };
-  if (ops.size() >= parallel_block_changes) {
-    // Each half lists what it found in a vector of its own, copied into
-    // `resident` after both end: the halves' ops interleave, and writes
-    // into one array would move its cache lines between the cores.
-    std::array<std::vector<std::pair<std::uint32_t, const entry*>>, 2> found;
-    halves_.run([&](std::size_t half) {
-      std::vector<std::pair<std::uint32_t, const entry*>> mine;
-      mine.reserve(ops.size() / 2 + ops.size() / 16);
-      for_each_of_part(op_hashes, half, 2, [&](std::size_t i) {
-        mine.emplace_back(static_cast<std::uint32_t>(i), find(i));
-      });
-      found[half] = std::move(mine);
-    });
-    for (auto& half : found)
-      for (auto [i, e] : half)
-        resident[i] = e;
-  } else {
-    for_each_of_part(op_hashes, 0, 1,
-                     [&](std::size_t i) { resident[i] = find(i); });
-  }
+  std::array<part_plan, 2> plans;
+  auto run_parts = [&](auto&& job) {
+    if (parts == 2)
+      halves_.run([&](std::size_t half) { job(half); });
+    else
+      job(std::size_t{0});
+  };
+  run_parts([&](std::size_t part) {
+    part_plan mine;
+    mine.ops.reserve(ops.size() / parts + ops.size() / 16);
+    for (std::size_t i = 0; i < ops.size(); ++i)
+      if ((shard_of_hash(op_hashes[i]) & (parts - 1)) == part)
+        mine.ops.push_back(static_cast<std::uint32_t>(i));
+    mine.resident.reserve(mine.ops.size());
+    for (std::size_t m = 0; m < mine.ops.size(); ++m) {
+      if (m + prefetch_distance < mine.ops.size())
+        prefetch(op_hashes[mine.ops[m + prefetch_distance]]);
+      auto i = mine.ops[m];
+      mine.resident.push_back(
+        shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]));
+    }
+    plans[part] = std::move(mine);
+  });
   // With a budget the before values of keys that are not resident come
   // from the state of record, read in one pass in key order (new keys
   // counted up cost one LevelDB seek per block instead of one read each).
   std::vector<value> stored;
-  std::vector<std::uint32_t> stored_of_op;
   if (entry_budget_ > 0) {
     std::vector<std::string_view> missing;
-    stored_of_op.assign(ops.size(), 0);
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-      if (resident[i] == nullptr) {
-        stored_of_op[i] = static_cast<std::uint32_t>(missing.size());
-        missing.push_back(ops[i].k);
+    for (std::size_t part = 0; part < parts; ++part) {
+      auto& plan = plans[part];
+      plan.stored_of_op.assign(plan.ops.size(), 0);
+      for (std::size_t m = 0; m < plan.ops.size(); ++m) {
+        if (plan.resident[m] == nullptr) {
+          plan.stored_of_op[m] = static_cast<std::uint32_t>(missing.size());
+          missing.push_back(ops[plan.ops[m]].k);
+        }
       }
     }
     auto values = read_state_of_record(missing);
@@ -486,46 +485,91 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
       return std::move(values.error());
     stored = std::move(*values);
   }
-  std::vector<std::uint32_t> last_op;
-  last_op.reserve(ops.size());
-  bool coalesced = false;
-  for (std::size_t i = 0; i < ops.size(); ++i) {
-    // The entries ahead (their before values) may have left the cache
-    // since the lookups.
-    if (i + prefetch_distance < ops.size())
-      if (auto* ahead = resident[i + prefetch_distance]) {
-        __builtin_prefetch(ahead);
-        __builtin_prefetch(reinterpret_cast<const char*>(ahead)
-                           + sizeof(entry) - 1);
+  run_parts([&](std::size_t part) {
+    auto& plan = plans[part];
+    auto& part_ops = plan.ops;
+    auto n = part_ops.size();
+    // One change per distinct key, in first-touched order, encoded when
+    // the key is first met. A key met again only moves its last operation,
+    // which sets `after`: such parts are re-encoded at the end.
+    std::size_t after_bytes = 0;
+    for (auto i : part_ops)
+      after_bytes += ops[i].v.size();
+    change_list changes;
+    changes.reserve(n, n * change_list::encoded_size(key_width_, 0, 0)
+                         + 2 * after_bytes);
+    flat_key_map<std::uint32_t> index{key_width_};
+    index.reserve(n);
+    std::vector<block_seq> before_seqs;
+    before_seqs.reserve(n);
+    std::vector<std::uint64_t> hashes;
+    hashes.reserve(n);
+    std::vector<std::uint32_t> last_op;
+    last_op.reserve(n);
+    bool coalesced = false;
+    for (std::size_t m = 0; m < n; ++m) {
+      // The entries ahead (their before values) may have left the cache
+      // since the lookups.
+      if (m + prefetch_distance < n)
+        if (auto* ahead = plan.resident[m + prefetch_distance]) {
+          __builtin_prefetch(ahead);
+          __builtin_prefetch(reinterpret_cast<const char*>(ahead)
+                             + sizeof(entry) - 1);
+        }
+      auto i = part_ops[m];
+      auto& op = ops[i];
+      auto hash = op_hashes[i];
+      auto [slot, added] = index.try_emplace(op.k, hash);
+      if (!added) {
+        last_op[*slot] = i;
+        coalesced = true;
+        continue;
       }
-    auto& op = ops[i];
-    auto hash = op_hashes[i];
-    auto [index, added] = undo.index.try_emplace(op.k, hash);
-    if (!added) {
-      last_op[*index] = static_cast<std::uint32_t>(i);
-      coalesced = true;
-      continue;
+      *slot = static_cast<std::uint32_t>(last_op.size());
+      auto* found = plan.resident[m];
+      if (found)
+        changes.push_back({op.k, op.v, found->v.view()});
+      else if (entry_budget_ > 0)
+        changes.push_back({op.k, op.v, stored[plan.stored_of_op[m]]});
+      else
+        changes.push_back({op.k, op.v, {}});
+      last_op.push_back(i);
+      before_seqs.push_back(before_seq_of(found));
+      hashes.push_back(hash);
     }
-    *index = static_cast<std::uint32_t>(last_op.size());
-    auto* found = resident[i];
-    if (found)
-      changes.push_back({op.k, op.v, found->v.view()});
-    else if (entry_budget_ > 0)
-      changes.push_back({op.k, op.v, stored[stored_of_op[i]]});
-    else
-      changes.push_back({op.k, op.v, {}});
-    last_op.push_back(static_cast<std::uint32_t>(i));
-    undo.before_seqs.push_back(before_seq_of(found));
-    undo.hashes.push_back(hash);
-  }
-  if (coalesced) {
-    change_list last_wins;
-    last_wins.reserve(changes.size(), changes.payload().size());
-    for (std::size_t u = 0; u < changes.size(); ++u) {
-      auto c = changes[u];
-      last_wins.push_back({c.k, ops[last_op[u]].v, c.before});
+    if (coalesced) {
+      change_list last_wins;
+      last_wins.reserve(changes.size(), changes.payload().size());
+      for (std::size_t u = 0; u < changes.size(); ++u) {
+        auto c = changes[u];
+        last_wins.push_back({c.k, ops[last_op[u]].v, c.before});
+      }
+      changes = std::move(last_wins);
     }
-    changes = std::move(last_wins);
+    plan.changes = std::move(changes);
+    plan.before_seqs = std::move(before_seqs);
+    plan.hashes = std::move(hashes);
+    plan.index = std::move(index);
+  });
+  planned_block planned;
+  planned.undo = std::make_shared<block_undo>(key_width_);
+  auto& undo = *planned.undo;
+  auto record = std::make_shared<block_record>();
+  record->height = height;
+  record->changes = std::move(plans[0].changes);
+  undo.before_seqs = std::move(plans[0].before_seqs);
+  undo.hashes = std::move(plans[0].hashes);
+  undo.index[0] = std::move(*plans[0].index);
+  if (parts == 2) {
+    undo.halves = true;
+    undo.second_half_base = static_cast<std::uint32_t>(record->changes.size());
+    record->changes.append(plans[1].changes);
+    undo.before_seqs.insert(undo.before_seqs.end(),
+                            plans[1].before_seqs.begin(),
+                            plans[1].before_seqs.end());
+    undo.hashes.insert(undo.hashes.end(), plans[1].hashes.begin(),
+                       plans[1].hashes.end());
+    undo.index[1] = std::move(*plans[1].index);
   }
   undo.record = std::move(record);
   return planned;
@@ -556,7 +600,7 @@ memory_state::prepare(block_record_ptr record) const {
   auto& undo = *planned.undo;
   auto& changes = record->changes;
   undo.before_seqs.reserve(changes.size());
-  undo.index.reserve(changes.size());
+  undo.index[0].reserve(changes.size());
   undo.hashes = hashes_of(*record);
   for (std::size_t i = 0; i < changes.size(); ++i) {
     if (i + prefetch_distance < changes.size())
@@ -565,7 +609,7 @@ memory_state::prepare(block_record_ptr record) const {
     auto hash = undo.hashes[i];
     undo.before_seqs.push_back(
       before_seq_of(shards_[shard_of_hash(hash)]->map.find(change.k, hash)));
-    *undo.index.try_emplace(change.k, hash).first
+    *undo.index[0].try_emplace(change.k, hash).first
       = static_cast<std::uint32_t>(i);
   }
   undo.record = std::move(record);
@@ -972,7 +1016,7 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
     auto undo = find_undo(seq);
     if (!undo)
       return false;
-    auto* i = undo->index.find(k, hash);
+    auto i = change_of(*undo, k, hash);
     if (!i)
       return false; // cannot happen for a consistent undo; start over
     if (undo->before_seqs[*i] == absent_before)
@@ -984,6 +1028,20 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
     }
   }
   return false;
+}
+
+std::optional<std::uint32_t>
+memory_state::change_of(const block_undo& undo, std::string_view k,
+                        std::uint64_t hash) const {
+  if (!undo.halves) {
+    if (auto* i = undo.index[0].find(k, hash))
+      return *i;
+    return std::nullopt;
+  }
+  auto half = shard_of_hash(hash) & 1;
+  if (auto* i = undo.index[half].find(k, hash))
+    return *i + (half == 1 ? undo.second_half_base : 0);
+  return std::nullopt;
 }
 
 bool memory_state::read_before(std::string_view k, std::uint64_t hash,
@@ -1002,7 +1060,7 @@ bool memory_state::read_before(std::string_view k, std::uint64_t hash,
       continue;
     if (undo->seq >= below)
       break;
-    if (auto* i = undo->index.find(k, hash)) {
+    if (auto i = change_of(*undo, k, hash)) {
       out = undo->record->changes[*i].before;
       return true;
     }
@@ -1053,6 +1111,40 @@ caf::expected<value> memory_state::get(const key& k) const {
       result = found->second;
   }
   return result;
+}
+
+caf::expected<value> memory_state::get_after(const key& k,
+                                             block_id height) const {
+  auto hash = key_hash(k);
+  // read_at fails when an undo it needs went away meanwhile (expired or
+  // reverted): the next round sees whether block `height`'s is still kept.
+  // One that stays kept and keeps failing does not explain the entries.
+  constexpr int attempts = 16;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    std::optional<block_seq> at;
+    {
+      std::shared_lock guard{undo_mu_};
+      for (auto& undo : undo_)
+        if (undo->record->height == height)
+          at = undo->seq;
+    }
+    if (!at)
+      return make_error(ec::rollback_beyond_history,
+                        "the state after block " + std::to_string(height)
+                          + " is not kept (the undo of the "
+                          + std::to_string(undo_depth)
+                          + " newest blocks is)");
+    value result;
+    caf::error err;
+    if (read_at(k, hash, *at, result, err)) {
+      if (err)
+        return err;
+      return result;
+    }
+  }
+  return make_error(ec::state_corrupt,
+                    "the undo kept for block " + std::to_string(height)
+                      + " does not explain the entries above it");
 }
 
 caf::expected<std::vector<value>>

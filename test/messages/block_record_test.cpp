@@ -82,6 +82,28 @@ TEST(change_list, refuses_what_it_cannot_encode_and_keeps_its_changes) {
   EXPECT_EQ(empty.key_width(), 0u);
 }
 
+TEST(change_list, append_copies_another_lists_changes_after_its_own) {
+  change_list first{{key_from_u64(1), "one", ""}, {key_from_u64(2), "", "2"}};
+  change_list second{{key_from_u64(3), "three", "3"}};
+  first.append(second);
+  EXPECT_EQ(first, (change_list{{key_from_u64(1), "one", ""},
+                                {key_from_u64(2), "", "2"},
+                                {key_from_u64(3), "three", "3"}}));
+  EXPECT_EQ(second, (change_list{{key_from_u64(3), "three", "3"}}));
+  // Into an empty list (which takes the other's width), and an empty one.
+  change_list empty;
+  empty.append(second);
+  EXPECT_EQ(empty, second);
+  EXPECT_EQ(empty.key_width(), 8u);
+  empty.append(change_list{});
+  EXPECT_EQ(empty, second);
+  // Another key width: refused, nothing changed.
+  auto before = first;
+  EXPECT_THROW(first.append(change_list{{key_from_u64(4, 16), "w", ""}}),
+               std::invalid_argument);
+  EXPECT_EQ(first, before);
+}
+
 TEST(change_list, adopts_a_verified_payload) {
   change_list built{{key_from_u64(5), "five", ""}, {key_from_u64(6), "", "6"}};
   change_list adopted{std::string{built.payload()}, {0, 16}, 8};

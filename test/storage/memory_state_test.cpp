@@ -602,6 +602,33 @@ TEST(memory_state, size_counts_live_keys_through_sets_deletes_and_reverts) {
   EXPECT_TRUE(snapshot_of(ms).empty());
 }
 
+TEST(memory_state, get_after_reads_the_states_the_undo_keeps) {
+  memory_state ms{8, 4};
+  apply(ms, 1, {{k8(1), v64(1)}, {k8(2), v64(2)}});
+  apply(ms, 2, {{k8(1), v64(10)}, {k8(2), ""}, {k8(3), v64(30)}});
+  apply(ms, 3, {{k8(1), ""}, {k8(2), v64(200)}});
+  std::vector<key> keys{k8(1), k8(2), k8(3), k8(4)};
+  auto after = [&](block_id h) {
+    std::vector<value> vals;
+    for (auto& k : keys) {
+      auto v = ms.get_after(k, h);
+      EXPECT_TRUE(v) << describe(v.error());
+      vals.push_back(v ? *v : "error");
+    }
+    return vals;
+  };
+  EXPECT_EQ(after(1), (std::vector<value>{v64(1), v64(2), "", ""}));
+  EXPECT_EQ(after(2), (std::vector<value>{v64(10), "", v64(30), ""}));
+  EXPECT_EQ(after(3), (std::vector<value>{"", v64(200), v64(30), ""}));
+  EXPECT_EQ(ms.get_after(k8(1), 4).error(), ec::rollback_beyond_history);
+  // Only the undo_depth newest blocks are kept.
+  for (block_id h = 4; h <= 3 + memory_state::undo_depth; ++h)
+    apply(ms, h, {{k8(1), v64(h)}});
+  EXPECT_EQ(ms.get_after(k8(1), 3).error(), ec::rollback_beyond_history);
+  EXPECT_EQ(ms.get_after(k8(1), 4), v64(4));
+  EXPECT_EQ(ms.get_after(k8(2), 4), v64(200));
+}
+
 TEST(memory_state, large_blocks_on_two_threads_match_a_model) {
   // Odd blocks through apply(), even ones through plan() and install(); then
   // a revert of 11 blocks (66,000 changes: on two threads too) and one of 3.
@@ -646,7 +673,23 @@ TEST(memory_state, large_blocks_on_two_threads_match_a_model) {
     if (h % 5 == 0) {
       ASSERT_EQ(snapshot_of(ms), states[h]) << h;
     }
+    // Reads below this block find each key's value in the undo of the
+    // half that planned it (and below the block before, through two).
+    for (block_id below = h > 2 ? h - 2 : 1; below < h; ++below) {
+      auto& then = states[below]; // in key order
+      for (std::size_t i = 0; i < ops.size(); i += 5) {
+        auto& k = ops[i].k;
+        auto it = std::lower_bound(
+          then.begin(), then.end(), k,
+          [](const auto& kv, const key& x) { return kv.first < x; });
+        auto expected = it != then.end() && it->first == k ? it->second
+                                                           : value{};
+        ASSERT_EQ(ms.get_after(k, below), expected)
+          << "block " << h << ", below " << below;
+      }
+    }
   }
+  EXPECT_EQ(ms.get_after(k8(1), 3).error(), ec::rollback_beyond_history);
   revert_to(ms, history, 9);
   EXPECT_EQ(snapshot_of(ms), states[9]);
   EXPECT_EQ(ms.size(), states[9].size());

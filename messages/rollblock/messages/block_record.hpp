@@ -170,6 +170,11 @@ public:
   /// Appends a change (copies its bytes).
   void push_back(const key_change_view& change);
 
+  /// Appends every change of `other`, in its order (copies its bytes).
+  /// Throws as push_back does for keys of another width or a buffer beyond
+  /// 4 GiB, changing nothing then.
+  void append(const change_list& other);
+
   /// Makes room for `changes` more changes of `bytes` encoded bytes in all.
   void reserve(std::size_t changes, std::size_t bytes);
 

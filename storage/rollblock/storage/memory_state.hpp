@@ -255,6 +255,14 @@ public:
   /// REQUIRES: every key has the key width.
   caf::expected<std::vector<value>> get_many(const std::vector<key>& keys) const;
 
+  /// Returns the value of `k` in the state right after block `height`, one
+  /// of the blocks whose undo is kept (the undo_depth newest installed
+  /// since the last revert), as a reader that started then reads it now
+  /// (staged writes not included). Errors: ec::rollback_beyond_history
+  /// when no kept undo is block `height`'s; with a budget, as get().
+  /// REQUIRES: k has the key width.
+  caf::expected<value> get_after(const key& k, block_id height) const;
+
   /// Returns the applied height.
   block_id applied() const;
 
@@ -317,7 +325,9 @@ private:
 
   /// The undo of one installed block, as readers need it.
   struct block_undo {
-    explicit block_undo(std::size_t key_width) : index(key_width) {
+    explicit block_undo(std::size_t key_width)
+      : index{flat_key_map<std::uint32_t>{key_width},
+              flat_key_map<std::uint32_t>{key_width}} {
     }
     block_record_ptr record;
     /// Its block's number.
@@ -325,8 +335,13 @@ private:
     /// Per change: the number of the entry it replaced, or absent_before
     /// (before_seq_of).
     std::vector<block_seq> before_seqs;
-    /// Key -> its change in `record`.
-    flat_key_map<std::uint32_t> index;
+    /// Key -> its change in `record` (change_of): every key in index[0];
+    /// or, for a block planned in halves, the keys of even shards in
+    /// index[0] and of odd ones in index[1], numbered from
+    /// second_half_base.
+    std::array<flat_key_map<std::uint32_t>, 2> index;
+    bool halves = false;
+    std::uint32_t second_half_base = 0;
     /// Per change: the key_hash of its key (install and expiry reuse it).
     std::vector<std::uint64_t> hashes;
   };
@@ -341,6 +356,12 @@ private:
   /// Checks a block and builds its record, undo index and hashes (plan()).
   caf::expected<planned_block> plan_block(block_id height,
                                           const operation_list& ops) const;
+
+  /// Returns the index in undo.record of the change of `k`, if the block
+  /// changed it. REQUIRES: hash == key_hash(k).
+  std::optional<std::uint32_t> change_of(const block_undo& undo,
+                                         std::string_view k,
+                                         std::uint64_t hash) const;
 
   /// Builds the undo index and hashes of a record built elsewhere (a
   /// journal entry, or plan()'s result).
