@@ -228,8 +228,10 @@ public:
 
   static constexpr std::size_t parallel_revert_changes = 65536;
 
-  /// Blocks of at least this many operations (or changes) are looked up and
-  /// installed on two threads, each in half of the shards (worker_pair):
+  /// Blocks of at least this many operations (or changes) are looked up,
+  /// recorded (plan_block: each half's changes and undo index, the record
+  /// half 0's changes, then half 1's) and installed on two threads, each in
+  /// half of the shards (worker_pair):
   /// the lookups wait for memory, and a block of the published workload
   /// (19,000 operations) takes milliseconds, where handing half of it to the
   /// parked thread takes microseconds.
