@@ -5,8 +5,8 @@
 #include "rollblock/storage/state_store.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <atomic>
+#include <bit>
 #include <stdexcept>
 #include <string>
 #include <thread>
