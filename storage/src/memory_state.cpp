@@ -170,7 +170,10 @@ std::size_t memory_state::table_bytes() const {
 // -- writer ------------------------------------------------------------------
 
 void memory_state::load(const key& k, const value& v) {
-  if (load_hashed(k, key_hash(k), v))
+  auto hash = key_hash(k);
+  auto& s = *shards_[shard_of_hash(hash)];
+  std::unique_lock guard{s.mu};
+  if (load_entry(s, k, hash, v))
     live_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -180,19 +183,19 @@ void memory_state::load_many(
   hashes.reserve(batch.size());
   for (auto& entry : batch)
     hashes.push_back(key_hash(entry.first));
+  // Shard by shard, each lock taken once per run of updates: a lock and an
+  // unlock per key wait for the stores of the entries before them.
   std::size_t added = 0;
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (i + prefetch_distance < batch.size())
-      prefetch(hashes[i + prefetch_distance]);
-    added += load_hashed(batch[i].first, hashes[i], batch[i].second);
-  }
+  update_by_shard(hashes, 0, 1, [](std::size_t) { return true; },
+                  [&](shard& s, std::size_t i) {
+                    added += load_entry(s, batch[i].first, hashes[i],
+                                        batch[i].second);
+                  });
   live_.fetch_add(added, std::memory_order_relaxed);
 }
 
-bool memory_state::load_hashed(std::string_view k, std::uint64_t hash,
-                               std::string_view v) {
-  auto& s = *shards_[shard_of_hash(hash)];
-  std::unique_lock guard{s.mu};
+bool memory_state::load_entry(shard& s, std::string_view k,
+                              std::uint64_t hash, std::string_view v) {
   auto [e, added] = s.map.try_emplace(k, hash);
   if (added)
     set_new_entry(s, *e, v, 0);
@@ -204,22 +207,17 @@ bool memory_state::load_hashed(std::string_view k, std::uint64_t hash,
 void memory_state::replay(const block_record& record) {
   std::ptrdiff_t live_delta = 0;
   auto hashes = hashes_of(record);
-  for (std::size_t i = 0; i < hashes.size(); ++i) {
-    if (i + prefetch_distance < hashes.size())
-      prefetch(hashes[i + prefetch_distance]);
-    auto change = record.changes[i];
-    auto hash = hashes[i];
-    if (!change.after.empty()) {
-      live_delta += load_hashed(change.k, hash, change.after);
-      continue;
-    }
-    auto& s = *shards_[shard_of_hash(hash)];
-    std::unique_lock guard{s.mu};
-    if (auto* found = s.map.find(change.k, hash)) {
-      live_delta -= 1;
-      erase_entry(s, found);
-    }
-  }
+  update_by_shard(hashes, 0, 1, [](std::size_t) { return true; },
+                  [&](shard& s, std::size_t i) {
+                    auto change = record.changes[i];
+                    if (!change.after.empty()) {
+                      live_delta +=
+                        load_entry(s, change.k, hashes[i], change.after);
+                    } else if (auto* found = s.map.find(change.k, hashes[i])) {
+                      live_delta -= 1;
+                      erase_entry(s, found);
+                    }
+                  });
   live_.fetch_add(static_cast<std::size_t>(live_delta),
                   std::memory_order_relaxed);
   set_applied(record.height, false);

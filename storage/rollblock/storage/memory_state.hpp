@@ -502,12 +502,12 @@ private:
   /// times (3 with a budget) and the heap block of a long value.
   std::size_t entry_bytes(const compact_value& v) const;
 
-  /// Sets a key's value as loaded (stamp 0) under its shard's lock, as
-  /// load(), replay() and load_many() do; returns whether the key is new
-  /// (the caller counts it live). REQUIRES: hash == key_hash(k); v is
-  /// non-empty.
-  bool load_hashed(std::string_view k, std::uint64_t hash,
-                   std::string_view v);
+  /// Sets a key's value as loaded (stamp 0) in `s`, whose lock the caller
+  /// holds exclusively, as load(), replay() and load_many() do; returns
+  /// whether the key is new (the caller counts it live). REQUIRES: hash ==
+  /// key_hash(k); v is non-empty.
+  bool load_entry(shard& s, std::string_view k, std::uint64_t hash,
+                  std::string_view v);
 
   /// Adds an entry to a shard whose lock the caller holds exclusively.
   /// REQUIRES: k is not in the shard; hash == key_hash(k).
