@@ -3,16 +3,16 @@
 // workload of rollblock-bench), revert of one such block, journal append +
 // fdatasync, recovery replay, a rebase of the entries' stamps, an apply to
 // the in-memory state alone and a revert of 100 blocks there, a checkpoint's
-// sort and fold of 64 blocks, and the reads
-// again while a writer applies blocks to the same store.
+// sort and fold of 64 blocks, and the reads again while a writer applies
+// blocks to the same store.
 //
 // The read store holds 1,000,000 keys (100 blocks of 10,000 inserts). Every
 // store lives in a fresh directory under $TMPDIR, removed at exit.
 
 #include "rollblock/actors/blocking_store.hpp"
 #include "rollblock/messages/error.hpp"
-#include "rollblock/storage/journal.hpp"
 #include "rollblock/storage/checkpoint_builder.hpp"
+#include "rollblock/storage/journal.hpp"
 #include "rollblock/storage/logger.hpp"
 #include "rollblock/storage/recovery.hpp"
 
