@@ -425,7 +425,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   // entries in its own core's cache; the record is half 0's changes, then
   // half 1's. Each half builds in locals, moved out when it ends: writes
   // into shared arrays would move their cache lines between the cores.
-  std::size_t parts = ops.size() >= parallel_block_changes ? 2 : 1;
+  bool split = ops.size() >= parallel_block_changes;
   struct part_plan {
     /// The part's operations (indexes into ops), in order.
     std::vector<std::uint32_t> ops;
@@ -440,26 +440,15 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     std::optional<flat_key_map<std::uint32_t>> index;
   };
   std::array<part_plan, 2> plans;
-  auto run_parts = [&](auto&& job) {
-    if (parts == 2)
-      halves_.run([&](std::size_t half) { job(half); });
-    else
-      job(std::size_t{0});
-  };
-  run_parts([&](std::size_t part) {
+  run_in_parts(split, [&](std::size_t part, std::size_t parts) {
     part_plan mine;
     mine.ops.reserve(ops.size() / parts + ops.size() / 16);
-    for (std::size_t i = 0; i < ops.size(); ++i)
-      if ((shard_of_hash(op_hashes[i]) & (parts - 1)) == part)
-        mine.ops.push_back(static_cast<std::uint32_t>(i));
-    mine.resident.reserve(mine.ops.size());
-    for (std::size_t m = 0; m < mine.ops.size(); ++m) {
-      if (m + prefetch_distance < mine.ops.size())
-        prefetch(op_hashes[mine.ops[m + prefetch_distance]]);
-      auto i = mine.ops[m];
+    mine.resident.reserve(ops.size() / parts + ops.size() / 16);
+    for_each_of_part(op_hashes, part, parts, [&](std::size_t i) {
+      mine.ops.push_back(static_cast<std::uint32_t>(i));
       mine.resident.push_back(
         shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]));
-    }
+    });
     plans[part] = std::move(mine);
   });
   // With a budget the before values of keys that are not resident come
@@ -468,8 +457,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   std::vector<value> stored;
   if (entry_budget_ > 0) {
     std::vector<std::string_view> missing;
-    for (std::size_t part = 0; part < parts; ++part) {
-      auto& plan = plans[part];
+    for (auto& plan : plans) {
       plan.stored_of_op.assign(plan.ops.size(), 0);
       for (std::size_t m = 0; m < plan.ops.size(); ++m) {
         if (plan.resident[m] == nullptr) {
@@ -483,7 +471,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
       return std::move(values.error());
     stored = std::move(*values);
   }
-  run_parts([&](std::size_t part) {
+  run_in_parts(split, [&](std::size_t part, std::size_t) {
     auto& plan = plans[part];
     auto& part_ops = plan.ops;
     auto n = part_ops.size();
@@ -558,8 +546,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   undo.before_seqs = std::move(plans[0].before_seqs);
   undo.hashes = std::move(plans[0].hashes);
   undo.index[0] = std::move(*plans[0].index);
-  if (parts == 2) {
-    undo.halves = true;
+  if (split) {
     undo.second_half_base = static_cast<std::uint32_t>(record->changes.size());
     record->changes.append(plans[1].changes);
     undo.before_seqs.insert(undo.before_seqs.end(),
@@ -616,6 +603,14 @@ memory_state::prepare(block_record_ptr record) const {
 
 void memory_state::install(block_record_ptr record) {
   install_planned(prepare(std::move(record)));
+}
+
+template <class Job>
+void memory_state::run_in_parts(bool split, Job job) const {
+  if (split)
+    halves_.run([&](std::size_t half) { job(half, std::size_t{2}); });
+  else
+    job(std::size_t{0}, std::size_t{1});
 }
 
 template <class F>
@@ -717,10 +712,7 @@ void memory_state::install_planned(planned_block planned) {
       });
     live_deltas[part] = live_delta;
   };
-  if (changes.size() >= parallel_block_changes)
-    halves_.run([&](std::size_t half) { install_part(half, 2); });
-  else
-    install_part(0, 1);
+  run_in_parts(changes.size() >= parallel_block_changes, install_part);
   live_.fetch_add(static_cast<std::size_t>(live_deltas[0] + live_deltas[1]),
                   std::memory_order_relaxed);
   publish_applied(seq, height);
@@ -904,16 +896,12 @@ void memory_state::revert(const block_record_list& newest_first,
   std::size_t changes = 0;
   for (auto& record : newest_first)
     changes += record->changes.size();
-  std::ptrdiff_t live_delta = 0;
-  if (changes >= parallel_revert_changes) {
-    std::array<std::ptrdiff_t, 2> deltas{};
-    halves_.run([&](std::size_t half) {
-      deltas[half] = revert_shards(newest_first, half, 2);
-    });
-    live_delta = deltas[0] + deltas[1];
-  } else {
-    live_delta = revert_shards(newest_first, 0, 1);
-  }
+  std::array<std::ptrdiff_t, 2> deltas{};
+  run_in_parts(changes >= parallel_revert_changes,
+               [&](std::size_t part, std::size_t parts) {
+                 deltas[part] = revert_shards(newest_first, part, parts);
+               });
+  auto live_delta = deltas[0] + deltas[1];
   {
     std::unique_lock guard{undo_mu_};
     std::erase_if(undo_, [&](const block_undo_ptr& undo) {
@@ -1031,12 +1019,8 @@ bool memory_state::read_at(std::string_view k, std::uint64_t hash,
 std::optional<std::uint32_t>
 memory_state::change_of(const block_undo& undo, std::string_view k,
                         std::uint64_t hash) const {
-  if (!undo.halves) {
-    if (auto* i = undo.index[0].find(k, hash))
-      return *i;
-    return std::nullopt;
-  }
-  auto half = shard_of_hash(hash) & 1;
+  // Only a block planned in halves has keys in index[1].
+  auto half = undo.index[1].empty() ? 0 : shard_of_hash(hash) & 1;
   if (auto* i = undo.index[half].find(k, hash))
     return *i + (half == 1 ? undo.second_half_base : 0);
   return std::nullopt;

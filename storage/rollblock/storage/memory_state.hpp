@@ -342,7 +342,6 @@ private:
     /// index[0] and of odd ones in index[1], numbered from
     /// second_half_base.
     std::array<flat_key_map<std::uint32_t>, 2> index;
-    bool halves = false;
     std::uint32_t second_half_base = 0;
     /// Per change: the key_hash of its key (install and expiry reuse it).
     std::vector<std::uint64_t> hashes;
@@ -445,6 +444,11 @@ private:
     return shard_mask_ ? (hash >> 40) & *shard_mask_
                        : (hash >> 40) % shards_.size();
   }
+
+  /// Runs job(part, parts): for parts 0 and 1 of 2 at once, on the writer's
+  /// thread and its second (halves_), when `split`; else job(0, 1).
+  template <class Job>
+  void run_in_parts(bool split, Job job) const;
 
   /// Calls f(i), in order, for every key i (hashes[i]: its key_hash) whose
   /// shard is in `part` of `parts` (shard index % parts == part),
