@@ -260,8 +260,9 @@ public:
   /// Returns the value of `k` in the state right after block `height`, one
   /// of the blocks whose undo is kept (at most the undo_depth newest; a
   /// revert drops those of the blocks it undoes), as a reader that started
-  /// then reads it now (staged writes not included). Errors: ec::rollback_beyond_history
-  /// when no kept undo is block `height`'s; with a budget, as get().
+  /// then reads it now (staged writes not included). Errors:
+  /// ec::rollback_beyond_history when no kept undo is block `height`'s;
+  /// with a budget, as get().
   /// REQUIRES: k has the key width.
   caf::expected<value> get_after(const key& k, block_id height) const;
 
