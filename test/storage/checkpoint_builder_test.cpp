@@ -161,15 +161,24 @@ TEST(checkpoint_builder, wide_keys_sharing_their_first_8_bytes_come_in_key_order
 }
 
 TEST(checkpoint_builder, a_large_checkpoint_writes_what_a_model_expects) {
-  // 40 blocks of 3,000 changes over 20,000 keys (8 and 24 bytes wide, the
-  // wide ones sharing prefixes), values from a small alphabet so that some
-  // keys come back to their stored value; the model is a std::map in key
-  // order.
-  for (std::size_t width : {std::size_t{8}, std::size_t{24}}) {
-    std::mt19937_64 rng{width};
+  // 40 blocks of 3,000 changes over 20,000 keys, values from a small
+  // alphabet so that some keys come back to their stored value; the model
+  // is a std::map in key order. Keys: 8 bytes, random (sorted as 16-byte
+  // change references); 8 bytes, counted up across a carry into the fifth
+  // byte (33 varying bits: sorted as one number per change); 24 bytes
+  // sharing prefixes.
+  enum class keys { random8, counted8, wide24 };
+  for (auto kind : {keys::random8, keys::counted8, keys::wide24}) {
+    std::mt19937_64 rng{static_cast<std::uint64_t>(kind)};
     auto make_key = [&](std::uint64_t i) {
-      if (width == 8)
-        return key_from_u64(i * 0x9e3779b97f4a7c15ull, 8);
+      switch (kind) {
+        case keys::random8:
+          return key_from_u64(i * 0x9e3779b97f4a7c15ull, 8);
+        case keys::counted8:
+          return key_from_u64(0xffffd000ull + i, 8);
+        case keys::wide24:
+          break;
+      }
       // 64 keys per 8-byte prefix.
       return key_from_u64(i / 64, 8) + key_from_u64(i * 0x9e3779b97f4a7c15ull, 16);
     };
@@ -205,7 +214,7 @@ TEST(checkpoint_builder, a_large_checkpoint_writes_what_a_model_expects) {
       if (stored[k] != v)
         expected.emplace_back(k, v);
     auto batch = b.take(40);
-    EXPECT_EQ(owned(batch), expected) << "width " << width;
+    EXPECT_EQ(owned(batch), expected) << "keys " << static_cast<int>(kind);
     EXPECT_GT(expected.size(), 10000u);
   }
 }

@@ -53,38 +53,36 @@ struct key_order_less {
   }
 };
 
-/// Sorts `items` (each with a `std::uint64_t prefix` member, its key's
-/// key_prefix) into key order, stably: items with equal keys keep
-/// their order. `key(item)` returns the item's whole key.
-///
-/// A least-significant-digit radix sort on the prefixes (8-bit digits; a
-/// digit every item shares is neither counted nor sorted on), then a stable
-/// comparison sort of each run of equal prefixes whose keys are wider than
-/// 8 bytes. A checkpoint sorts about a million keys: the radix passes take
-/// a fraction of std::sort's comparisons and branch mispredictions.
-template <class T, class Key>
-void sort_in_key_order(std::vector<T>& items, Key key) {
+/// Sorts `items` stably by the number `number(item)` returns (a
+/// std::uint64_t), smallest first: a least-significant-digit radix sort in
+/// 8-bit digits. A digit every item shares with the first is neither
+/// counted nor sorted on: numbers counted up vary in their low digits only.
+template <class T, class Number>
+void radix_sort(std::vector<T>& items, Number number) {
   constexpr int digits = 8;
   auto n = items.size();
   if (n < 2)
     return;
-  // The digits some item does not share with the first: only those are
-  // counted and sorted on.
   std::uint64_t varying = 0;
+  auto first = number(items.front());
   for (auto& item : items)
-    varying |= item.prefix ^ items.front().prefix;
+    varying |= number(item) ^ first;
   std::array<int, digits> sorted_digits{};
   int sorted_count = 0;
   for (int d = 0; d < digits; ++d)
     if (((varying >> (8 * d)) & 0xff) != 0)
       sorted_digits[sorted_count++] = d;
+  if (sorted_count == 0)
+    return;
   std::array<std::array<std::size_t, 256>, digits> counts{};
-  for (auto& item : items)
+  for (auto& item : items) {
+    auto x = number(item);
     for (int j = 0; j < sorted_count; ++j) {
       auto d = sorted_digits[j];
-      ++counts[d][(item.prefix >> (8 * d)) & 0xff];
+      ++counts[d][(x >> (8 * d)) & 0xff];
     }
-  std::vector<T> scratch(sorted_count > 0 ? n : 0);
+  }
+  std::vector<T> scratch(n);
   auto* from = &items;
   auto* to = &scratch;
   for (int j = 0; j < sorted_count; ++j) {
@@ -97,12 +95,26 @@ void sort_in_key_order(std::vector<T>& items, Key key) {
       sum += here;
     }
     for (auto& item : *from)
-      (*to)[count[(item.prefix >> (8 * d)) & 0xff]++] = item;
+      (*to)[count[(number(item) >> (8 * d)) & 0xff]++] = item;
     std::swap(from, to);
   }
   if (from != &items)
     items.swap(scratch);
+}
+
+/// Sorts `items` (each with a `std::uint64_t prefix` member, its key's
+/// key_prefix) into key order, stably: items with equal keys keep
+/// their order. `key(item)` returns the item's whole key.
+///
+/// A radix sort on the prefixes (radix_sort), then a stable comparison sort
+/// of each run of equal prefixes whose keys are wider than 8 bytes. A
+/// checkpoint sorts about a million keys: the radix passes take a fraction
+/// of std::sort's comparisons and branch mispredictions.
+template <class T, class Key>
+void sort_in_key_order(std::vector<T>& items, Key key) {
+  radix_sort(items, [](const T& item) { return item.prefix; });
   // Ties on the prefix: only keys wider than 8 bytes can differ there.
+  auto n = items.size();
   for (std::size_t i = 0; i < n;) {
     auto j = i + 1;
     while (j < n && items[j].prefix == items[i].prefix)
