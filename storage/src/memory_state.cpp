@@ -46,9 +46,11 @@ namespace {
 /// header, rounded).
 constexpr std::size_t malloc_overhead = 16;
 
-/// How many keys ahead the loops over a block's keys prefetch table slots:
-/// the tables are far larger than the caches, so each lookup would wait for
-/// memory twice (the tag, then the slot with key and value) without it.
+/// How many keys ahead the loops over a block's keys prefetch table slots
+/// (prefetch_ahead: tags twice as far ahead, then the slot the tags point
+/// to): the tables are far larger than the caches, so each lookup would
+/// wait for memory twice (the tag, then the slot with key and value)
+/// without it.
 constexpr std::size_t prefetch_distance = 8;
 
 /// How many of a block's updates the writer makes to a shard before it lets
@@ -588,8 +590,8 @@ memory_state::prepare(block_record_ptr record) const {
   undo.index[0].reserve(changes.size());
   undo.hashes = hashes_of(*record);
   for (std::size_t i = 0; i < changes.size(); ++i) {
-    if (i + prefetch_distance < changes.size())
-      prefetch(undo.hashes[i + prefetch_distance]);
+    prefetch_ahead(i, changes.size(),
+                   [&](std::size_t j) { return undo.hashes[j]; });
     auto change = changes[i];
     auto hash = undo.hashes[i];
     undo.before_seqs.push_back(
@@ -613,14 +615,27 @@ void memory_state::run_in_parts(bool split, Job job) const {
     job(std::size_t{0}, std::size_t{1});
 }
 
+template <class HashAt>
+void memory_state::prefetch_ahead(std::size_t m, std::size_t count,
+                                  HashAt hash_at) const noexcept {
+  if (m + 2 * prefetch_distance < count) {
+    auto hash = hash_at(m + 2 * prefetch_distance);
+    shards_[shard_of_hash(hash)]->map.prefetch_tags(hash);
+  }
+  if (m + prefetch_distance < count) {
+    auto hash = hash_at(m + prefetch_distance);
+    shards_[shard_of_hash(hash)]->map.prefetch_slot(hash);
+  }
+}
+
 template <class F>
 void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
                                     std::size_t part, std::size_t parts,
                                     F f) const {
   if (parts == 1) {
     for (std::size_t i = 0; i < hashes.size(); ++i) {
-      if (i + prefetch_distance < hashes.size())
-        prefetch(hashes[i + prefetch_distance]);
+      prefetch_ahead(i, hashes.size(),
+                     [&](std::size_t j) { return hashes[j]; });
       f(i);
     }
     return;
@@ -633,8 +648,8 @@ void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
     if ((shard_of_hash(hashes[i]) & (parts - 1)) == part)
       mine.push_back(static_cast<std::uint32_t>(i));
   for (std::size_t m = 0; m < mine.size(); ++m) {
-    if (m + prefetch_distance < mine.size())
-      prefetch(hashes[mine[m + prefetch_distance]]);
+    prefetch_ahead(m, mine.size(),
+                   [&](std::size_t j) { return hashes[mine[j]]; });
     f(mine[m]);
   }
 }
@@ -664,8 +679,8 @@ void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
         guard.unlock();
         lock_trying_first(guard);
       }
-      if (j + prefetch_distance < indexes.size())
-        s.map.prefetch(hashes[indexes[j + prefetch_distance]]);
+      prefetch_ahead(j, indexes.size(),
+                     [&](std::size_t k) { return hashes[indexes[k]]; });
       update(s, indexes[j]);
     }
   }
@@ -1172,8 +1187,8 @@ memory_state::get_many(const std::vector<key>& keys) const {
           entry_budget_ == 0
           && newest_undo_seq_.load(std::memory_order_acquire) <= at;
         for (auto j = from; j < to; ++j) {
-          if (j + prefetch_distance < to)
-            s.map.prefetch(hashes[by_shard[j + prefetch_distance]]);
+          prefetch_ahead(j, to,
+                         [&](std::size_t k) { return hashes[by_shard[k]]; });
           auto i = by_shard[j];
           auto* found = s.map.find(keys[i], hashes[i]);
           if (found != nullptr && seq_of(*found) <= at) {

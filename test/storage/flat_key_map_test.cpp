@@ -25,7 +25,8 @@ key k8(std::uint64_t x) {
 TEST(flat_key_map, empty_map_finds_nothing) {
   flat_key_map<int> m{8};
   EXPECT_EQ(m.size(), 0u);
-  m.prefetch(key_hash(k8(1))); // no slots: nothing to load
+  m.prefetch_tags(key_hash(k8(1))); // no slots: nothing to load
+  m.prefetch_slot(key_hash(k8(1)));
   EXPECT_EQ(m.find(k8(1)), nullptr);
   EXPECT_FALSE(m.erase(k8(1)));
   EXPECT_EQ(m.capacity(), 0u);
@@ -82,7 +83,8 @@ TEST(flat_key_map, matches_a_model_under_random_operations_and_erases_by_pointer
       default: {
         // Half the erases by key, half through find's pointer; a prefetch
         // of the key's slot before changes nothing.
-        m.prefetch(key_hash(k));
+        m.prefetch_tags(key_hash(k));
+        m.prefetch_slot(key_hash(k));
         if (rng() % 2 == 0) {
           EXPECT_EQ(m.erase(k), model.erase(k) == 1);
         } else if (auto* found = m.find(k)) {

@@ -166,18 +166,40 @@ public:
     return static_cast<std::size_t>((u128{hash << 24} * capacity_) >> 64);
   }
 
-  /// Starts loading the home slot of a key with this hash (its tag, and its
-  /// key and value) into the cache, so that a find a few keys later does not
-  /// wait for memory. Changes nothing; any hash is fine.
-  void prefetch(std::uint64_t hash) const noexcept {
+  /// Prefetching, for loops that look keys up in turn, in two stages a few
+  /// keys apart, so that a find or try_emplace does not wait for memory.
+  /// Any hash is fine.
+  ///
+  /// The first stage: starts loading the tags a probe for a key with this
+  /// hash reads first. Changes nothing.
+  void prefetch_tags(std::uint64_t hash) const noexcept {
+    if (capacity_ != 0)
+      __builtin_prefetch(tags_ + home_of(hash));
+  }
+
+  /// The second stage, a few keys later (once the tags are loaded): reads
+  /// the tags from the key's home slot on and starts loading the one slot
+  /// a lookup or insertion of the key ends at: the first whose tag matches
+  /// the key's (the key's slot, unless another key shares the tag), else
+  /// the first empty one. Where the home slot is not that slot (an absent
+  /// key, a key that probed on), this loads the line needed instead of
+  /// the home slot's. Changes nothing.
+  void prefetch_slot(std::uint64_t hash) const noexcept {
     if (capacity_ == 0)
       return;
+    auto tag = tag_of(hash);
     auto slot = home_of(hash);
-    __builtin_prefetch(tags_ + slot);
-    // Both ends: a slot whose stride does not divide 64 may straddle two
-    // cache lines.
-    __builtin_prefetch(slot_at(slot));
-    __builtin_prefetch(slot_at(slot) + stride_ - 1);
+    for (std::size_t probes = 0; probes < max_prefetch_probes; ++probes) {
+      auto t = tag_at(slot);
+      if (t == 0 || (t & ~mark_bit) == tag) {
+        // Both ends: a slot whose stride does not divide 64 may straddle
+        // two cache lines.
+        __builtin_prefetch(slot_at(slot));
+        __builtin_prefetch(slot_at(slot) + stride_ - 1);
+        return;
+      }
+      slot = next_slot(slot);
+    }
   }
 
   /// Returns the value of `k`, inserting a default T first when absent, and
@@ -370,6 +392,9 @@ private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
   static constexpr std::uint8_t mark_bit = 0x40;
   static constexpr std::size_t min_capacity = 16;
+  /// How many tags prefetch_slot reads looking for the slot (a longer
+  /// probe is rare and only goes without its prefetch).
+  static constexpr std::size_t max_prefetch_probes = 32;
 
   /// Returns the capacity of the ladder after `cap`.
   std::size_t next_capacity(std::size_t cap) const noexcept {

@@ -453,7 +453,7 @@ private:
 
   /// Calls f(i), in order, for every key i (hashes[i]: its key_hash) whose
   /// shard is in `part` of `parts` (shard index % parts == part),
-  /// prefetching the home slots of the part's keys a few keys ahead.
+  /// prefetching the part's slots a few keys ahead (prefetch_ahead).
   /// REQUIRES: parts is 1 or 2 (so is every `parts` below).
   template <class F>
   void for_each_of_part(const std::vector<std::uint64_t>& hashes,
@@ -468,12 +468,15 @@ private:
                        std::size_t part, std::size_t parts, Wanted wanted,
                        Update update);
 
-  /// Prefetches the home slot of a key from its key_hash (see
-  /// flat_key_map::prefetch). REQUIRES: the caller is the writer (the only
-  /// thread that changes the tables) or holds the key's shard lock.
-  void prefetch(std::uint64_t hash) const noexcept {
-    shards_[shard_of_hash(hash)]->map.prefetch(hash);
-  }
+  /// Prefetches for the m-th of `count` keys a loop looks up in turn
+  /// (hash_at(j): the j-th key's key_hash): the tags of the key two
+  /// prefetch distances ahead, the slot of the key one distance ahead
+  /// (flat_key_map::prefetch_tags, prefetch_slot). REQUIRES: the caller is
+  /// the writer (the only thread that changes the tables) or holds the
+  /// shard locks of those keys.
+  template <class HashAt>
+  void prefetch_ahead(std::size_t m, std::size_t count,
+                      HashAt hash_at) const noexcept;
 
   /// Reads one key at number `at` into `out`; returns false when the reader
   /// must start over (the needed undo is gone). Takes the key's shard lock
