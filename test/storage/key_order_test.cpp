@@ -123,3 +123,26 @@ TEST(key_order, wide_keys_sharing_prefixes_sort_by_the_whole_key) {
   }
   expect_sorted_like_reference(items_of(keys));
 }
+
+TEST(key_order, radix_sort_orders_by_the_number_stably) {
+  // Sorted by the bits above the low 20 (a checkpoint's numbered changes:
+  // key bits above position bits); the low bits, the items' order, must
+  // stay ascending among equal numbers.
+  std::mt19937_64 rng{3};
+  std::vector<std::uint64_t> items;
+  for (std::uint64_t i = 0; i < 100000; ++i)
+    items.push_back(((rng() % 3000 + (std::uint64_t{1} << 30)) << 20) | i);
+  auto expected = items;
+  auto number = [](std::uint64_t x) { return x >> 20; };
+  std::stable_sort(expected.begin(), expected.end(),
+                   [&](std::uint64_t a, std::uint64_t b) {
+                     return number(a) < number(b);
+                   });
+  radix_sort(items, number);
+  EXPECT_EQ(items, expected);
+  // Every number equal: nothing moves.
+  std::vector<std::uint64_t> same{5 << 20 | 2, 5 << 20 | 0, 5 << 20 | 1};
+  auto before = same;
+  radix_sort(same, number);
+  EXPECT_EQ(same, before);
+}
