@@ -56,16 +56,32 @@ store_shared::restart_fault(std::chrono::steady_clock::duration window) const {
 }
 
 store_heights store_shared::heights() const {
-  return {memory()->applied(), durable_.load(std::memory_order_acquire),
-          current_.load(std::memory_order_acquire)};
+  // A height read from a store made after its count went odd (release
+  // store, acquire load) shows that count to the second load below.
+  for (;;) {
+    auto before = heights_seq_.load(std::memory_order_acquire);
+    auto durable = durable_.load(std::memory_order_acquire);
+    auto current = current_.load(std::memory_order_acquire);
+    if (before % 2 == 0
+        && heights_seq_.load(std::memory_order_relaxed) == before)
+      return {memory()->applied(), durable, current};
+  }
+}
+
+void store_shared::publish_height(std::atomic<block_id>& height,
+                                  block_id value) {
+  auto seq = heights_seq_.load(std::memory_order_relaxed);
+  heights_seq_.store(seq + 1, std::memory_order_relaxed);
+  height.store(value, std::memory_order_release);
+  heights_seq_.store(seq + 2, std::memory_order_release);
 }
 
 void store_shared::set_durable(block_id height) {
-  durable_.store(height, std::memory_order_release);
+  publish_height(durable_, height);
 }
 
 void store_shared::set_current(block_id height) {
-  current_.store(height, std::memory_order_release);
+  publish_height(current_, height);
 }
 
 durability_mode store_shared::durability() const {

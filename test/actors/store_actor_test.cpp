@@ -3,6 +3,7 @@
 // and from a scoped (blocking) actor.
 
 #include "rollblock/actors/spawn_store.hpp"
+#include "rollblock/actors/store_reader.hpp"
 #include "rollblock/messages/error.hpp"
 #include "support/temp_dir.hpp"
 
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <thread>
 
@@ -58,6 +60,39 @@ TEST(store_actor, the_scheduler_runs_one_worker_per_core) {
   caf::actor_system sys{cfg};
   EXPECT_EQ(sys.scheduler().num_workers(),
             std::max<std::size_t>(2, std::thread::hardware_concurrency()));
+}
+
+TEST(store_actor, heights_read_a_pair_the_supervisor_published) {
+  // The supervisor raises durable, then current (never above durable),
+  // while readers ask for the heights: no reader may see a current above
+  // the durable of the same answer (two loads in between which both moved
+  // showed 66 over 65 to the model test).
+  store_shared shared{std::make_shared<storage::memory_state>(8),
+                      durability_mode::synchronous(), store_heights{}};
+  constexpr block_id last = 200000;
+  std::atomic<bool> done{false};
+  std::thread supervisor{[&] {
+    for (block_id h = 1; h <= last; ++h) {
+      shared.set_durable(h);
+      shared.set_current(h);
+    }
+    done = true;
+  }};
+  std::size_t reads = 0;
+  std::size_t torn = 0;
+  store_heights seen;
+  while (!done.load()) {
+    auto h = shared.heights();
+    ++reads;
+    if (h.current > h.durable && torn++ == 0)
+      seen = h;
+  }
+  supervisor.join();
+  EXPECT_EQ(torn, 0u) << "of " << reads << " reads; first: current "
+                      << seen.current << ", durable " << seen.durable;
+  auto final_heights = shared.heights();
+  EXPECT_EQ(final_heights.durable, last);
+  EXPECT_EQ(final_heights.current, last);
 }
 
 TEST_F(store_actor_test, event_based_actor_applies_and_reads) {

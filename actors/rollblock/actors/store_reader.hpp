@@ -53,8 +53,12 @@ public:
     return counters_;
   }
 
-  /// Returns applied (from memory), durable and current.
+  /// Returns applied (from memory), durable and current: durable and
+  /// current as the supervisor published them together (never a current
+  /// above the durable it had then), applied read after them.
   store_heights heights() const;
+  /// Publish durable or current. REQUIRES: one caller at a time (the
+  /// supervisor).
   void set_durable(block_id height);
   void set_current(block_id height);
 
@@ -92,8 +96,16 @@ private:
   const std::size_t key_width_;
   store_counters counters_;
   std::function<void(std::string_view)> fault_hook_; // set before spawning
+  /// Sets one of durable_ and current_ inside a change of heights_seq_.
+  void publish_height(std::atomic<block_id>& height, block_id value);
+
   std::atomic<block_id> durable_;
   std::atomic<block_id> current_;
+  /// Counts changes of durable_ and current_, odd while one is changing
+  /// (a sequence lock with one writer): heights() reads both again when it
+  /// moved in between, since two loads with both heights raised between
+  /// them would pair an old durable with a new current.
+  std::atomic<std::uint64_t> heights_seq_{0};
   std::atomic<status> status_{status::serving};
   mutable std::mutex mu_; // guards the five below
   caf::error fatal_;
