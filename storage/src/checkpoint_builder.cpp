@@ -20,7 +20,6 @@ void checkpoint_builder::hold(block_record_ptr record, bool undo) {
     narrow_keys_ = narrow_keys_ && k.size() == sizeof(std::uint64_t);
     prefixes_.push_back(key_prefix(k));
   }
-  most_block_changes_ = std::max(most_block_changes_, changes.size());
   held_.push_back(std::move(record));
   undo_.push_back(undo);
 }
@@ -87,7 +86,10 @@ checkpoint_batch checkpoint_builder::take(block_id height) {
   // 32 bits: hold).
   auto key_bits = static_cast<unsigned>(std::bit_width(varying));
   auto block_bits = static_cast<unsigned>(std::bit_width(held_.size()));
-  auto change_bits = static_cast<unsigned>(std::bit_width(most_block_changes_));
+  std::size_t most_changes = 0;
+  for (auto& record : held_)
+    most_changes = std::max(most_changes, record->changes.size());
+  auto change_bits = static_cast<unsigned>(std::bit_width(most_changes));
   auto position_bits = block_bits + change_bits;
   if (narrow_keys_ && position_bits < 64 && key_bits + position_bits <= 64) {
     // Each change as one number: its key's varying bits (the bits above
@@ -139,7 +141,6 @@ checkpoint_batch checkpoint_builder::take(block_id height) {
   held_.clear();
   undo_.clear();
   narrow_keys_ = true;
-  most_block_changes_ = 0;
   return result;
 }
 

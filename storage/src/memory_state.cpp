@@ -632,25 +632,23 @@ template <class F>
 void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
                                     std::size_t part, std::size_t parts,
                                     F f) const {
-  if (parts == 1) {
-    for (std::size_t i = 0; i < hashes.size(); ++i) {
-      prefetch_ahead(i, hashes.size(),
-                     [&](std::size_t j) { return hashes[j]; });
-      f(i);
-    }
-    return;
-  }
-  // This part's indexes first, so that the prefetch looks ahead among them
-  // (another part's slots would be loaded for nothing).
+  // With two parts, this part's indexes first, so that the prefetch looks
+  // ahead among them (another part's slots would be loaded for nothing).
   std::vector<std::uint32_t> mine;
-  mine.reserve(hashes.size() / parts + hashes.size() / 16);
-  for (std::size_t i = 0; i < hashes.size(); ++i)
-    if ((shard_of_hash(hashes[i]) & (parts - 1)) == part)
-      mine.push_back(static_cast<std::uint32_t>(i));
-  for (std::size_t m = 0; m < mine.size(); ++m) {
-    prefetch_ahead(m, mine.size(),
-                   [&](std::size_t j) { return hashes[mine[j]]; });
-    f(mine[m]);
+  if (parts > 1) {
+    mine.reserve(hashes.size() / parts + hashes.size() / 16);
+    for (std::size_t i = 0; i < hashes.size(); ++i)
+      if ((shard_of_hash(hashes[i]) & (parts - 1)) == part)
+        mine.push_back(static_cast<std::uint32_t>(i));
+  }
+  auto count = parts == 1 ? hashes.size() : mine.size();
+  auto index_at = [&](std::size_t m) -> std::size_t {
+    return parts == 1 ? m : mine[m];
+  };
+  for (std::size_t m = 0; m < count; ++m) {
+    prefetch_ahead(m, count,
+                   [&](std::size_t j) { return hashes[index_at(j)]; });
+    f(index_at(m));
   }
 }
 

@@ -76,8 +76,6 @@ private:
   std::vector<std::uint64_t> prefixes_;
   /// Whether every key added since the last take() is 8 bytes wide.
   bool narrow_keys_ = true;
-  /// The most changes one held block has.
-  std::size_t most_block_changes_ = 0;
   /// The blocks added (the batch's writes view their bytes; take() hands
   /// them to the batch).
   block_record_list held_;
