@@ -7,18 +7,32 @@
 # packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Names the stage that begins, after the seconds since the start.
+stage_start=$SECONDS
+stage() {
+  echo "== [$((SECONDS - stage_start)) s] $*"
+}
+stage packages
 bash deploy/install-deps.sh
 jobs=$(nproc)
+stage release build
 cmake --preset default >/dev/null
 cmake --build --preset default -j "$jobs"
+stage release tests
 ctest --preset default -j "$jobs"
+stage sanitizer build
 cmake --preset asan-ubsan >/dev/null
 cmake --build --preset asan-ubsan -j "$jobs" --target engine_tests
+stage sanitizer tests
 ctest --preset asan-ubsan -j "$jobs" -L 'messages|storage|actors'
 # Fuzzing: replay every seed, then 45 s of each target (all at once).
+stage fuzz build
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$jobs"
+stage fuzz runs
 ctest --preset fuzz
 bash test/fuzz/run.sh 45
 # ThreadSanitizer, against a TSan-built CAF (built once per machine).
+stage thread sanitizer
 bash test/tsan.sh
+stage done
