@@ -564,8 +564,8 @@ TEST(journal, append_refuses_bad_records_and_changes_nothing) {
   EXPECT_EQ(code_of(j->append(make_record(11, 1, 16))), ec::key_width_mismatch);
   // A value above max_value_size cannot even be put into a record (the
   // change_list refuses it), so it cannot reach the journal.
-  EXPECT_THROW((block_record{12,
-                             {{key_from_u64(1), std::string(65536, 'v'), ""}}}),
+  EXPECT_THROW(static_cast<void>(block_record{
+                 12, {{key_from_u64(1), std::string(65536, 'v'), ""}}}),
                std::length_error);
   EXPECT_EQ(j->size_bytes(), size);
   EXPECT_EQ(j->index().size(), 1u);
