@@ -419,8 +419,17 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   }
   std::vector<std::uint64_t> op_hashes;
   op_hashes.reserve(ops.size());
-  for (auto& op : ops)
-    op_hashes.push_back(key_hash(op.k));
+  // Per half of the shards (shard index % 2): its operations and their
+  // values' bytes, to reserve what each part builds exactly.
+  std::array<std::size_t, 2> half_ops{};
+  std::array<std::size_t, 2> half_bytes{};
+  for (auto& op : ops) {
+    auto hash = key_hash(op.k);
+    op_hashes.push_back(hash);
+    auto half = shard_of_hash(hash) & 1;
+    ++half_ops[half];
+    half_bytes[half] += op.v.size();
+  }
   // A large block is planned on two threads, each for the keys of half of
   // the shards (shard index % 2): each finds its keys' entries and builds
   // the changes and undo index of its keys, in operation order, from the
@@ -428,36 +437,100 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   // half 1's. Each half builds in locals, moved out when it ends: writes
   // into shared arrays would move their cache lines between the cores.
   bool split = ops.size() >= parallel_block_changes;
+  bool budget = entry_budget_ > 0;
   struct part_plan {
-    /// The part's operations (indexes into ops), in order.
+    /// With a budget, the part's operations (indexes into ops) in order,
+    /// and per operation its key's entry (nullptr if not resident) and its
+    /// stored value's index in `stored` (when not resident).
     std::vector<std::uint32_t> ops;
-    /// Per operation of the part: its key's entry, nullptr if not resident.
     std::vector<const entry*> resident;
-    /// With a budget, per operation of the part: its stored value's index
-    /// in `stored` (when not resident).
     std::vector<std::uint32_t> stored_of_op;
+    /// One change per distinct key, in first-touched order, encoded when
+    /// the key is first met; per change its entry's seq, its key's hash
+    /// and its last operation, and the index from key to change. A key met
+    /// again only moves its last operation, which sets `after`: such parts
+    /// are re-encoded at the end (coalesced).
     change_list changes;
     std::vector<block_seq> before_seqs;
     std::vector<std::uint64_t> hashes;
+    std::vector<std::uint32_t> last_op;
     std::optional<flat_key_map<std::uint32_t>> index;
+    bool coalesced = false;
+
+    /// Prepares to build the changes of `n` operations carrying
+    /// `value_bytes` bytes of values.
+    void start(std::size_t key_width, std::size_t n, std::size_t value_bytes) {
+      changes.reserve(n, n * change_list::encoded_size(key_width, 0, 0)
+                           + 2 * value_bytes);
+      index.emplace(key_width);
+      index->reserve(n);
+      before_seqs.reserve(n);
+      hashes.reserve(n);
+      last_op.reserve(n);
+    }
+
+    /// Adds operation `i` (`op`, its key's hash `hash`), whose key's entry
+    /// has seq `found_seq` and whose value before the block is `before`.
+    void add(std::size_t i, const operation& op, std::uint64_t hash,
+             block_seq found_seq, std::string_view before) {
+      auto [slot, added] = index->try_emplace(op.k, hash);
+      if (!added) {
+        last_op[*slot] = static_cast<std::uint32_t>(i);
+        coalesced = true;
+        return;
+      }
+      *slot = static_cast<std::uint32_t>(last_op.size());
+      changes.push_back({op.k, op.v, before});
+      last_op.push_back(static_cast<std::uint32_t>(i));
+      before_seqs.push_back(found_seq);
+      hashes.push_back(hash);
+    }
+
+    /// Ends the building: each change takes its key's last operation.
+    void finish(const operation_list& all) {
+      if (!coalesced)
+        return;
+      change_list last_wins;
+      last_wins.reserve(changes.size(), changes.payload().size());
+      for (std::size_t u = 0; u < changes.size(); ++u) {
+        auto c = changes[u];
+        last_wins.push_back({c.k, all[last_op[u]].v, c.before});
+      }
+      changes = std::move(last_wins);
+    }
   };
   std::array<part_plan, 2> plans;
+  // Without a budget each operation's change is built as soon as its key
+  // is looked up, while its entry is in the cache. With one, the lookups
+  // come first, then the before values of keys that are not resident from
+  // the state of record, read in one pass in key order (new keys counted
+  // up cost one LevelDB seek per block instead of one read each), then the
+  // changes.
   run_in_parts(split, [&](std::size_t part, std::size_t parts) {
     part_plan mine;
-    mine.ops.reserve(ops.size() / parts + ops.size() / 16);
-    mine.resident.reserve(ops.size() / parts + ops.size() / 16);
+    auto n = parts == 1 ? ops.size() : half_ops[part];
+    if (budget) {
+      mine.ops.reserve(n);
+      mine.resident.reserve(n);
+    } else {
+      mine.start(key_width_, n,
+                 parts == 1 ? half_bytes[0] + half_bytes[1] : half_bytes[part]);
+    }
     for_each_of_part(op_hashes, part, parts, [&](std::size_t i) {
-      mine.ops.push_back(static_cast<std::uint32_t>(i));
-      mine.resident.push_back(
-        shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]));
+      auto* found =
+        shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]);
+      if (budget) {
+        mine.ops.push_back(static_cast<std::uint32_t>(i));
+        mine.resident.push_back(found);
+      } else {
+        mine.add(i, ops[i], op_hashes[i], before_seq_of(found),
+                 found ? found->v.view() : std::string_view{});
+      }
     });
+    mine.finish(ops);
     plans[part] = std::move(mine);
   });
-  // With a budget the before values of keys that are not resident come
-  // from the state of record, read in one pass in key order (new keys
-  // counted up cost one LevelDB seek per block instead of one read each).
-  std::vector<value> stored;
-  if (entry_budget_ > 0) {
+  if (budget) {
     std::vector<std::string_view> missing;
     for (auto& plan : plans) {
       plan.stored_of_op.assign(plan.ops.size(), 0);
@@ -471,74 +544,32 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     auto values = read_state_of_record(missing);
     if (!values)
       return std::move(values.error());
-    stored = std::move(*values);
+    auto& stored = *values;
+    run_in_parts(split, [&](std::size_t part, std::size_t) {
+      auto& plan = plans[part];
+      auto n = plan.ops.size();
+      part_plan mine;
+      mine.start(key_width_, n,
+                 split ? half_bytes[part] : half_bytes[0] + half_bytes[1]);
+      for (std::size_t m = 0; m < n; ++m) {
+        // The entries ahead (their before values) may have left the cache
+        // since the lookups.
+        if (m + prefetch_distance < n)
+          if (auto* ahead = plan.resident[m + prefetch_distance]) {
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(reinterpret_cast<const char*>(ahead)
+                               + sizeof(entry) - 1);
+          }
+        auto i = plan.ops[m];
+        auto* found = plan.resident[m];
+        mine.add(i, ops[i], op_hashes[i], before_seq_of(found),
+                 found ? found->v.view()
+                       : std::string_view{stored[plan.stored_of_op[m]]});
+      }
+      mine.finish(ops);
+      plan = std::move(mine);
+    });
   }
-  run_in_parts(split, [&](std::size_t part, std::size_t) {
-    auto& plan = plans[part];
-    auto& part_ops = plan.ops;
-    auto n = part_ops.size();
-    // One change per distinct key, in first-touched order, encoded when
-    // the key is first met. A key met again only moves its last operation,
-    // which sets `after`: such parts are re-encoded at the end.
-    std::size_t after_bytes = 0;
-    for (auto i : part_ops)
-      after_bytes += ops[i].v.size();
-    change_list changes;
-    changes.reserve(n, n * change_list::encoded_size(key_width_, 0, 0)
-                         + 2 * after_bytes);
-    flat_key_map<std::uint32_t> index{key_width_};
-    index.reserve(n);
-    std::vector<block_seq> before_seqs;
-    before_seqs.reserve(n);
-    std::vector<std::uint64_t> hashes;
-    hashes.reserve(n);
-    std::vector<std::uint32_t> last_op;
-    last_op.reserve(n);
-    bool coalesced = false;
-    for (std::size_t m = 0; m < n; ++m) {
-      // The entries ahead (their before values) may have left the cache
-      // since the lookups.
-      if (m + prefetch_distance < n)
-        if (auto* ahead = plan.resident[m + prefetch_distance]) {
-          __builtin_prefetch(ahead);
-          __builtin_prefetch(reinterpret_cast<const char*>(ahead)
-                             + sizeof(entry) - 1);
-        }
-      auto i = part_ops[m];
-      auto& op = ops[i];
-      auto hash = op_hashes[i];
-      auto [slot, added] = index.try_emplace(op.k, hash);
-      if (!added) {
-        last_op[*slot] = i;
-        coalesced = true;
-        continue;
-      }
-      *slot = static_cast<std::uint32_t>(last_op.size());
-      auto* found = plan.resident[m];
-      if (found)
-        changes.push_back({op.k, op.v, found->v.view()});
-      else if (entry_budget_ > 0)
-        changes.push_back({op.k, op.v, stored[plan.stored_of_op[m]]});
-      else
-        changes.push_back({op.k, op.v, {}});
-      last_op.push_back(i);
-      before_seqs.push_back(before_seq_of(found));
-      hashes.push_back(hash);
-    }
-    if (coalesced) {
-      change_list last_wins;
-      last_wins.reserve(changes.size(), changes.payload().size());
-      for (std::size_t u = 0; u < changes.size(); ++u) {
-        auto c = changes[u];
-        last_wins.push_back({c.k, ops[last_op[u]].v, c.before});
-      }
-      changes = std::move(last_wins);
-    }
-    plan.changes = std::move(changes);
-    plan.before_seqs = std::move(before_seqs);
-    plan.hashes = std::move(hashes);
-    plan.index = std::move(index);
-  });
   planned_block planned;
   planned.undo = std::make_shared<block_undo>(key_width_);
   auto& undo = *planned.undo;
