@@ -417,18 +417,19 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
                           + "-byte value; the limit is "
                           + std::to_string(max_value_size) + " bytes");
   }
+  bool split = ops.size() >= parallel_block_changes;
   std::vector<std::uint64_t> op_hashes;
   op_hashes.reserve(ops.size());
-  // Per half of the shards (shard index % 2): its operations and their
-  // values' bytes, to reserve what each part builds exactly.
-  std::array<std::size_t, 2> half_ops{};
-  std::array<std::size_t, 2> half_bytes{};
+  // Per part (below): its operations and their values' bytes, to reserve
+  // what each part builds exactly.
+  std::array<std::size_t, 2> part_ops{};
+  std::array<std::size_t, 2> part_bytes{};
   for (auto& op : ops) {
     auto hash = key_hash(op.k);
     op_hashes.push_back(hash);
-    auto half = shard_of_hash(hash) & 1;
-    ++half_ops[half];
-    half_bytes[half] += op.v.size();
+    auto part = split ? shard_of_hash(hash) & 1 : 0;
+    ++part_ops[part];
+    part_bytes[part] += op.v.size();
   }
   // A large block is planned on two threads, each for the keys of half of
   // the shards (shard index % 2): each finds its keys' entries and builds
@@ -436,7 +437,6 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   // entries in its own core's cache; the record is half 0's changes, then
   // half 1's. Each half builds in locals, moved out when it ends: writes
   // into shared arrays would move their cache lines between the cores.
-  bool split = ops.size() >= parallel_block_changes;
   bool budget = entry_budget_ > 0;
   struct part_plan {
     /// With a budget, the part's operations (indexes into ops) in order,
@@ -508,13 +508,12 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
   // changes.
   run_in_parts(split, [&](std::size_t part, std::size_t parts) {
     part_plan mine;
-    auto n = parts == 1 ? ops.size() : half_ops[part];
+    auto n = part_ops[part];
     if (budget) {
       mine.ops.reserve(n);
       mine.resident.reserve(n);
     } else {
-      mine.start(key_width_, n,
-                 parts == 1 ? half_bytes[0] + half_bytes[1] : half_bytes[part]);
+      mine.start(key_width_, n, part_bytes[part]);
     }
     for_each_of_part(op_hashes, part, parts, [&](std::size_t i) {
       auto* found =
@@ -527,7 +526,8 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
                  found ? found->v.view() : std::string_view{});
       }
     });
-    mine.finish(ops);
+    if (!budget)
+      mine.finish(ops);
     plans[part] = std::move(mine);
   });
   if (budget) {
@@ -549,8 +549,7 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
       auto& plan = plans[part];
       auto n = plan.ops.size();
       part_plan mine;
-      mine.start(key_width_, n,
-                 split ? half_bytes[part] : half_bytes[0] + half_bytes[1]);
+      mine.start(key_width_, n, part_bytes[part]);
       for (std::size_t m = 0; m < n; ++m) {
         // The entries ahead (their before values) may have left the cache
         // since the lookups.
