@@ -1,7 +1,5 @@
 #include "support/fault_env.hpp"
 
-#include <csignal>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -11,11 +9,6 @@ namespace {
 
 leveldb::Status io_error(const std::string& fname, int err) {
   return leveldb::Status::IOError(fname, std::strerror(err));
-}
-
-[[noreturn]] void crash() {
-  std::raise(SIGKILL);
-  std::abort(); // Not reached.
 }
 
 class fault_writable_file final : public leveldb::WritableFile {
@@ -44,7 +37,7 @@ public:
           base_->Append(leveldb::Slice{data.data(), act.bytes});
           base_->Flush();
         }
-        crash();
+        crash_process();
     }
     return {};
   }
@@ -60,7 +53,7 @@ public:
   leveldb::Status Sync() override {
     auto act = schedule_.next(fault_op::sync);
     if (act.kind == fault_action::crash)
-      crash();
+      crash_process();
     if (act.kind == fault_action::fail)
       return io_error(fname_, act.error);
     return base_->Sync();
@@ -81,7 +74,7 @@ leveldb::Status fault_env::NewWritableFile(const std::string& fname,
                                            leveldb::WritableFile** result) {
   auto act = schedule_.next(fault_op::create);
   if (act.kind == fault_action::crash)
-    crash();
+    crash_process();
   if (act.kind == fault_action::fail)
     return io_error(fname, act.error);
   leveldb::WritableFile* base = nullptr;
@@ -103,7 +96,7 @@ leveldb::Status fault_env::NewAppendableFile(const std::string& fname,
 leveldb::Status fault_env::RemoveFile(const std::string& fname) {
   auto act = schedule_.next(fault_op::remove);
   if (act.kind == fault_action::crash)
-    crash();
+    crash_process();
   if (act.kind == fault_action::fail)
     return io_error(fname, act.error);
   return target()->RemoveFile(fname);

@@ -1,6 +1,5 @@
 #include "support/fault_file_system.hpp"
 
-#include <csignal>
 
 namespace rollblock::test {
 
@@ -10,18 +9,12 @@ std::error_code errno_code(int err) {
   return {err, std::generic_category()};
 }
 
-/// Kills the process the way a power cut kills a writer.
-[[noreturn]] void crash() {
-  std::raise(SIGKILL);
-  std::abort(); // Not reached.
-}
-
 /// Runs `f` unless the schedule says otherwise.
 template <class F>
 std::error_code guarded(fault_schedule& s, fault_op op, F&& f) {
   auto act = s.next(op);
   if (act.kind == fault_action::crash)
-    crash();
+    crash_process();
   if (act.kind == fault_action::fail)
     return errno_code(act.error);
   return f();
@@ -51,7 +44,7 @@ public:
       case fault_action::crash:
         if (act.bytes > 0)
           base_->write_at(offset, data, act.bytes);
-        crash();
+        crash_process();
     }
     return {};
   }

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <cerrno>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -19,6 +21,13 @@ enum class fault_op {
   create,         ///< Creating a file.
   sync_directory, ///< fsync of a directory.
 };
+
+/// Kills the process the way a power cut kills a writer (the crash of a
+/// fault_action).
+[[noreturn]] inline void crash_process() {
+  std::raise(SIGKILL);
+  std::abort(); // Not reached.
+}
 
 /// What a fault-injecting layer does with one call.
 struct fault_action {
