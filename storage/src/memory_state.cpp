@@ -188,7 +188,8 @@ void memory_state::load_many(
   // Shard by shard, each lock taken once per run of updates: a lock and an
   // unlock per key wait for the stores of the entries before them.
   std::size_t added = 0;
-  update_by_shard(hashes, 0, 1, [](std::size_t) { return true; },
+  update_by_shard(hashes, 0, 1, probe_for::insert,
+                  [](std::size_t) { return true; },
                   [&](shard& s, std::size_t i) {
                     added += load_entry(s, batch[i].first, hashes[i],
                                         batch[i].second);
@@ -209,7 +210,8 @@ bool memory_state::load_entry(shard& s, std::string_view k,
 void memory_state::replay(const block_record& record) {
   std::ptrdiff_t live_delta = 0;
   auto hashes = hashes_of(record);
-  update_by_shard(hashes, 0, 1, [](std::size_t) { return true; },
+  update_by_shard(hashes, 0, 1, probe_for::insert,
+                  [](std::size_t) { return true; },
                   [&](shard& s, std::size_t i) {
                     auto change = record.changes[i];
                     if (!change.after.empty()) {
@@ -515,7 +517,8 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     } else {
       mine.start(key_width_, n, part_bytes[part]);
     }
-    for_each_of_part(op_hashes, part, parts, [&](std::size_t i) {
+    for_each_of_part(op_hashes, part, parts, probe_for::lookup,
+                     [&](std::size_t i) {
       auto* found =
         shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]);
       if (budget) {
@@ -620,7 +623,7 @@ memory_state::prepare(block_record_ptr record) const {
   undo.index[0].reserve(changes.size());
   undo.hashes = hashes_of(*record);
   for (std::size_t i = 0; i < changes.size(); ++i) {
-    prefetch_ahead(i, changes.size(),
+    prefetch_ahead(i, changes.size(), probe_for::lookup,
                    [&](std::size_t j) { return undo.hashes[j]; });
     auto change = changes[i];
     auto hash = undo.hashes[i];
@@ -647,6 +650,7 @@ void memory_state::run_in_parts(bool split, Job job) const {
 
 template <class HashAt>
 void memory_state::prefetch_ahead(std::size_t m, std::size_t count,
+                                  probe_for use,
                                   HashAt hash_at) const noexcept {
   if (m + 2 * prefetch_distance < count) {
     auto hash = hash_at(m + 2 * prefetch_distance);
@@ -654,14 +658,14 @@ void memory_state::prefetch_ahead(std::size_t m, std::size_t count,
   }
   if (m + prefetch_distance < count) {
     auto hash = hash_at(m + prefetch_distance);
-    shards_[shard_of_hash(hash)]->map.prefetch_slot(hash);
+    shards_[shard_of_hash(hash)]->map.prefetch_slot(hash, use);
   }
 }
 
 template <class F>
 void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
                                     std::size_t part, std::size_t parts,
-                                    F f) const {
+                                    probe_for use, F f) const {
   // With two parts, this part's indexes first, so that the prefetch looks
   // ahead among them (another part's slots would be loaded for nothing).
   std::vector<std::uint32_t> mine;
@@ -676,7 +680,7 @@ void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
     return parts == 1 ? m : mine[m];
   };
   for (std::size_t m = 0; m < count; ++m) {
-    prefetch_ahead(m, count,
+    prefetch_ahead(m, count, use,
                    [&](std::size_t j) { return hashes[index_at(j)]; });
     f(index_at(m));
   }
@@ -685,7 +689,8 @@ void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
 template <class Wanted, class Update>
 void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
                                    std::size_t part, std::size_t parts,
-                                   Wanted wanted, Update update) {
+                                   probe_for use, Wanted wanted,
+                                   Update update) {
   std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
   for (std::size_t i = 0; i < hashes.size(); ++i) {
     auto shard_index = shard_of_hash(hashes[i]);
@@ -707,7 +712,7 @@ void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
         guard.unlock();
         lock_trying_first(guard);
       }
-      prefetch_ahead(j, indexes.size(),
+      prefetch_ahead(j, indexes.size(), use,
                      [&](std::size_t k) { return hashes[indexes[k]]; });
       update(s, indexes[j]);
     }
@@ -749,7 +754,7 @@ void memory_state::install_planned(planned_block planned) {
     // line, which a write per change would move between the cores.
     std::ptrdiff_t live_delta = 0;
     update_by_shard(
-      hashes, part, parts, [](std::size_t) { return true; },
+      hashes, part, parts, probe_for::insert, [](std::size_t) { return true; },
       [&](shard& s, std::size_t i) {
         live_delta += install_change(s, changes[i], hashes[i], stamp);
       });
@@ -883,7 +888,8 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
   auto& changes = oldest->record->changes;
   auto& hashes = oldest->hashes;
   update_by_shard(
-    hashes, 0, 1, [&](std::size_t i) { return changes[i].after.empty(); },
+    hashes, 0, 1, probe_for::lookup,
+    [&](std::size_t i) { return changes[i].after.empty(); },
     [&](shard& s, std::size_t i) {
       auto* found = s.map.find(changes[i].k, hashes[i]);
       // Stamp 0: this block's tombstone rebased, or one just as old (no
@@ -901,7 +907,8 @@ memory_state::revert_shards(const block_record_list& newest_first,
   std::ptrdiff_t live_delta = 0;
   for (auto& record : newest_first) {
     auto hashes = hashes_of(*record);
-    for_each_of_part(hashes, part, parts, [&](std::size_t i) {
+    for_each_of_part(hashes, part, parts, probe_for::insert,
+                     [&](std::size_t i) {
       auto change = record->changes[i];
       auto hash = hashes[i];
       auto& s = *shards_[shard_of_hash(hash)];
@@ -1215,7 +1222,7 @@ memory_state::get_many(const std::vector<key>& keys) const {
           entry_budget_ == 0
           && newest_undo_seq_.load(std::memory_order_acquire) <= at;
         for (auto j = from; j < to; ++j) {
-          prefetch_ahead(j, to,
+          prefetch_ahead(j, to, probe_for::lookup,
                          [&](std::size_t k) { return hashes[by_shard[k]]; });
           auto i = by_shard[j];
           auto* found = s.map.find(keys[i], hashes[i]);

@@ -26,7 +26,8 @@ TEST(flat_key_map, empty_map_finds_nothing) {
   flat_key_map<int> m{8};
   EXPECT_EQ(m.size(), 0u);
   m.prefetch_tags(key_hash(k8(1))); // no slots: nothing to load
-  m.prefetch_slot(key_hash(k8(1)));
+  m.prefetch_slot(key_hash(k8(1)), probe_for::lookup);
+  m.prefetch_slot(key_hash(k8(1)), probe_for::insert);
   EXPECT_EQ(m.find(k8(1)), nullptr);
   EXPECT_FALSE(m.erase(k8(1)));
   EXPECT_EQ(m.capacity(), 0u);
@@ -82,9 +83,10 @@ TEST(flat_key_map, matches_a_model_under_random_operations_and_erases_by_pointer
       }
       default: {
         // Half the erases by key, half through find's pointer; a prefetch
-        // of the key's slot before changes nothing.
+        // of the key's slot before (either use) changes nothing.
         m.prefetch_tags(key_hash(k));
-        m.prefetch_slot(key_hash(k));
+        m.prefetch_slot(key_hash(k),
+                        rng() % 2 ? probe_for::lookup : probe_for::insert);
         if (rng() % 2 == 0) {
           EXPECT_EQ(m.erase(k), model.erase(k) == 1);
         } else if (auto* found = m.find(k)) {

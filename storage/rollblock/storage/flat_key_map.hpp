@@ -44,6 +44,13 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
   return XXH3_64bits(k.data(), k.size());
 }
 
+/// What a loop will do with the keys it prefetches table slots for
+/// (flat_key_map::prefetch_slot).
+enum class probe_for {
+  lookup, ///< find only: a key's slot matters when the table holds it.
+  insert, ///< try_emplace: an absent key goes to the first empty slot.
+};
+
 /// An open-addressing hash table from fixed-width byte-string keys to T,
 /// for the store's millions of small entries: no node per entry, each key
 /// beside its value, one tag byte per slot so that a probe rarely compares a
@@ -179,18 +186,22 @@ public:
 
   /// The second stage, a few keys later (once the tags are loaded): reads
   /// the tags from the key's home slot on and starts loading the one slot
-  /// a lookup or insertion of the key ends at: the first whose tag matches
-  /// the key's (the key's slot, unless another key shares the tag), else
-  /// the first empty one. Where the home slot is not that slot (an absent
-  /// key, a key that probed on), this loads the line needed instead of
-  /// the home slot's. Changes nothing.
-  void prefetch_slot(std::uint64_t hash) const noexcept {
+  /// the key's probe ends at: the first whose tag matches the key's (the
+  /// key's slot, unless another key shares the tag), else, for `insert`
+  /// only, the first empty one. Where the home slot is not that slot (a key
+  /// that probed on), this loads the line needed instead of the home
+  /// slot's; a lookup of an absent key loads no slot at all (the line fill
+  /// buffers it would take are what a loop of lookups waits for). Changes
+  /// nothing.
+  void prefetch_slot(std::uint64_t hash, probe_for use) const noexcept {
     if (capacity_ == 0)
       return;
     auto tag = tag_of(hash);
     auto slot = home_of(hash);
     for (std::size_t probes = 0; probes < max_prefetch_probes; ++probes) {
       auto t = tag_at(slot);
+      if (t == 0 && use == probe_for::lookup)
+        return;
       if (t == 0 || (t & ~mark_bit) == tag) {
         // Both ends: a slot whose stride does not divide 64 may straddle
         // two cache lines.
