@@ -517,18 +517,18 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
     } else {
       mine.start(key_width_, n, part_bytes[part]);
     }
-    for_each_of_part(op_hashes, part, parts, probe_for::lookup,
-                     [&](std::size_t i) {
-      auto* found =
-        shards_[shard_of_hash(op_hashes[i])]->map.find(ops[i].k, op_hashes[i]);
-      if (budget) {
-        mine.ops.push_back(static_cast<std::uint32_t>(i));
-        mine.resident.push_back(found);
-      } else {
-        mine.add(i, ops[i], op_hashes[i], before_seq_of(found),
-                 found ? found->v.view() : std::string_view{});
-      }
-    });
+    for_each_of_part(
+      op_hashes, part, parts, probe_for::lookup, [&](std::size_t i) {
+        auto* found = shards_[shard_of_hash(op_hashes[i])]->map.find(
+          ops[i].k, op_hashes[i]);
+        if (budget) {
+          mine.ops.push_back(static_cast<std::uint32_t>(i));
+          mine.resident.push_back(found);
+        } else {
+          mine.add(i, ops[i], op_hashes[i], before_seq_of(found),
+                   found ? found->v.view() : std::string_view{});
+        }
+      });
     if (!budget)
       mine.finish(ops);
     plans[part] = std::move(mine);
@@ -907,28 +907,28 @@ memory_state::revert_shards(const block_record_list& newest_first,
   std::ptrdiff_t live_delta = 0;
   for (auto& record : newest_first) {
     auto hashes = hashes_of(*record);
-    for_each_of_part(hashes, part, parts, probe_for::insert,
-                     [&](std::size_t i) {
-      auto change = record->changes[i];
-      auto hash = hashes[i];
-      auto& s = *shards_[shard_of_hash(hash)];
-      auto* found = s.map.find(change.k, hash);
-      // Not resident (a budget without make_resident): its current value is
-      // this newest change's after.
-      auto was_live = found ? !found->v.empty() : !change.after.empty();
-      if (change.before.empty() && entry_budget_ == 0) {
-        if (found)
-          erase_entry(s, found);
-      } else if (found) {
-        // With a budget an absent key keeps a tombstone: the state of record
-        // may hold it until it is rewritten.
-        assign_entry(s, *found, change.before, 0);
-      } else {
-        emplace_entry(s, change.k, hash, change.before, 0);
-      }
-      live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
-                    - static_cast<std::ptrdiff_t>(was_live);
-    });
+    for_each_of_part(
+      hashes, part, parts, probe_for::insert, [&](std::size_t i) {
+        auto change = record->changes[i];
+        auto hash = hashes[i];
+        auto& s = *shards_[shard_of_hash(hash)];
+        auto* found = s.map.find(change.k, hash);
+        // Not resident (a budget without make_resident): its current value is
+        // this newest change's after.
+        auto was_live = found ? !found->v.empty() : !change.after.empty();
+        if (change.before.empty() && entry_budget_ == 0) {
+          if (found)
+            erase_entry(s, found);
+        } else if (found) {
+          // With a budget an absent key keeps a tombstone: the state of record
+          // may hold it until it is rewritten.
+          assign_entry(s, *found, change.before, 0);
+        } else {
+          emplace_entry(s, change.k, hash, change.before, 0);
+        }
+        live_delta += static_cast<std::ptrdiff_t>(!change.before.empty())
+                      - static_cast<std::ptrdiff_t>(was_live);
+      });
   }
   return live_delta;
 }
