@@ -85,6 +85,16 @@ void lock_trying_first(Lock& lock) {
   lock.lock();
 }
 
+/// What a loop does with every key it visits (for_each_of_part,
+/// update_by_shard): the same use for each.
+struct every_key {
+  probe_for use;
+
+  probe_for operator()(std::size_t) const noexcept {
+    return use;
+  }
+};
+
 /// The error of a read of the state of record after the store closed.
 caf::error store_closed() {
   return make_error(ec::store_closed, "the store is closed: its state "
@@ -188,7 +198,7 @@ void memory_state::load_many(
   // Shard by shard, each lock taken once per run of updates: a lock and an
   // unlock per key wait for the stores of the entries before them.
   std::size_t added = 0;
-  update_by_shard(hashes, 0, 1, probe_for::insert,
+  update_by_shard(hashes, 0, 1, every_key{probe_for::insert},
                   [](std::size_t) { return true; },
                   [&](shard& s, std::size_t i) {
                     added += load_entry(s, batch[i].first, hashes[i],
@@ -210,7 +220,12 @@ bool memory_state::load_entry(shard& s, std::string_view k,
 void memory_state::replay(const block_record& record) {
   std::ptrdiff_t live_delta = 0;
   auto hashes = hashes_of(record);
-  update_by_shard(hashes, 0, 1, probe_for::insert,
+  update_by_shard(hashes, 0, 1,
+                  [&](std::size_t i) {
+                    return record.changes[i].after.empty()
+                             ? probe_for::erase
+                             : probe_for::insert;
+                  },
                   [](std::size_t) { return true; },
                   [&](shard& s, std::size_t i) {
                     auto change = record.changes[i];
@@ -518,7 +533,8 @@ memory_state::plan_block(block_id height, const operation_list& ops) const {
       mine.start(key_width_, n, part_bytes[part]);
     }
     for_each_of_part(
-      op_hashes, part, parts, probe_for::lookup, [&](std::size_t i) {
+      op_hashes, part, parts, every_key{probe_for::lookup},
+      [&](std::size_t i) {
         auto* found = shards_[shard_of_hash(op_hashes[i])]->map.find(
           ops[i].k, op_hashes[i]);
         if (budget) {
@@ -623,8 +639,9 @@ memory_state::prepare(block_record_ptr record) const {
   undo.index[0].reserve(changes.size());
   undo.hashes = hashes_of(*record);
   for (std::size_t i = 0; i < changes.size(); ++i) {
-    prefetch_ahead(i, changes.size(), probe_for::lookup,
-                   [&](std::size_t j) { return undo.hashes[j]; });
+    prefetch_ahead(i, changes.size(), undo.hashes,
+                   [](std::size_t j) { return j; },
+                   every_key{probe_for::lookup});
     auto change = changes[i];
     auto hash = undo.hashes[i];
     undo.before_seqs.push_back(
@@ -648,24 +665,26 @@ void memory_state::run_in_parts(bool split, Job job) const {
     job(std::size_t{0}, std::size_t{1});
 }
 
-template <class HashAt>
+template <class IndexAt, class UseOf>
 void memory_state::prefetch_ahead(std::size_t m, std::size_t count,
-                                  probe_for use,
-                                  HashAt hash_at) const noexcept {
+                                  const std::vector<std::uint64_t>& hashes,
+                                  IndexAt index_at,
+                                  UseOf use_of) const noexcept {
   if (m + 2 * prefetch_distance < count) {
-    auto hash = hash_at(m + 2 * prefetch_distance);
+    auto hash = hashes[index_at(m + 2 * prefetch_distance)];
     shards_[shard_of_hash(hash)]->map.prefetch_tags(hash);
   }
   if (m + prefetch_distance < count) {
-    auto hash = hash_at(m + prefetch_distance);
-    shards_[shard_of_hash(hash)]->map.prefetch_slot(hash, use);
+    auto i = index_at(m + prefetch_distance);
+    auto hash = hashes[i];
+    shards_[shard_of_hash(hash)]->map.prefetch_slot(hash, use_of(i));
   }
 }
 
-template <class F>
+template <class UseOf, class F>
 void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
                                     std::size_t part, std::size_t parts,
-                                    probe_for use, F f) const {
+                                    UseOf use_of, F f) const {
   // With two parts, this part's indexes first, so that the prefetch looks
   // ahead among them (another part's slots would be loaded for nothing).
   std::vector<std::uint32_t> mine;
@@ -680,16 +699,15 @@ void memory_state::for_each_of_part(const std::vector<std::uint64_t>& hashes,
     return parts == 1 ? m : mine[m];
   };
   for (std::size_t m = 0; m < count; ++m) {
-    prefetch_ahead(m, count, use,
-                   [&](std::size_t j) { return hashes[index_at(j)]; });
+    prefetch_ahead(m, count, hashes, index_at, use_of);
     f(index_at(m));
   }
 }
 
-template <class Wanted, class Update>
+template <class UseOf, class Wanted, class Update>
 void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
                                    std::size_t part, std::size_t parts,
-                                   probe_for use, Wanted wanted,
+                                   UseOf use_of, Wanted wanted,
                                    Update update) {
   std::vector<std::vector<std::uint32_t>> by_shard(shards_.size());
   for (std::size_t i = 0; i < hashes.size(); ++i) {
@@ -712,8 +730,8 @@ void memory_state::update_by_shard(const std::vector<std::uint64_t>& hashes,
         guard.unlock();
         lock_trying_first(guard);
       }
-      prefetch_ahead(j, indexes.size(), use,
-                     [&](std::size_t k) { return hashes[indexes[k]]; });
+      prefetch_ahead(j, indexes.size(), hashes,
+                     [&](std::size_t k) { return indexes[k]; }, use_of);
       update(s, indexes[j]);
     }
   }
@@ -754,7 +772,14 @@ void memory_state::install_planned(planned_block planned) {
     // line, which a write per change would move between the cores.
     std::ptrdiff_t live_delta = 0;
     update_by_shard(
-      hashes, part, parts, probe_for::insert, [](std::size_t) { return true; },
+      hashes, part, parts,
+      [&](std::size_t i) {
+        // As install_change: a delete without a budget erases its key.
+        return changes[i].after.empty() && entry_budget_ == 0
+                 ? probe_for::erase
+                 : probe_for::insert;
+      },
+      [](std::size_t) { return true; },
       [&](shard& s, std::size_t i) {
         live_delta += install_change(s, changes[i], hashes[i], stamp);
       });
@@ -888,7 +913,7 @@ void memory_state::expire_undo(const block_undo_ptr& oldest) {
   auto& changes = oldest->record->changes;
   auto& hashes = oldest->hashes;
   update_by_shard(
-    hashes, 0, 1, probe_for::lookup,
+    hashes, 0, 1, every_key{probe_for::erase},
     [&](std::size_t i) { return changes[i].after.empty(); },
     [&](shard& s, std::size_t i) {
       auto* found = s.map.find(changes[i].k, hashes[i]);
@@ -908,7 +933,14 @@ memory_state::revert_shards(const block_record_list& newest_first,
   for (auto& record : newest_first) {
     auto hashes = hashes_of(*record);
     for_each_of_part(
-      hashes, part, parts, probe_for::insert, [&](std::size_t i) {
+      hashes, part, parts,
+      [&](std::size_t i) {
+        // As below: without a budget a key absent before is erased.
+        return record->changes[i].before.empty() && entry_budget_ == 0
+                 ? probe_for::erase
+                 : probe_for::insert;
+      },
+      [&](std::size_t i) {
         auto change = record->changes[i];
         auto hash = hashes[i];
         auto& s = *shards_[shard_of_hash(hash)];
@@ -1222,8 +1254,9 @@ memory_state::get_many(const std::vector<key>& keys) const {
           entry_budget_ == 0
           && newest_undo_seq_.load(std::memory_order_acquire) <= at;
         for (auto j = from; j < to; ++j) {
-          prefetch_ahead(j, to, probe_for::lookup,
-                         [&](std::size_t k) { return hashes[by_shard[k]]; });
+          prefetch_ahead(j, to, hashes,
+                         [&](std::size_t k) { return by_shard[k]; },
+                         every_key{probe_for::lookup});
           auto i = by_shard[j];
           auto* found = s.map.find(keys[i], hashes[i]);
           if (found != nullptr && seq_of(*found) <= at) {

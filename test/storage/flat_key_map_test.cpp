@@ -26,8 +26,8 @@ TEST(flat_key_map, empty_map_finds_nothing) {
   flat_key_map<int> m{8};
   EXPECT_EQ(m.size(), 0u);
   m.prefetch_tags(key_hash(k8(1))); // no slots: nothing to load
-  m.prefetch_slot(key_hash(k8(1)), probe_for::lookup);
-  m.prefetch_slot(key_hash(k8(1)), probe_for::insert);
+  for (auto use : {probe_for::lookup, probe_for::insert, probe_for::erase})
+    m.prefetch_slot(key_hash(k8(1)), use);
   EXPECT_EQ(m.find(k8(1)), nullptr);
   EXPECT_FALSE(m.erase(k8(1)));
   EXPECT_EQ(m.capacity(), 0u);
@@ -83,10 +83,11 @@ TEST(flat_key_map, matches_a_model_under_random_operations_and_erases_by_pointer
       }
       default: {
         // Half the erases by key, half through find's pointer; a prefetch
-        // of the key's slot before (either use) changes nothing.
+        // of the key's slot before (any use) changes nothing.
+        constexpr probe_for uses[] = {probe_for::lookup, probe_for::insert,
+                                      probe_for::erase};
         m.prefetch_tags(key_hash(k));
-        m.prefetch_slot(key_hash(k),
-                        rng() % 2 ? probe_for::lookup : probe_for::insert);
+        m.prefetch_slot(key_hash(k), uses[rng() % 3]);
         if (rng() % 2 == 0) {
           EXPECT_EQ(m.erase(k), model.erase(k) == 1);
         } else if (auto* found = m.find(k)) {
@@ -115,6 +116,25 @@ TEST(flat_key_map, matches_a_model_under_random_operations_and_erases_by_pointer
     EXPECT_EQ(found->view(), v);
   }
   EXPECT_LE(m.size() * 8, m.capacity() * 7);
+}
+
+// A full table's clusters run into its last slot: the prefetch for an
+// erase reads the tags after a key's slot up to an empty one, never past
+// the table's end (ASan would see the read), and changes nothing.
+TEST(flat_key_map, prefetching_for_an_erase_stays_within_a_full_table) {
+  flat_key_map<int> m{8};
+  m.reserve(14); // 16 slots, 14 entries before growth
+  ASSERT_EQ(m.capacity(), 16u);
+  for (int i = 0; i < 14; ++i)
+    *m.try_emplace(k8(i)).first = i;
+  ASSERT_EQ(m.capacity(), 16u);
+  for (int i = 0; i < 1000; ++i) // present keys and absent ones
+    m.prefetch_slot(key_hash(k8(i)), probe_for::erase);
+  EXPECT_EQ(m.size(), 14u);
+  for (int i = 0; i < 14; ++i) {
+    ASSERT_NE(m.find(k8(i)), nullptr);
+    EXPECT_EQ(*m.find(k8(i)), i);
+  }
 }
 
 TEST(flat_key_map, reserve_avoids_growth) {

@@ -49,6 +49,8 @@ inline std::uint64_t key_hash(std::string_view k) noexcept {
 enum class probe_for {
   lookup, ///< find only: a key's slot matters when the table holds it.
   insert, ///< try_emplace: an absent key goes to the first empty slot.
+  erase,  ///< find, then erase: the erase reads the slots after the key's
+          ///< up to the next empty one (it moves entries back from them).
 };
 
 /// An open-addressing hash table from fixed-width byte-string keys to T,
@@ -191,8 +193,10 @@ public:
   /// only, the first empty one. Where the home slot is not that slot (a key
   /// that probed on), this loads the line needed instead of the home
   /// slot's; a lookup of an absent key loads no slot at all (the line fill
-  /// buffers it would take are what a loop of lookups waits for). Changes
-  /// nothing.
+  /// buffers it would take are what a loop of lookups waits for). For
+  /// `erase`, a matching slot's load extends over the slots after it up to
+  /// the next empty one, which the erase's backward shift reads one by one.
+  /// Changes nothing.
   void prefetch_slot(std::uint64_t hash, probe_for use) const noexcept {
     if (capacity_ == 0)
       return;
@@ -200,13 +204,18 @@ public:
     auto slot = home_of(hash);
     for (std::size_t probes = 0; probes < max_prefetch_probes; ++probes) {
       auto t = tag_at(slot);
-      if (t == 0 && use == probe_for::lookup)
+      if (t == 0 && use != probe_for::insert)
         return;
       if (t == 0 || (t & ~mark_bit) == tag) {
-        // Both ends: a slot whose stride does not divide 64 may straddle
-        // two cache lines.
-        __builtin_prefetch(slot_at(slot));
-        __builtin_prefetch(slot_at(slot) + stride_ - 1);
+        auto last = slot;
+        if (t != 0 && use == probe_for::erase) {
+          // Within the probe bound, and not past the table's end (a
+          // cluster that wraps around is rare).
+          while (++probes < max_prefetch_probes && last + 1 < capacity_
+                 && tag_at(last + 1) != 0)
+            ++last;
+        }
+        prefetch_bytes(slot_at(slot), slot_at(last) + stride_);
         return;
       }
       slot = next_slot(slot);
@@ -403,8 +412,9 @@ private:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
   static constexpr std::uint8_t mark_bit = 0x40;
   static constexpr std::size_t min_capacity = 16;
-  /// How many tags prefetch_slot reads looking for the slot (a longer
-  /// probe is rare and only goes without its prefetch).
+  /// How many tags prefetch_slot reads looking for the slot and, for
+  /// `erase`, the slots after it (a longer probe is rare and only goes
+  /// without its prefetch, or part of it).
   static constexpr std::size_t max_prefetch_probes = 32;
 
   /// Returns the capacity of the ladder after `cap`.
@@ -442,6 +452,16 @@ private:
   /// Loads a tag atomically: readers may be setting its mark bit.
   std::uint8_t tag_at(std::size_t slot) const noexcept {
     return __atomic_load_n(tags_ + slot, __ATOMIC_RELAXED);
+  }
+
+  /// Starts loading every cache line of [first, end). Slots whose stride
+  /// does not divide 64 may straddle two lines.
+  static void prefetch_bytes(const std::byte* first,
+                             const std::byte* end) noexcept {
+    constexpr auto line = table_memory::cache_line_bytes;
+    auto at = reinterpret_cast<std::uintptr_t>(first) & ~(line - 1);
+    for (; at < reinterpret_cast<std::uintptr_t>(end); at += line)
+      __builtin_prefetch(reinterpret_cast<const void*>(at));
   }
 
   std::byte* slot_at(std::size_t slot) const noexcept {

@@ -454,32 +454,34 @@ private:
   /// Calls f(i), in order, for every key i (hashes[i]: its key_hash) whose
   /// shard is in `part` of `parts` (shard index % parts == part),
   /// prefetching the part's slots a few keys ahead (prefetch_ahead) for
-  /// what f does with them (`use`).
+  /// what f does with key i (use_of(i)).
   /// REQUIRES: parts is 1 or 2 (so is every `parts` below).
-  template <class F>
+  template <class UseOf, class F>
   void for_each_of_part(const std::vector<std::uint64_t>& hashes,
-                        std::size_t part, std::size_t parts, probe_for use,
+                        std::size_t part, std::size_t parts, UseOf use_of,
                         F f) const;
 
   /// Calls update(shard, i) for every change i of a block (hashes[i]: its
   /// key's hash) in a shard of `part` of `parts` that wanted(i) selects,
   /// shard by shard, each shard's lock held exclusively once, prefetching
-  /// slots a few keys ahead for what update does with them (`use`). Calls
-  /// for different parts may run at once.
-  template <class Wanted, class Update>
+  /// slots a few keys ahead for what update does with change i
+  /// (use_of(i)). Calls for different parts may run at once.
+  template <class UseOf, class Wanted, class Update>
   void update_by_shard(const std::vector<std::uint64_t>& hashes,
-                       std::size_t part, std::size_t parts, probe_for use,
+                       std::size_t part, std::size_t parts, UseOf use_of,
                        Wanted wanted, Update update);
 
-  /// Prefetches for the m-th of `count` keys a loop looks up (or, for
-  /// `insert`, inserts) in turn (hash_at(j): the j-th key's key_hash): the
-  /// tags of the key two prefetch distances ahead, the slot of the key one
-  /// distance ahead (flat_key_map::prefetch_tags, prefetch_slot).
+  /// Prefetches for the m-th of `count` keys a loop visits in turn (the
+  /// j-th is key index_at(j), whose key_hash is hashes[index_at(j)]), for
+  /// what the loop does with key i (use_of(i): lookup, insert or erase):
+  /// the tags of the key two prefetch distances ahead, the slot of the key
+  /// one distance ahead (flat_key_map::prefetch_tags, prefetch_slot).
   /// REQUIRES: the caller is the writer (the only thread that changes the
   /// tables) or holds the shard locks of those keys.
-  template <class HashAt>
-  void prefetch_ahead(std::size_t m, std::size_t count, probe_for use,
-                      HashAt hash_at) const noexcept;
+  template <class IndexAt, class UseOf>
+  void prefetch_ahead(std::size_t m, std::size_t count,
+                      const std::vector<std::uint64_t>& hashes,
+                      IndexAt index_at, UseOf use_of) const noexcept;
 
   /// Reads one key at number `at` into `out`; returns false when the reader
   /// must start over (the needed undo is gone). Takes the key's shard lock
