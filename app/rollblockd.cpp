@@ -42,7 +42,7 @@ caf::error ask(caf::actor_system& sys, const Handle& hdl, Ts&&... xs) {
 int serve(const daemon_options& opts, const sigset_t& signals) {
   caf::actor_system_config cfg;
   add_rollblock_types(cfg);
-  use_one_worker_per_core(cfg);
+  configure_scheduler(cfg);
   cfg.load<caf::io::middleman>();
   caf::actor_system sys{cfg};
   store_options store_opts;

@@ -19,7 +19,7 @@ struct owned_system {
 
   owned_system() {
     add_rollblock_types(cfg);
-    use_one_worker_per_core(cfg);
+    configure_scheduler(cfg);
     sys = std::make_unique<caf::actor_system>(cfg);
   }
 };

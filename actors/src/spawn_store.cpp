@@ -16,9 +16,10 @@
 
 namespace rollblock {
 
-void use_one_worker_per_core(caf::actor_system_config& cfg) {
+void configure_scheduler(caf::actor_system_config& cfg) {
   cfg.set("scheduler.max-threads",
           std::max<std::size_t>(2, std::thread::hardware_concurrency()));
+  cfg.set("work-stealing.moderate-sleep-duration", caf::timespan{0});
 }
 
 void add_rollblock_types(caf::actor_system_config& cfg) {

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <thread>
 
@@ -53,13 +54,20 @@ struct store_actor_test : ::testing::Test {
 
 } // namespace
 
-TEST(store_actor, the_scheduler_runs_one_worker_per_core) {
+TEST(store_actor, the_scheduler_runs_one_worker_per_core_that_parks_when_idle) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", 7);
-  use_one_worker_per_core(cfg);
+  cfg.set("work-stealing.moderate-sleep-duration",
+          caf::timespan{std::chrono::microseconds{50}});
+  configure_scheduler(cfg);
   caf::actor_system sys{cfg};
   EXPECT_EQ(sys.scheduler().num_workers(),
             std::max<std::size_t>(2, std::thread::hardware_concurrency()));
+  // What the work-stealing policy reads when it sets up each worker: no
+  // sleeps between its polls before it parks.
+  EXPECT_EQ(caf::get_or(sys.config(), "work-stealing.moderate-sleep-duration",
+                        caf::timespan{std::chrono::seconds{1}}),
+            caf::timespan{0});
 }
 
 TEST(store_actor, heights_read_a_pair_the_supervisor_published) {

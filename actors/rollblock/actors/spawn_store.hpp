@@ -23,13 +23,23 @@ struct store_handle {
 /// constructing the actor system.
 void add_rollblock_types(caf::actor_system_config& cfg);
 
-/// Sizes CAF's scheduler to one worker thread per core (at least 2). CAF
-/// 0.17 starts max(4, cores) workers: on a 2-core machine the store's
-/// actors then hop between 4 threads that the kernel switches, ~10% of the
-/// write throughput (bench/RESULTS.md section 13). rollblockd and
+/// Sets up CAF's scheduler for the store's actors. rollblockd and
 /// blocking_store's own system use it. Call before constructing the actor
-/// system; it replaces a size set before.
-void use_one_worker_per_core(caf::actor_system_config& cfg);
+/// system; it replaces these two settings where they were set before.
+/// - One worker thread per core (at least 2). CAF 0.17 starts max(4, cores)
+///   workers: on a 2-core machine the store's actors then hop between 4
+///   threads that the kernel switches, ~10% of the write throughput
+///   (bench/RESULTS.md section 13).
+/// - Idle workers park at once. Out of work, a CAF 0.17 worker polls its
+///   queue 100 times, then 500 times more with a 50 us sleep in between
+///   (25 ms), then parks on a condition variable. A client that waits for
+///   each block's reply leaves the workers idle between blocks: each sleep
+///   was a timer wake-up and a context switch, ~7,000 a second, and cost
+///   ~14% of the CPU of the published workload (section 25). Without the
+///   sleep a worker polls 600 times in a row (microseconds) and parks until
+///   work from outside the scheduler is queued for it, or 10 ms pass (then
+///   it steals from the other workers' queues, as before).
+void configure_scheduler(caf::actor_system_config& cfg);
 
 /// Opens the data directory `opts.data_dir` (recovering it, see
 /// storage::recover) and spawns the store's actors in `sys`. Blocks while it
