@@ -34,11 +34,11 @@ void add_rollblock_types(caf::actor_system_config& cfg);
 ///   queue 100 times, then 500 times more with a 50 us sleep in between
 ///   (25 ms), then parks on a condition variable. A client that waits for
 ///   each block's reply leaves the workers idle between blocks: each sleep
-///   was a timer wake-up and a context switch, ~7,000 a second, and cost
-///   ~14% of the CPU of the published workload (section 25). Without the
-///   sleep a worker polls 600 times in a row (microseconds) and parks until
-///   work from outside the scheduler is queued for it, or 10 ms pass (then
-///   it steals from the other workers' queues, as before).
+///   was a timer wake-up and a context switch, ~8,000 a second, and cost
+///   14-17% of the published workload's CPU time (section 25). Without the
+///   sleep a worker polls 600 times in a row (tens of microseconds), then
+///   parks until work from outside the scheduler is queued for it, or 10 ms
+///   pass (then it steals from the other workers' queues, as before).
 void configure_scheduler(caf::actor_system_config& cfg);
 
 /// Opens the data directory `opts.data_dir` (recovering it, see
