@@ -62,8 +62,14 @@ constexpr std::size_t updates_per_lock = 32;
 
 /// How often a thread tries a shard lock, pausing in between, before it
 /// blocks on it: a writer's 32 updates or a reader's read end sooner than a
-/// sleep on the lock and the wake-up would (64 pauses are ~1-4 us).
-constexpr int lock_tries = 64;
+/// sleep on the lock and the wake-up would. 1,024 pauses are ~16 us
+/// (~16 ns each on the benchmark machine): 32 updates that miss the cache
+/// hold a shard for several microseconds, longer than the 64 tries of
+/// before (~1 us): a reader then went to sleep on the lock, and a writer
+/// that did the same behind a reader had to be woken by the reader's
+/// unlock, each a futex call and a context switch (perf: a third of a
+/// reader's samples beside a writer, bench/RESULTS.md section 25).
+constexpr int lock_tries = 1024;
 
 void spin_pause() {
 #if defined(__x86_64__) || defined(__i386__)
