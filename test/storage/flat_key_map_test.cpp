@@ -118,9 +118,10 @@ TEST(flat_key_map, matches_a_model_under_random_operations_and_erases_by_pointer
   EXPECT_LE(m.size() * 8, m.capacity() * 7);
 }
 
-// A full table's clusters run into its last slot: the prefetch for an
-// erase reads the tags after a key's slot up to an empty one, never past
-// the table's end (ASan would see the read), and changes nothing.
+// A table 7/8 full, whose clusters may run into its last slot: the
+// prefetch for an erase reads the tags after a found key's slot up to an
+// empty one or the table's end, for keys present and absent, and changes
+// nothing.
 TEST(flat_key_map, prefetching_for_an_erase_stays_within_a_full_table) {
   flat_key_map<int> m{8};
   m.reserve(14); // 16 slots, 14 entries before growth
