@@ -780,10 +780,8 @@ void memory_state::install_planned(planned_block planned) {
     update_by_shard(
       hashes, part, parts,
       [&](std::size_t i) {
-        // As install_change: a delete without a budget erases its key.
-        return changes[i].after.empty() && entry_budget_ == 0
-                 ? probe_for::erase
-                 : probe_for::insert;
+        return install_erases(changes[i]) ? probe_for::erase
+                                          : probe_for::insert;
       },
       [](std::size_t) { return true; },
       [&](shard& s, std::size_t i) {
@@ -802,9 +800,9 @@ void memory_state::install_planned(planned_block planned) {
 std::ptrdiff_t memory_state::install_change(shard& s, key_change_view change,
                                            std::uint64_t hash,
                                            stamp_type stamp) {
-  if (change.after.empty() && entry_budget_ == 0) {
-    // A delete without a budget leaves no tombstone: readers below this
-    // block find the key's value in its undo (read_before).
+  if (install_erases(change)) {
+    // No tombstone: readers below this block find the key's value in its
+    // undo (read_before).
     auto* deleted = s.map.find(change.k, hash);
     if (!deleted)
       return 0;
@@ -941,10 +939,8 @@ memory_state::revert_shards(const block_record_list& newest_first,
     for_each_of_part(
       hashes, part, parts,
       [&](std::size_t i) {
-        // As below: without a budget a key absent before is erased.
-        return record->changes[i].before.empty() && entry_budget_ == 0
-                 ? probe_for::erase
-                 : probe_for::insert;
+        return revert_erases(record->changes[i]) ? probe_for::erase
+                                                 : probe_for::insert;
       },
       [&](std::size_t i) {
         auto change = record->changes[i];
@@ -954,7 +950,7 @@ memory_state::revert_shards(const block_record_list& newest_first,
         // Not resident (a budget without make_resident): its current value is
         // this newest change's after.
         auto was_live = found ? !found->v.empty() : !change.after.empty();
-        if (change.before.empty() && entry_budget_ == 0) {
+        if (revert_erases(change)) {
           if (found)
             erase_entry(s, found);
         } else if (found) {

@@ -1,6 +1,5 @@
 #include "support/fault_file_system.hpp"
 
-
 namespace rollblock::test {
 
 namespace {

@@ -378,6 +378,12 @@ private:
   std::ptrdiff_t install_change(shard& s, key_change_view change,
                                 std::uint64_t hash, stamp_type stamp);
 
+  /// Returns whether installing `change` erases its key: a delete without a
+  /// budget leaves no tombstone (install_change; the install's prefetch).
+  bool install_erases(key_change_view change) const noexcept {
+    return change.after.empty() && entry_budget_ == 0;
+  }
+
   /// Returns the number a reader starting now reads at: 0 while fresh
   /// (before every block, block 0 included), else the applied state's.
   block_seq read_seq() const {
@@ -550,6 +556,12 @@ private:
   /// live keys. REQUIRES: the caller holds every shard lock exclusively.
   std::ptrdiff_t revert_shards(const block_record_list& newest_first,
                                std::size_t part, std::size_t parts);
+
+  /// Returns whether reverting `change` erases its key: absent before the
+  /// block, and no budget (with one a tombstone stays).
+  bool revert_erases(key_change_view change) const noexcept {
+    return change.before.empty() && entry_budget_ == 0;
+  }
 
   /// Evicts clean entries (clock sweep) while the resident bytes exceed the
   /// budget. Writer only.
